@@ -1,0 +1,237 @@
+"""Making famfs images: mkfs of primary and secondary daxdevs, the master's log appender, the allocator.
+
+`Image` is the master node's view of a file system being built: it owns the device buffers (any
+writable buffer: bytearray, mmap of an emulated DAX file, a real devdax mapping), appends log
+entries exactly as famfs's `famfs_append_log` does (entry bytes with seqnum == slot and CRC first,
+then next_index/next_seqnum), allocates in alloc units across devices, and records what it wrote
+(`expected`) so tests can compare replay against the builder.
+
+Secondaries carry a superblock of their own (device UUID, flag SECONDARY, log offset/len 0): the
+per-node resolver identifies devices by it. famfs 5d0919f does not write secondaries yet (Phase 5
+of its roadmap); this follows the roadmap's Phase 2 shape without the planned new field.
+"""
+from __future__ import annotations
+
+import os
+import random
+import struct
+import uuid as _uuid
+from dataclasses import dataclass, replace
+from typing import Sequence, Union
+
+from harness.famfs.errors import ImageError
+from harness.famfs.fmap import segments
+from harness.famfs.index import Daxdev
+from harness.famfs.layout import (
+    ALLOC_UNIT, ENTRY_SIZE, HEADER_SIZE, LOG_HEADER, LOG_LEN, LOG_OFFSET, MAX_DAXDEVS, SECONDARY_SB,
+    SUPERBLOCK_SIZE, AddDaxdev, EntryType, FileMeta, InterleavedFmap, LogEntry, LogHeader, Mkdir,
+    Payload, SimpleExtent, SimpleFmap, Superblock, log_slots,
+)
+from harness.famfs.namespace import Dir, File, Namespace
+
+Buffer = Union[bytearray, memoryview]
+FM_ALL_HOSTS_RW = 2
+_U64 = struct.Struct("<Q")
+
+
+def new_uuid() -> bytes:
+    return _uuid.uuid4().bytes
+
+
+def mkfs(device: Buffer, size: int, *, dev_uuid: bytes, fs_uuid: bytes, system_uuid: bytes,
+         log_len: int = LOG_LEN, log_offset: int = LOG_OFFSET, alloc_unit: int = ALLOC_UNIT,
+         daxdev_name: bytes = b"/dev/dax0.0") -> Superblock:
+    """Format a primary daxdev as `__famfs_mkfs` does: superblock, zeroed log, fresh log header."""
+    if log_offset + log_len > min(size, len(device)):
+        raise ImageError.no_space(f"log [{log_offset:#x}, +{log_len:#x}) does not fit a {size:#x}-byte device")
+    sb = Superblock(log_offset=log_offset, log_len=log_len, alloc_unit=alloc_unit, fs_uuid=fs_uuid,
+                    dev_uuid=dev_uuid, system_uuid=system_uuid, dd_size=size,
+                    dd_daxdev=daxdev_name).sealed()
+    device[0:min(SUPERBLOCK_SIZE, log_offset)] = bytes(min(SUPERBLOCK_SIZE, log_offset))
+    device[log_offset:log_offset + log_len] = bytes(log_len)
+    device[log_offset:log_offset + HEADER_SIZE] = LogHeader.for_log(log_len).encode()
+    device[0:len(sb.encode())] = sb.encode()
+    return sb
+
+
+def mkfs_secondary(device: Buffer, size: int, *, dev_uuid: bytes, fs_uuid: bytes,
+                   system_uuid: bytes, daxdev_name: bytes = b"") -> Superblock:
+    """Format a secondary daxdev: a superblock naming its own UUID, flag SECONDARY, no log."""
+    sb = Superblock(log_offset=0, log_len=0, fs_uuid=fs_uuid, dev_uuid=dev_uuid,
+                    system_uuid=system_uuid, flags=SECONDARY_SB, dd_size=size,
+                    dd_daxdev=daxdev_name).sealed()
+    device[0:len(sb.encode())] = sb.encode()
+    return sb
+
+
+class LogWriter:
+    """The master's appender on a primary's log region (`famfs_append_log`)."""
+
+    def __init__(self, device: Buffer, sb: Superblock):
+        self.device = device
+        self.base = sb.log_offset
+        self.slots = log_slots(sb.log_len)
+        header = LogHeader.decode(device, self.base)
+        self.next_index = header.next_index
+
+    def append(self, etype: int, payload: Payload) -> int:
+        """Write one entry into the next slot, then advance next_index/next_seqnum; its slot number."""
+        i = self.next_index
+        if i >= self.slots:
+            raise ImageError.log_full(self.slots)
+        at = self.base + HEADER_SIZE + ENTRY_SIZE * i
+        self.device[at:at + ENTRY_SIZE] = LogEntry(i, etype, payload).sealed().encode()
+        seq_at = self.base + LOG_HEADER.offsets["next_seqnum"]
+        self.device[seq_at:seq_at + 16] = _U64.pack(i + 1) + _U64.pack(i + 1)
+        self.next_index = i + 1
+        return i
+
+
+class Allocator:
+    """First-fit allocation in alloc units, one free map per daxdev index; never frees (famfs)."""
+
+    def __init__(self, alloc_unit: int):
+        self.au = alloc_unit
+        self.free: list[bytearray] = []          # 1 = free unit
+
+    def add_device(self, size: int, reserved: int) -> None:
+        units = size // self.au
+        first = min(units, -(-reserved // self.au))
+        self.free.append(bytearray(first) + bytearray(b"\x01") * (units - first))
+
+    def mark_used(self, ext: SimpleExtent) -> None:
+        m = self.free[ext.devindex]
+        start, n = ext.offset // self.au, ext.len // self.au
+        m[start:start + n] = bytes(len(m[start:start + n]))
+
+    def alloc(self, nbytes: int, devindex: int) -> SimpleExtent:
+        """A contiguous run of at least `nbytes` (rounded up to the unit) on `devindex`."""
+        n = max(1, -(-nbytes // self.au))
+        m = self.free[devindex]
+        at = m.find(b"\x01" * n)
+        if at < 0:
+            raise ImageError.no_space(f"no {n} free contiguous units on daxdev {devindex}")
+        m[at:at + n] = bytes(n)
+        return SimpleExtent(devindex, at * self.au, n * self.au)
+
+    def free_bytes(self, devindex: int) -> int:
+        return self.free[devindex].count(1) * self.au
+
+
+@dataclass(frozen=True, slots=True)
+class Interleave:
+    """How to stripe a new file: `nstrips` strips of `chunk_size` chunks on `devindices` round-robin."""
+
+    nstrips: int
+    chunk_size: int = ALLOC_UNIT
+    devindices: tuple[int, ...] = (0,)
+
+
+class Image:
+    """A famfs under construction on the master: devices[0] is the primary, formatted by `mkfs`."""
+
+    def __init__(self, devices: Sequence[Buffer], sizes: Sequence[int], sb: Superblock):
+        self.devices = list(devices)
+        self.sizes = list(sizes)
+        self.sb = sb
+        self.log = LogWriter(self.devices[0], sb)
+        self.alloc = Allocator(sb.alloc_unit)
+        self.alloc.add_device(sizes[0], sb.log_offset + sb.log_len)
+        self.table: list[Daxdev] = [Daxdev(0, sb.dev_uuid, sizes[0], None)]
+        self.expected = Namespace()
+
+    @classmethod
+    def mkfs(cls, devices: Sequence[Buffer], sizes: Sequence[int] | None = None, *,
+               uuids: Sequence[bytes] | None = None, fs_uuid: bytes | None = None,
+               system_uuid: bytes | None = None, log_len: int = LOG_LEN,
+               alloc_unit: int = ALLOC_UNIT, add_secondaries: bool = True) -> "Image":
+        """mkfs the primary (devices[0]) and every secondary; ADD_DAXDEV each secondary in order."""
+        sizes = list(sizes) if sizes is not None else [len(d) for d in devices]
+        uuids = list(uuids) if uuids is not None else [new_uuid() for _ in devices]
+        fs_uuid = fs_uuid or new_uuid()
+        system_uuid = system_uuid or new_uuid()
+        sb = mkfs(devices[0], sizes[0], dev_uuid=uuids[0], fs_uuid=fs_uuid, system_uuid=system_uuid,
+                  log_len=log_len, alloc_unit=alloc_unit)
+        for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:]):
+            mkfs_secondary(dev, size, dev_uuid=u, fs_uuid=fs_uuid, system_uuid=system_uuid)
+        image = cls(devices[:1], sizes[:1], sb)
+        if add_secondaries:
+            for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:]):
+                image.attach(dev, size, u)
+        return image
+
+    # -- the master's operations --------------------------------------------------------------
+
+    def attach(self, device: Buffer, size: int, dev_uuid: bytes) -> int:
+        """Make `device` the next daxdev: ADD_DAXDEV (the log defines its index), then allocate on it."""
+        if len(self.table) >= MAX_DAXDEVS:
+            raise ImageError.no_space(f"daxdev table full ({MAX_DAXDEVS})")
+        index = self.add_daxdev(dev_uuid, size)
+        self.devices.append(device)
+        self.sizes.append(size)
+        return index
+
+    def add_daxdev(self, dev_uuid: bytes, size: int, index: int | None = None) -> int:
+        """Append ADD_DAXDEV. `index` defaults to the next dense one; any other value writes a bad
+        entry on purpose (and defines nothing in `table`/`expected`)."""
+        dense = len(self.table)
+        index = dense if index is None else index
+        self.log.append(EntryType.ADD_DAXDEV, AddDaxdev(size, dev_uuid, index))
+        if index == dense:
+            self.table.append(Daxdev(index, dev_uuid, size, self.log.next_index - 1))
+            self.alloc.add_device(size, SUPERBLOCK_SIZE)
+        return index
+
+    def mkdir(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> int:
+        i = self.log.append(EntryType.MKDIR, Mkdir(uid, gid, mode, path.encode()))
+        self.expected.add_dir(Dir(path, mode, uid, gid, i))
+        return i
+
+    def create(self, path: str, size: int, *, mode: int = 0o644, uid: int = 0, gid: int = 0,
+               devindex: int = 0, interleave: Interleave | None = None,
+               data: bytes | None = None) -> File:
+        """Allocate, append the FILE entry (famfs's commit point), then write `data` (default: a
+        pattern derived from the path) through the fmap onto the devices."""
+        if interleave is None:
+            fmap: Union[SimpleFmap, InterleavedFmap] = SimpleFmap.of([self.alloc.alloc(size, devindex)])
+        else:
+            chunk, n = interleave.chunk_size, interleave.nstrips
+            per_strip = max(1, -(-(-(-size // chunk)) // n)) * chunk
+            devs = interleave.devindices
+            fmap = InterleavedFmap.of(chunk, [self.alloc.alloc(per_strip, devs[k % len(devs)]) for k in range(n)])
+        i = self.log.append(EntryType.FILE,
+                            FileMeta(size, FM_ALL_HOSTS_RW, uid, gid, mode, path.encode(), fmap))
+        f = File(path, size, FM_ALL_HOSTS_RW, mode, uid, gid, fmap, i)
+        self.expected.add_file(f)
+        self.write(f, pattern(path, size) if data is None else data)
+        return f
+
+    def write(self, f: File, data: bytes) -> None:
+        """Store `data` at file offset 0 of `f` through its fmap."""
+        view = memoryview(data)
+        for off, index, dev_off, run in segments(f.fmap, min(len(data), f.size)):
+            self.devices[index][dev_off:dev_off + run] = view[off:off + run]
+
+    def read(self, f: File, offset: int = 0, length: int | None = None) -> bytes:
+        """The bytes of `f` read straight from the devices (the builder's own view, no kernel)."""
+        end = f.size if length is None else min(f.size, offset + length)
+        out = bytearray()
+        for _, index, dev_off, run in segments(f.fmap, end, offset):
+            out += self.devices[index][dev_off:dev_off + run]
+        return bytes(out)
+
+    def set_header(self, **fields: int) -> None:
+        """Overwrite log header fields (no reseal): for building deliberately bad images."""
+        h = LogHeader.decode(self.devices[0], self.sb.log_offset)
+        self.devices[0][self.sb.log_offset:self.sb.log_offset + HEADER_SIZE] = replace(h, **fields).encode()
+
+
+def pattern(seed: str, size: int) -> bytes:
+    """Deterministic content for a file, different at every offset with overwhelming probability."""
+    return random.Random(seed).randbytes(size)
+
+
+def device_file(path: Union[str, os.PathLike[str]], size: int) -> None:
+    """Create (or resize) a sparse emulated-DAX backing file of `size` bytes."""
+    with open(path, "ab") as f:
+        f.truncate(size)

@@ -1,0 +1,470 @@
+"""famfs on-media structs: superblock, log header, log entries, fmaps; bytes <-> values, and CRCs.
+
+Every struct is declared once, as a table of (field, struct code) plus the CRC it carries and the
+byte range that CRC covers (after syzkaller's `csum[...]`). Offsets are computed from the table,
+encode/decode work from it, and fuzz operators name fields (`("log_entry", "seqnum")`) instead of
+offsets. All formats are explicit little-endian x86_64 layouts, checked against an image written by
+the real famfs (commit 5d0919f, `tests/famfs/test_layout.py`).
+
+Decoding never validates and never raises for any bytes of the right length: validation is
+replay's job. Bytes that no field covers (padding, the unused tail of a payload) are not kept; an
+image written by famfs has them zero, and `encode(decode(b)) == b` holds for such images.
+"""
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Iterator, Union
+
+# -- constants (famfs-spec.md section 1, 2, 3.1) -------------------------------------------------
+
+SUPER_MAGIC = 0x87B282FF
+CURRENT_VERSION = 48
+OMF_VER_MAJOR = 2
+OMF_VER_MINOR = 2
+LOG_MAGIC = 0xBADCAFEF00D
+SUPERBLOCK_SIZE = 0x200000            # reserved region at the start of every daxdev
+LOG_OFFSET = 0x200000
+LOG_LEN = 0x800000
+ALLOC_UNIT = 0x200000
+ALLOC_UNITS_ACCEPTED = (4096, 0x200000)
+PRIMARY_SB = 1 << 0
+SECONDARY_SB = 1 << 1
+MAX_PATHLEN = 80
+MAX_SIMPLE_EXTENTS = 16
+MAX_INTERLEAVED_EXTENTS = 1
+MAX_STRIPS = 16
+MAX_DAXDEVS = 64
+U64_MAX = (1 << 64) - 1
+
+
+class EntryType(enum.IntEnum):
+    """`enum famfs_log_entry_type`."""
+
+    FILE = 0
+    MKDIR = 1
+    DELETE = 2        # declared by famfs, never written, never replayed
+    ADD_DAXDEV = 3
+    INVALID = 4       # sentinel
+
+
+class ExtType(enum.IntEnum):
+    """`fmap_ext_type`."""
+
+    SIMPLE = 0
+    INTERLEAVE = 1
+
+
+# -- struct descriptions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Crc:
+    """A CRC field: zlib crc32 over bytes [start, end) of its struct, stored in `field`."""
+
+    field: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class StructDesc:
+    """One on-media struct: its fields in order, their codes, offsets, and its CRC if any."""
+
+    name: str
+    fields: tuple[tuple[str, str], ...]
+    crc: Crc | None = None
+    base: int = 0                      # offset of this struct inside its container (payloads)
+    codec: struct.Struct = field(init=False)
+    offsets: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        fmt, offsets = "<", {}
+        for name, code in self.fields:
+            offsets[name] = self.base + struct.calcsize(fmt)
+            fmt += code
+        object.__setattr__(self, "codec", struct.Struct(fmt))
+        object.__setattr__(self, "offsets", offsets)
+
+    @property
+    def size(self) -> int:
+        return self.codec.size
+
+    def code(self, name: str) -> str:
+        return dict(self.fields)[name]
+
+    def field_size(self, name: str) -> int:
+        return struct.calcsize("<" + self.code(name))
+
+    def names(self) -> list[str]:
+        return [name for name, code in self.fields if not code.endswith("x")]
+
+
+def _pad(n: int) -> tuple[str, str]:
+    return ("_pad", f"{n}x")
+
+
+SUPERBLOCK = StructDesc("superblock", (
+    ("magic", "Q"), ("version", "Q"), ("log_offset", "Q"), ("log_len", "Q"), ("alloc_unit", "Q"),
+    ("omf_major", "I"), ("omf_minor", "I"), ("fs_uuid", "16s"), ("dev_uuid", "16s"),
+    ("system_uuid", "16s"), ("crc", "Q"), ("flags", "I"), _pad(4),
+    ("dd_size", "Q"), ("dd_uuid", "16s"), ("dd_daxdev", "64s"),
+), crc=Crc("crc", 0, 96))
+
+LOG_HEADER = StructDesc("log_header", (
+    ("magic", "Q"), ("len", "Q"), ("last_index", "Q"), ("crc", "Q"),
+    ("next_seqnum", "Q"), ("next_index", "Q"),
+), crc=Crc("crc", 0, 24))
+
+LOG_ENTRY = StructDesc("log_entry", (
+    ("seqnum", "Q"), ("type", "I"), _pad(4), ("payload", "520s"), ("crc", "Q"),
+), crc=Crc("crc", 0, 536))
+
+PAYLOAD = 16                                   # offset of the payload union inside an entry
+
+FILE_META = StructDesc("file_meta", (
+    ("size", "Q"), ("flags", "I"), ("uid", "I"), ("gid", "I"), ("mode", "I"), ("relpath", "80s"),
+    ("ext_type", "I"), _pad(4), ("nextents", "I"), _pad(4),
+    *((f"se{i}_{f}", "Q") for i in range(MAX_SIMPLE_EXTENTS) for f in ("devindex", "offset", "len")),
+), base=PAYLOAD)
+
+INTERLEAVE_META = StructDesc("interleave_meta", (   # the fmap union read as its interleaved arm
+    ("size", "Q"), ("flags", "I"), ("uid", "I"), ("gid", "I"), ("mode", "I"), ("relpath", "80s"),
+    ("ext_type", "I"), _pad(4), ("niext", "I"), _pad(4), ("nstrips", "Q"), ("chunk_size", "Q"),
+    *((f"st{i}_{f}", "Q") for i in range(MAX_STRIPS) for f in ("devindex", "offset", "len")),
+), base=PAYLOAD)
+
+MKDIR = StructDesc("mkdir", (
+    ("uid", "I"), ("gid", "I"), ("mode", "I"), ("relpath", "80s"),
+), base=PAYLOAD)
+
+ADD_DAXDEV = StructDesc("add_daxdev", (
+    ("size", "Q"), ("uuid", "16s"), ("index", "I"), _pad(4),
+), base=PAYLOAD)
+
+STRUCTS: dict[str, StructDesc] = {d.name: d for d in
+                                  (SUPERBLOCK, LOG_HEADER, LOG_ENTRY, FILE_META, INTERLEAVE_META, MKDIR, ADD_DAXDEV)}
+
+ENTRY_SIZE = LOG_ENTRY.size
+HEADER_SIZE = LOG_HEADER.size
+FMAP_OFFSET = FILE_META.offsets["ext_type"] - PAYLOAD   # 104, inside the payload
+FMAP_SIZE = 416
+
+assert SUPERBLOCK.size == 200 and HEADER_SIZE == 48 and ENTRY_SIZE == 544
+assert INTERLEAVE_META.size == 520 and FILE_META.size == 504   # the union's largest arm fills the payload
+assert FMAP_OFFSET == 104
+
+# Whole-entry codecs for the replay hot path: one unpack per entry, CRC included.
+_FILE_ENTRY = struct.Struct("<QI4xQIIII80sI4xI4x50QQ")
+_MKDIR_ENTRY = struct.Struct("<QI4xIII80s")
+_ADD_ENTRY = struct.Struct("<QI4xQ16sI")
+_ENTRY_HEAD = struct.Struct("<QI")
+_U64 = struct.Struct("<Q")
+
+
+def crc32(data: bytes | bytearray | memoryview) -> int:
+    """famfs's CRC: zlib crc32 seeded with 0."""
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def log_slots(log_len: int) -> int:
+    """Number of entry slots in a log of `log_len` bytes (famfs: last_index + 1)."""
+    return max(0, (log_len - HEADER_SIZE) // ENTRY_SIZE)
+
+
+# -- values ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Superblock:
+    """`struct famfs_superblock` (200 bytes at device offset 0). UUIDs are 16 raw bytes."""
+
+    magic: int = SUPER_MAGIC
+    version: int = CURRENT_VERSION
+    log_offset: int = LOG_OFFSET
+    log_len: int = LOG_LEN
+    alloc_unit: int = ALLOC_UNIT
+    omf_major: int = OMF_VER_MAJOR
+    omf_minor: int = OMF_VER_MINOR
+    fs_uuid: bytes = bytes(16)
+    dev_uuid: bytes = bytes(16)
+    system_uuid: bytes = bytes(16)
+    crc: int = 0
+    flags: int = 0
+    dd_size: int = 0
+    dd_uuid: bytes = bytes(16)
+    dd_daxdev: bytes = b""             # NUL-padded to 64 on media; stored without trailing NULs
+
+    @classmethod
+    def decode(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> "Superblock":
+        v = SUPERBLOCK.codec.unpack_from(buf, offset)
+        return cls(*v[:-1], v[-1].rstrip(b"\0"))
+
+    def encode(self) -> bytes:
+        return SUPERBLOCK.codec.pack(
+            self.magic, self.version, self.log_offset, self.log_len, self.alloc_unit,
+            self.omf_major, self.omf_minor, self.fs_uuid, self.dev_uuid, self.system_uuid,
+            self.crc, self.flags, self.dd_size, self.dd_uuid, self.dd_daxdev)
+
+    def computed_crc(self) -> int:
+        return crc32(self.encode()[:96])
+
+    def sealed(self) -> "Superblock":
+        """This superblock with its CRC recomputed."""
+        return replace(self, crc=self.computed_crc())
+
+
+@dataclass(frozen=True, slots=True)
+class LogHeader:
+    """`struct famfs_log` header (48 bytes at the log offset)."""
+
+    magic: int = LOG_MAGIC
+    len: int = LOG_LEN
+    last_index: int = log_slots(LOG_LEN) - 1
+    crc: int = 0
+    next_seqnum: int = 0
+    next_index: int = 0
+
+    @classmethod
+    def decode(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> "LogHeader":
+        return cls(*LOG_HEADER.codec.unpack_from(buf, offset))
+
+    @classmethod
+    def for_log(cls, log_len: int) -> "LogHeader":
+        return cls(len=log_len, last_index=log_slots(log_len) - 1).sealed()
+
+    def encode(self) -> bytes:
+        return LOG_HEADER.codec.pack(self.magic, self.len, self.last_index, self.crc,
+                                     self.next_seqnum, self.next_index)
+
+    def computed_crc(self) -> int:
+        return crc32(self.encode()[:24])
+
+    def sealed(self) -> "LogHeader":
+        return replace(self, crc=self.computed_crc())
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleExtent:
+    """`famfs_simple_extent`: a byte range of daxdev `devindex` (all u64 on media)."""
+
+    devindex: int
+    offset: int
+    len: int
+
+
+ZERO_EXTENT = SimpleExtent(0, 0, 0)
+
+
+def _slots(extents: tuple[SimpleExtent, ...] | list[SimpleExtent], n: int) -> tuple[SimpleExtent, ...]:
+    extents = tuple(extents)
+    if len(extents) > n:
+        raise ValueError(f"at most {n} extents fit in an fmap, got {len(extents)}")
+    return extents + (ZERO_EXTENT,) * (n - len(extents))
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleFmap:
+    """An fmap of simple extents. `slots` holds all 16 on-media slots; `nextents` is the raw count."""
+
+    nextents: int
+    slots: tuple[SimpleExtent, ...]
+    ext_type: int = ExtType.SIMPLE
+
+    @classmethod
+    def of(cls, extents: list[SimpleExtent] | tuple[SimpleExtent, ...]) -> "SimpleFmap":
+        return cls(len(extents), _slots(extents, MAX_SIMPLE_EXTENTS))
+
+    @property
+    def extents(self) -> tuple[SimpleExtent, ...]:
+        return self.slots[: min(self.nextents, MAX_SIMPLE_EXTENTS)]
+
+    def words(self) -> tuple[int, int, list[int]]:
+        flat = [w for se in self.slots for w in (se.devindex, se.offset, se.len)]
+        return self.ext_type, self.nextents, flat + [0, 0]
+
+
+@dataclass(frozen=True, slots=True)
+class InterleavedFmap:
+    """An fmap with one interleaved extent (`ie[1]`): `nstrips` strips of `chunk_size` chunks."""
+
+    niext: int
+    nstrips: int
+    chunk_size: int
+    strip_slots: tuple[SimpleExtent, ...]
+    ext_type: int = ExtType.INTERLEAVE
+
+    @classmethod
+    def of(cls, chunk_size: int, strips: list[SimpleExtent] | tuple[SimpleExtent, ...]) -> "InterleavedFmap":
+        return cls(1, len(strips), chunk_size, _slots(strips, MAX_STRIPS))
+
+    @property
+    def strips(self) -> tuple[SimpleExtent, ...]:
+        return self.strip_slots[: min(self.nstrips, MAX_STRIPS)]
+
+    def words(self) -> tuple[int, int, list[int]]:
+        flat = [w for se in self.strip_slots for w in (se.devindex, se.offset, se.len)]
+        return self.ext_type, self.niext, [self.nstrips, self.chunk_size] + flat
+
+
+@dataclass(frozen=True, slots=True)
+class RawFmap:
+    """An fmap whose ext_type famfs does not know; the union words are kept as read."""
+
+    ext_type: int
+    count: int
+    body: tuple[int, ...]              # the 50 u64 words of the union
+
+    def words(self) -> tuple[int, int, list[int]]:
+        return self.ext_type, self.count, list(self.body)
+
+
+Fmap = Union[SimpleFmap, InterleavedFmap, RawFmap]
+
+
+def _fmap_from_words(ext_type: int, count: int, w: tuple[int, ...]) -> Fmap:
+    if ext_type == ExtType.SIMPLE:
+        return SimpleFmap(count, tuple(SimpleExtent(w[i], w[i + 1], w[i + 2]) for i in range(0, 48, 3)))
+    if ext_type == ExtType.INTERLEAVE:
+        return InterleavedFmap(count, w[0], w[1],
+                               tuple(SimpleExtent(w[i], w[i + 1], w[i + 2]) for i in range(2, 50, 3)))
+    return RawFmap(ext_type, count, tuple(w))
+
+
+@dataclass(frozen=True, slots=True)
+class FileMeta:
+    """`famfs_log_file_meta`: a FILE entry's payload. `relpath` is the raw field, trailing NULs cut."""
+
+    size: int
+    flags: int
+    uid: int
+    gid: int
+    mode: int
+    relpath: bytes
+    fmap: Fmap
+
+
+@dataclass(frozen=True, slots=True)
+class Mkdir:
+    """`famfs_log_mkdir`: a MKDIR entry's payload."""
+
+    uid: int
+    gid: int
+    mode: int
+    relpath: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AddDaxdev:
+    """`famfs_log_add_daxdev`: defines daxdev `index` as `uuid` (16 raw bytes) of `size` bytes."""
+
+    size: int
+    uuid: bytes
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class RawPayload:
+    """The payload of an entry whose type has no payload struct (DELETE, INVALID, unknown)."""
+
+    data: bytes
+
+
+Payload = Union[FileMeta, Mkdir, AddDaxdev, RawPayload]
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One 544-byte log entry. `type` is the raw u32 (an `EntryType` when famfs knows it)."""
+
+    seqnum: int
+    type: int
+    payload: Payload
+    crc: int = 0
+
+    @classmethod
+    def decode(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> "LogEntry":
+        seqnum, etype = _ENTRY_HEAD.unpack_from(buf, offset)
+        crc = _U64.unpack_from(buf, offset + 536)[0]
+        if etype == EntryType.FILE:
+            v = _FILE_ENTRY.unpack_from(buf, offset)
+            payload: Payload = FileMeta(v[2], v[3], v[4], v[5], v[6], v[7].rstrip(b"\0"),
+                                        _fmap_from_words(v[8], v[9], v[10:60]))
+        elif etype == EntryType.MKDIR:
+            v = _MKDIR_ENTRY.unpack_from(buf, offset)
+            payload = Mkdir(v[2], v[3], v[4], v[5].rstrip(b"\0"))
+        elif etype == EntryType.ADD_DAXDEV:
+            v = _ADD_ENTRY.unpack_from(buf, offset)
+            payload = AddDaxdev(v[2], v[3], v[4])
+        else:
+            payload = RawPayload(bytes(buf[offset + PAYLOAD: offset + 536]))
+        return cls(seqnum, etype, payload, crc)
+
+    def encode(self) -> bytes:
+        """The entry's 544 bytes with the CRC as stored in this value (see `sealed`)."""
+        p = self.payload
+        if isinstance(p, FileMeta):
+            ext_type, count, words = p.fmap.words()
+            body = _FILE_ENTRY.pack(self.seqnum, self.type, p.size, p.flags, p.uid, p.gid, p.mode,
+                                    p.relpath, ext_type, count, *words, self.crc)
+            return body
+        if isinstance(p, Mkdir):
+            head = _MKDIR_ENTRY.pack(self.seqnum, self.type, p.uid, p.gid, p.mode, p.relpath)
+        elif isinstance(p, AddDaxdev):
+            head = _ADD_ENTRY.pack(self.seqnum, self.type, p.size, p.uuid, p.index)
+        else:
+            head = _ENTRY_HEAD.pack(self.seqnum, self.type) + bytes(4) + p.data[:520]
+        return head.ljust(536, b"\0") + _U64.pack(self.crc)
+
+    def computed_crc(self) -> int:
+        return crc32(self.encode()[:536])
+
+    def sealed(self) -> "LogEntry":
+        """This entry with its CRC recomputed (what famfs's appender writes)."""
+        return replace(self, crc=self.computed_crc())
+
+
+# -- whole-region helpers --------------------------------------------------------------------------
+
+
+def entry_offset(index: int) -> int:
+    """Offset of entry slot `index` from the start of the log."""
+    return HEADER_SIZE + ENTRY_SIZE * index
+
+
+def iter_entries(log: bytes | bytearray | memoryview, count: int) -> Iterator[LogEntry]:
+    """Decode the first `count` entry slots of a log region (no validation)."""
+    for i in range(min(count, log_slots(len(log)))):
+        yield LogEntry.decode(log, entry_offset(i))
+
+
+def field_span(struct_name: str, field_name: str) -> tuple[int, int]:
+    """(offset, size) of a named field: superblock fields from the device start, log_header fields
+    from the log start, entry and payload fields from the entry start."""
+    desc = STRUCTS[struct_name]
+    return desc.offsets[field_name], desc.field_size(field_name)
+
+
+def reseal(device: bytearray | memoryview, *, entries: bool = True) -> None:
+    """Recompute all three CRC domains of a primary device image in place: the superblock, the log
+    header, and (if `entries`) every entry slot below the header's next_index that lies in the log.
+    Fuzz operators that want corruption to reach replay logic call this; stale ones do not."""
+    if len(device) < SUPERBLOCK.size:
+        return
+    crc_off = SUPERBLOCK.offsets["crc"]
+    device[crc_off:crc_off + 8] = _U64.pack(crc32(device[0:96]))
+    sb = Superblock.decode(device)
+    log_off, log_len = sb.log_offset, sb.log_len
+    if log_off + HEADER_SIZE > len(device):
+        return
+    hcrc = log_off + LOG_HEADER.offsets["crc"]
+    device[hcrc:hcrc + 8] = _U64.pack(crc32(device[log_off:log_off + 24]))
+    if not entries:
+        return
+    header = LogHeader.decode(device, log_off)
+    end = min(log_off + log_len, len(device))
+    for i in range(min(header.next_index, log_slots(end - log_off))):
+        at = log_off + entry_offset(i)
+        device[at + 536:at + 544] = _U64.pack(crc32(device[at:at + 536]))

@@ -1,0 +1,288 @@
+"""logplay: a primary daxdev's superblock + log -> a Namespace and an IndexTable, rejecting bad entries.
+
+Semantics (DESIGN.md "Format and replay", famfs-spec.md sections 2.4 and 5.3):
+
+* A bad superblock (SB-VALID, IDX-PRIMARY) or log header (LOG-HEADER) makes the image unusable:
+  `replay()` raises the typed rejection and nothing is replayed.
+* Entries 0 .. next_index-1 are read in order, and only inside the log region: `next_index` is
+  trusted only after it was checked against the log length. An entry whose CRC or seqnum is wrong
+  ends replay there (LOG-PREFIX): it is recorded, `stopped_at` names it, nothing after it applies.
+* A well-formed entry that is semantically bad (ENTRY-TYPE, FMAP-SHAPE, IDX-*, EXT-BOUNDS,
+  NS-CONTAINED, NS-CONFLICT) is recorded as a rejection and skipped; replay goes on. Each entry
+  gets at most one rejection, from the first check it fails, in this order: path, fmap shape,
+  indices defined, extent bounds, namespace conflict.
+
+Nothing but `FamfsError` leaves this module, whatever the bytes.
+
+Caveats (where this differs from famfs 5d0919f, on purpose): famfs aborts logplay at a bad entry
+but keeps the entries before it (same here); it silently ignores ADD_DAXDEV, DELETE and unknown
+types (here: ADD_DAXDEV builds the index table, the others are ENTRY-TYPE rejections); it accepts
+duplicate paths first-writer-wins (here: NS-CONFLICT); it checks no extent shape, bound or path
+escape (here: FMAP-SHAPE, EXT-BOUNDS, NS-CONTAINED). Paths must be UTF-8 (NS-CONTAINED otherwise);
+`fm_mode`/`md_mode` keep only their permission bits (0o7777), as famfs ORs in the type itself.
+The log may be smaller than famfs's 8 MiB minimum (fuzz images), as long as one entry fits.
+"""
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import dataclass
+from typing import Union
+
+from harness.famfs.errors import EntryRejected, FamfsError, LogHeaderRejected, SuperblockRejected
+from harness.famfs.index import IndexTable
+from harness.famfs.layout import (
+    ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_SIZE, HEADER_SIZE, LOG_MAGIC, MAX_DAXDEVS,
+    MAX_INTERLEAVED_EXTENTS, MAX_PATHLEN, MAX_SIMPLE_EXTENTS, MAX_STRIPS, SECONDARY_SB, SUPER_MAGIC,
+    SUPERBLOCK, SUPERBLOCK_SIZE, U64_MAX, AddDaxdev, EntryType, FileMeta, InterleavedFmap, LogEntry,
+    LogHeader, Mkdir, SimpleExtent, SimpleFmap, Superblock, crc32, log_slots,
+)
+from harness.famfs.namespace import META_DIR, Dir, File, Namespace, parent_of
+from harness.famfs.probe import NULL_PROBE, Probe
+
+_U64 = struct.Struct("<Q")
+_HEAD = struct.Struct("<Q")          # seqnum
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What logplay produced from one primary device."""
+
+    superblock: Superblock
+    header: LogHeader
+    table: IndexTable
+    namespace: Namespace
+    rejections: tuple[FamfsError, ...]
+    stopped_at: int | None            # entry number where LOG-PREFIX ended replay, else None
+    entries_read: int                 # entries whose CRC/seqnum were checked (incl. a bad last one)
+
+    @property
+    def clean(self) -> bool:
+        return not self.rejections
+
+
+def check_superblock(device: Union[bytes, bytearray, memoryview], device_size: int | None = None) -> Superblock:
+    """Decode and validate a primary's superblock (SB-VALID, IDX-PRIMARY) or raise."""
+    if len(device) < SUPERBLOCK.size:
+        raise SuperblockRejected.bad(f"device holds {len(device)} bytes, a superblock needs {SUPERBLOCK.size}")
+    sb = Superblock.decode(device)
+    if sb.magic != SUPER_MAGIC:
+        raise SuperblockRejected.bad(f"bad magic {sb.magic:#x}")
+    if sb.version != CURRENT_VERSION:
+        raise SuperblockRejected.bad(f"version {sb.version}, expected {CURRENT_VERSION}")
+    computed = crc32(bytes(device[0:96]))
+    if sb.crc != computed:
+        raise SuperblockRejected.bad(f"superblock CRC {sb.crc:#x} != computed {computed:#x}")
+    if sb.alloc_unit not in ALLOC_UNITS_ACCEPTED:
+        raise SuperblockRejected.bad(f"alloc unit {sb.alloc_unit:#x} not in {ALLOC_UNITS_ACCEPTED}")
+    if sb.flags & SECONDARY_SB:
+        raise SuperblockRejected.not_primary("superblock is a secondary's (flag SECONDARY); it holds no log")
+    if sb.dev_uuid == bytes(16):
+        raise SuperblockRejected.not_primary("superblock has a nil device UUID: index 0 is unusable")
+    size = device_size if device_size is not None else sb.dd_size
+    if sb.log_offset < SUPERBLOCK.size or sb.log_len < HEADER_SIZE + ENTRY_SIZE:
+        raise SuperblockRejected.bad(f"log region [{sb.log_offset:#x}, +{sb.log_len:#x}) overlaps the "
+                                     "superblock or holds no entry")
+    end = sb.log_offset + sb.log_len
+    if end > size or end > len(device):
+        raise SuperblockRejected.bad(f"log region ends at {end:#x}, past the device ({min(size, len(device)):#x})")
+    return sb
+
+
+def check_header(device: Union[bytes, bytearray, memoryview], sb: Superblock) -> LogHeader:
+    """Decode and validate the log header (LOG-HEADER) or raise."""
+    off = sb.log_offset
+    h = LogHeader.decode(device, off)
+    if h.magic != LOG_MAGIC:
+        raise LogHeaderRejected.bad(f"bad log magic {h.magic:#x}")
+    if h.crc != crc32(bytes(device[off:off + 24])):
+        raise LogHeaderRejected.bad(f"log header CRC {h.crc:#x} != computed")
+    if h.len != sb.log_len:
+        raise LogHeaderRejected.bad(f"log length {h.len:#x} != superblock's {sb.log_len:#x}")
+    slots = log_slots(sb.log_len)
+    if h.last_index != slots - 1:
+        raise LogHeaderRejected.bad(f"last_index {h.last_index} != {slots - 1} for a log of {sb.log_len:#x} bytes")
+    if h.next_index > slots:
+        raise LogHeaderRejected.bad(f"next_index {h.next_index} past the last slot {slots - 1}")
+    if h.next_seqnum != h.next_index:
+        raise LogHeaderRejected.bad(f"next_seqnum {h.next_seqnum} != next_index {h.next_index}")
+    return h
+
+
+def replay(device: Union[bytes, bytearray, memoryview], *, device_size: int | None = None,
+           probe: Probe = NULL_PROBE, check_crc: bool = True,
+           table_slots: int = MAX_DAXDEVS) -> Replay:
+    """Replay the log of the primary `device` (its bytes from offset 0 through the log's end).
+
+    `device_size` is the primary's real size (bounds for index 0); default: the superblock's
+    `dd_size`. `check_crc=False` skips entry CRCs ("checks-off" triage mode; seqnums still count).
+    """
+    sb = check_superblock(device, device_size)
+    header = check_header(device, sb)
+    size0 = device_size if device_size is not None else sb.dd_size
+    table = IndexTable(sb.dev_uuid, size0, table_slots)
+    if probe.enabled:
+        probe.index_assigned(0, table[0].uuid_text, size0, None)
+    player = _Player(sb, table, probe)
+    log = memoryview(device)[sb.log_offset: sb.log_offset + sb.log_len]
+    stopped_at = None
+    i = 0
+    for i in range(header.next_index):
+        at = HEADER_SIZE + ENTRY_SIZE * i
+        if check_crc and crc32(log[at:at + 536]) != _U64.unpack_from(log, at + 536)[0]:
+            player.reject(EntryRejected.torn(i, "entry CRC mismatch"))
+            stopped_at = i
+            break
+        seqnum = _HEAD.unpack_from(log, at)[0]
+        if seqnum != i:
+            player.reject(EntryRejected.torn(i, f"seqnum {seqnum} in slot {i}"))
+            stopped_at = i
+            break
+        try:
+            player.apply(i, LogEntry.decode(log, at))
+        except FamfsError as e:
+            player.reject(e)
+    read = (stopped_at + 1) if stopped_at is not None else header.next_index
+    return Replay(sb, header, table, player.ns, tuple(player.rejections), stopped_at, read)
+
+
+class _Player:
+    """Applies entries one at a time to a namespace and index table."""
+
+    def __init__(self, sb: Superblock, table: IndexTable, probe: Probe):
+        self.au = sb.alloc_unit
+        self.reserved0 = max(SUPERBLOCK_SIZE, sb.log_offset + sb.log_len)
+        self.table = table
+        self.probe = probe
+        self.ns = Namespace()
+        self.rejections: list[FamfsError] = []
+
+    def reject(self, e: FamfsError) -> None:
+        self.rejections.append(e)
+        if self.probe.enabled:
+            self.probe.rejected(e)
+
+    def apply(self, i: int, e: LogEntry) -> None:
+        p = e.payload
+        if e.type == EntryType.FILE:
+            assert isinstance(p, FileMeta)
+            self.file(i, p)
+        elif e.type == EntryType.MKDIR:
+            assert isinstance(p, Mkdir)
+            path = self.path(i, p.relpath)
+            self.place(i, path)
+            self.ns.add_dir(Dir(path, p.mode & 0o7777, p.uid, p.gid, i))
+        elif e.type == EntryType.ADD_DAXDEV:
+            assert isinstance(p, AddDaxdev)
+            dev = self.table.add(i, p)
+            if self.probe.enabled:
+                self.probe.index_assigned(dev.index, dev.uuid_text, dev.size, i)
+        else:
+            raise EntryRejected.bad_type(i, e.type)
+
+    def file(self, i: int, p: FileMeta) -> None:
+        path = self.path(i, p.relpath)
+        fmap = p.fmap
+        if isinstance(fmap, SimpleFmap):
+            extents = self.simple_shape(i, p.size, fmap)
+        elif isinstance(fmap, InterleavedFmap):
+            extents = self.interleave_shape(i, p.size, fmap)
+        else:
+            raise EntryRejected.bad_fmap(i, f"unknown ext_type {fmap.ext_type}")
+        for ext in extents:
+            if not self.table.defined(ext.devindex):
+                raise EntryRejected.undefined_index(i, ext.devindex, len(self.table))
+        for ext in extents:
+            self.bounds(i, ext)
+        self.place(i, path)
+        self.ns.add_file(File(path, p.size, p.flags, p.mode & 0o7777, p.uid, p.gid, fmap, i))
+
+    # -- checks, each raising one typed rejection ---------------------------------------------
+
+    def path(self, i: int, raw: bytes) -> str:
+        if len(raw) >= MAX_PATHLEN and b"\0" not in raw[:MAX_PATHLEN]:
+            raise EntryRejected.escapes(i, f"relpath not NUL-terminated within {MAX_PATHLEN} bytes")
+        raw = raw.split(b"\0", 1)[0]
+        if not raw:
+            raise EntryRejected.escapes(i, "empty relpath")
+        if raw.startswith(b"/"):
+            raise EntryRejected.escapes(i, f"absolute relpath {raw!r}")
+        try:
+            path = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EntryRejected.escapes(i, f"relpath {raw!r} is not UTF-8") from None
+        for part in path.split("/"):
+            if part in ("", ".", ".."):
+                raise EntryRejected.escapes(i, f"relpath {path!r} has an empty, '.' or '..' component")
+        return path
+
+    def place(self, i: int, path: str) -> None:
+        ns = self.ns
+        if path == META_DIR or path.startswith(META_DIR + "/"):
+            raise EntryRejected.conflict(i, f"{path!r} is inside the reserved {META_DIR}/", errno.EPERM)
+        if path in ns.files or path in ns.dirs:
+            raise EntryRejected.conflict(i, f"{path!r} already exists")
+        parent = parent_of(path)
+        if parent in ns.files:
+            raise EntryRejected.conflict(i, f"parent {parent!r} of {path!r} is a file", errno.ENOTDIR)
+        if not ns.is_dir(parent):
+            raise EntryRejected.conflict(i, f"parent {parent!r} of {path!r} does not exist", errno.ENOENT)
+
+    def simple_shape(self, i: int, size: int, fmap: SimpleFmap) -> tuple[SimpleExtent, ...]:
+        if not 1 <= fmap.nextents <= MAX_SIMPLE_EXTENTS:
+            raise EntryRejected.bad_fmap(i, f"nextents {fmap.nextents} not in 1..{MAX_SIMPLE_EXTENTS}")
+        extents = fmap.extents
+        for ext in extents:
+            self.aligned(i, ext)
+        total = sum(e.len for e in extents)
+        if total < size:
+            raise EntryRejected.bad_fmap(i, f"extents cover {total:#x} bytes, file size is {size:#x}")
+        return extents
+
+    def interleave_shape(self, i: int, size: int, fmap: InterleavedFmap) -> tuple[SimpleExtent, ...]:
+        if fmap.niext != MAX_INTERLEAVED_EXTENTS:
+            raise EntryRejected.bad_fmap(i, f"niext {fmap.niext}, famfs allows exactly {MAX_INTERLEAVED_EXTENTS}")
+        n, chunk = fmap.nstrips, fmap.chunk_size
+        if not 1 <= n <= MAX_STRIPS:
+            raise EntryRejected.bad_fmap(i, f"nstrips {n} not in 1..{MAX_STRIPS}")
+        if chunk == 0 or chunk & (chunk - 1) or chunk % self.au:
+            raise EntryRejected.bad_fmap(i, f"chunk size {chunk:#x} not a power of two multiple of {self.au:#x}")
+        strips = fmap.strips
+        for ext in strips:
+            self.aligned(i, ext)
+        nchunks = -(-size // chunk)
+        for k, strip in enumerate(strips):
+            need = strip_bytes_needed(size, chunk, n, k, nchunks)
+            if strip.len < need:
+                raise EntryRejected.bad_fmap(i, f"strip {k} holds {strip.len:#x} bytes, the file needs {need:#x}")
+        return strips
+
+    def aligned(self, i: int, ext: SimpleExtent) -> None:
+        if ext.len == 0:
+            raise EntryRejected.bad_fmap(i, "zero-length extent")
+        if ext.offset % self.au or ext.len % self.au:
+            raise EntryRejected.bad_fmap(i, f"extent [{ext.offset:#x}, +{ext.len:#x}) not aligned to {self.au:#x}")
+
+    def bounds(self, i: int, ext: SimpleExtent) -> None:
+        end = ext.offset + ext.len
+        if end > U64_MAX:
+            raise EntryRejected.out_of_bounds(i, f"extent [{ext.offset:#x}, +{ext.len:#x}) overflows u64")
+        size = self.table[ext.devindex].size
+        if end > size:
+            raise EntryRejected.out_of_bounds(
+                i, f"extent [{ext.offset:#x}, {end:#x}) past the end of daxdev {ext.devindex} ({size:#x})")
+        reserved = self.reserved0 if ext.devindex == 0 else SUPERBLOCK_SIZE
+        if ext.offset < reserved:
+            what = "superblock and log" if ext.devindex == 0 else "superblock"
+            raise EntryRejected.out_of_bounds(
+                i, f"extent at {ext.offset:#x} overlaps the {what} of daxdev {ext.devindex} (< {reserved:#x})")
+
+
+def strip_bytes_needed(size: int, chunk: int, nstrips: int, k: int, nchunks: int | None = None) -> int:
+    """Bytes strip `k` must hold so that every chunk striped onto it fits (famfs-spec.md 3.1)."""
+    if nchunks is None:
+        nchunks = -(-size // chunk)
+    if k >= nchunks:
+        return 0
+    last = k + ((nchunks - 1 - k) // nstrips) * nstrips     # last chunk that lands on strip k
+    return (last // nstrips) * chunk + min(chunk, size - last * chunk)
