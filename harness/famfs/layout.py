@@ -16,7 +16,7 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Union
+from typing import Iterator, NamedTuple, Union
 
 # -- constants (famfs-spec.md section 1, 2, 3.1) -------------------------------------------------
 
@@ -246,9 +246,11 @@ class LogHeader:
         return replace(self, crc=self.computed_crc())
 
 
-@dataclass(frozen=True, slots=True)
-class SimpleExtent:
-    """`famfs_simple_extent`: a byte range of daxdev `devindex` (all u64 on media)."""
+class SimpleExtent(NamedTuple):
+    """`famfs_simple_extent`: a byte range of daxdev `devindex` (all u64 on media).
+
+    A NamedTuple rather than a frozen dataclass: replay builds one per used fmap slot, and tuple
+    construction is several times cheaper; it is just as immutable."""
 
     devindex: int
     offset: int
@@ -324,12 +326,28 @@ class RawFmap:
 Fmap = Union[SimpleFmap, InterleavedFmap, RawFmap]
 
 
+_ZERO_WORDS = (0,) * 48
+
+
+def _extents_from_words(w: tuple[int, ...], start: int, count: int) -> tuple[SimpleExtent, ...]:
+    """The 16 extent slots in words w[start:start+48]; slots past `count` that are all zero (what
+    famfs writes) share one cached tuple, so decoding costs only the used slots."""
+    used = min(max(count, 0), 16)
+    stop = start + 3 * used
+    head = tuple(SimpleExtent(w[i], w[i + 1], w[i + 2]) for i in range(start, stop, 3))
+    if w[stop:start + 48] == _ZERO_WORDS[: 48 - 3 * used]:
+        return head + _ZERO_SLOTS[used]
+    return head + tuple(SimpleExtent(w[i], w[i + 1], w[i + 2]) for i in range(stop, start + 48, 3))
+
+
+_ZERO_SLOTS = tuple((ZERO_EXTENT,) * (16 - k) for k in range(17))
+
+
 def _fmap_from_words(ext_type: int, count: int, w: tuple[int, ...]) -> Fmap:
     if ext_type == ExtType.SIMPLE:
-        return SimpleFmap(count, tuple(SimpleExtent(w[i], w[i + 1], w[i + 2]) for i in range(0, 48, 3)))
+        return SimpleFmap(count, _extents_from_words(w, 0, count))
     if ext_type == ExtType.INTERLEAVE:
-        return InterleavedFmap(count, w[0], w[1],
-                               tuple(SimpleExtent(w[i], w[i + 1], w[i + 2]) for i in range(2, 50, 3)))
+        return InterleavedFmap(count, w[0], w[1], _extents_from_words(w, 2, w[0] if w[0] < 16 else 16))
     return RawFmap(ext_type, count, tuple(w))
 
 

@@ -1,0 +1,177 @@
+"""famfs-fuzz: the command line. Each verb parses options, calls one engine function, renders text or
+--json, and maps the result to an exit code: 0 clean, 1 findings or rejections, 2 unusable input or
+usage error. Bad input never produces a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from harness.famfs.errors import FamfsError
+from harness.famfs.index import uuid_str
+from harness.famfs.layout import ALLOC_UNIT, LOG_LEN, Superblock
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
+
+
+def _size(text: str) -> int:
+    """Sizes as famfs takes them: plain bytes or with a K/M/G/T suffix (powers of 1024)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    try:
+        if t and t[-1] in units:
+            return int(t[:-1], 0) * units[t[-1]]
+        return int(t, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 4096, 64M, 1G)") from None
+
+
+def _emit(args: argparse.Namespace, doc: dict[str, Any], text: Callable[[], str]) -> None:
+    print(json.dumps(doc, indent=2) if args.json else text())
+
+
+def _unusable(args: argparse.Namespace, error: FamfsError) -> int:
+    _emit(args, {"error": error.as_dict()}, lambda: f"famfs-fuzz: {error}")
+    return EXIT_UNUSABLE
+
+
+def superblock_dict(sb: Superblock) -> dict[str, Any]:
+    return {"magic": f"{sb.magic:#x}", "version": sb.version, "log_offset": sb.log_offset,
+            "log_len": sb.log_len, "alloc_unit": sb.alloc_unit, "omf": f"{sb.omf_major}.{sb.omf_minor}",
+            "fs_uuid": uuid_str(sb.fs_uuid), "dev_uuid": uuid_str(sb.dev_uuid),
+            "system_uuid": uuid_str(sb.system_uuid), "crc": f"{sb.crc:#x}", "flags": sb.flags,
+            "dd_size": sb.dd_size, "dd_daxdev": sb.dd_daxdev.decode("utf-8", "backslashreplace")}
+
+
+# -- famfs verbs -------------------------------------------------------------------------------------
+
+
+def cmd_mkfs(args: argparse.Namespace) -> int:
+    from harness.engine.images import mkfs_files
+    try:
+        result = mkfs_files(args.devices, args.size, log_len=args.log_len, alloc_unit=args.alloc_unit,
+                            force=args.force)
+    except FamfsError as e:
+        return _unusable(args, e)
+    _emit(args, {"fs_uuid": result.fs_uuid, "devices": result.devices}, lambda: "\n".join(
+        [f"famfs {result.fs_uuid}"] + [f"  index {d['index']}  {d['role']:9}  {d['uuid']}  {d['path']}"
+                                       for d in result.devices]))
+    return EXIT_CLEAN
+
+
+def cmd_replay(args: argparse.Namespace, with_fsck: bool = False) -> int:
+    from harness.engine.images import replay_files
+    try:
+        res = replay_files(args.devices, with_fsck=with_fsck, check_crc=not args.no_crc)
+    except FamfsError as e:
+        return _unusable(args, e)
+    r = res.replay
+    findings = list(r.rejections) + (res.fsck.findings if res.fsck else [])
+    doc: dict[str, Any] = {
+        "superblock": superblock_dict(r.superblock),
+        "log": {"next_index": r.header.next_index, "last_index": r.header.last_index,
+                "entries_read": r.entries_read},
+        "index_table": [{"index": d.index, "uuid": d.uuid_text, "size": d.size} for d in r.table],
+        "devices": res.devices, **r.namespace.as_dict(),
+        "rejections": [e.as_dict() for e in r.rejections], "stopped_at": r.stopped_at}
+    if res.fsck:
+        doc["fsck"] = {"devices": [u.as_dict() for u in res.fsck.devices],
+                       "findings": [e.as_dict() for e in res.fsck.findings]}
+    _emit(args, doc, lambda: _replay_text(doc))
+    return EXIT_FINDINGS if findings else EXIT_CLEAN
+
+
+def _replay_text(doc: dict[str, Any]) -> str:
+    lines = [f"famfs {doc['superblock']['fs_uuid']}: {len(doc['dirs'])} dirs, {len(doc['files'])} files, "
+             f"{doc['log']['entries_read']} entries read"]
+    lines += [f"  daxdev {d['index']}: {d['uuid']} ({d['size']} bytes)" for d in doc["index_table"]]
+    lines += [f"  d {d['mode']} {d['uid']}:{d['gid']} {d['path']}/" for d in doc["dirs"]]
+    lines += [f"  f {f['mode']} {f['uid']}:{f['gid']} {f['size']:>12} {f['path']} ({f['ext_type']})"
+              for f in doc["files"]]
+    for key in ("rejections",):
+        lines += [f"  REJECTED entry {e['entry']}: {e['id']} {e['errno']} {e['message']}" for e in doc[key]]
+    if doc["stopped_at"] is not None:
+        lines.append(f"  replay stopped at entry {doc['stopped_at']} (LOG-PREFIX)")
+    if "fsck" in doc:
+        lines += [f"  usage daxdev {u['index']}: {u['files']} files, {u['extents']} extents, "
+                  f"{u['allocated']} bytes" for u in doc["fsck"]["devices"]]
+        lines += [f"  FSCK entry {e['entry']}: {e['id']} {e['message']}" for e in doc["fsck"]["findings"]]
+    return "\n".join(lines)
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    return cmd_replay(args, with_fsck=True)
+
+
+# -- operations --------------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from harness.engine import bench
+    result = bench.run(repeat=args.repeat)
+    d = result.as_dict()
+    _emit(args, d, lambda: "\n".join([
+        f"replay of a full 8 MiB log ({result.log_entries} entries): {result.replay_s * 1e3:.1f} ms "
+        f"({result.replay_entries_per_s:,.0f} entries/s)",
+        f"CRC + seqnum check only, same entries:          {result.crc_only_s * 1e3:.1f} ms",
+        f"ratio replay / CRC-only:                         {result.replay_over_crc:.1f}x"]))
+    return EXIT_CLEAN
+
+
+def cmd_fuzz_default(args: argparse.Namespace) -> int:
+    from harness.engine.smoke import run_default
+    return run_default(args.out, json_out=args.json, max_time=args.max_time, seed=args.seed)
+
+
+# -- parser ------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="famfs-fuzz", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    def verb(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = verb("mkfs", cmd_mkfs, "create and format emulated DAX device files (primary first)")
+    sp.add_argument("devices", nargs="+", metavar="DEV", help="device file path (created sparse if missing)")
+    sp.add_argument("--size", type=_size, default=_size("256M"), help="device size (default 256M)")
+    sp.add_argument("--log-len", type=_size, default=LOG_LEN, help="log length (default 8M)")
+    sp.add_argument("--alloc-unit", type=_size, default=ALLOC_UNIT, help="allocation unit (default 2M)")
+    sp.add_argument("-f", "--force", action="store_true", help="overwrite an existing famfs")
+    for name, fn, text in (("replay", cmd_replay, "replay the log of a famfs image (logplay)"),
+                           ("fsck", cmd_fsck, "replay, then check extents across files (fsck)")):
+        sp = verb(name, fn, text)
+        sp.add_argument("devices", nargs="+", metavar="DEV[=NAME]",
+                        help="device files, primary first; NAME is the node-local device name")
+        sp.add_argument("--no-crc", action="store_true", help="skip entry CRC checks (checks-off triage)")
+    sp = verb("bench", cmd_bench, "measure replay speed against the CRC-only floor")
+    sp.add_argument("--repeat", type=int, default=5, help="timings per figure; the best is kept")
+    sp = verb("fuzz-default", cmd_fuzz_default, "the README's main job: a default campaign")
+    sp.add_argument("--out", default="runs/default", help="run directory (default runs/default)")
+    sp.add_argument("--max-time", type=float, default=30.0, help="seconds to run (default 30)")
+    sp.add_argument("--seed", type=int, default=None, help="random seed (default: the time)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:                    # argparse: usage errors exit 2, --help exits 0
+        return int(e.code or 0)
+    try:
+        return int(args.fn(args))
+    except KeyboardInterrupt:
+        print("famfs-fuzz: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""famfs image files on disk: what the `mkfs`, `replay` and `fsck` verbs do, callable from Python.
+
+Each function takes device arguments as the CLI does (`PATH` or `PATH=NODE_LOCAL_NAME`, primary
+first), returns a result dataclass, and turns every problem with the input into a `FamfsError`
+(a rejection by famfs) or an `InputError` (a file that cannot be opened): never a traceback.
+"""
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from harness.famfs.errors import FamfsError
+from harness.famfs.fsck import FsckReport, fsck
+from harness.famfs.image import Image, device_file, new_uuid
+from harness.famfs.index import uuid_str
+from harness.famfs.invariants import Invariant
+from harness.famfs.layout import ALLOC_UNIT, LOG_LEN, SECONDARY_SB, SUPER_MAGIC, SUPERBLOCK, Superblock
+from harness.famfs.replay import Replay, replay
+
+
+class InputError(FamfsError):
+    """Raised when a device argument cannot be opened or mapped (missing file, empty file, EACCES)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceArg:
+    """A device on the command line: its path and the node-local name it has on this node."""
+
+    path: str
+    name: str
+
+    @classmethod
+    def parse(cls, arg: str) -> "DeviceArg":
+        path, sep, name = arg.partition("=")
+        return cls(path, name if sep else os.path.basename(path))
+
+
+def _map(stack: ExitStack, arg: DeviceArg, write: bool = False) -> mmap.mmap:
+    try:
+        fd = os.open(arg.path, os.O_RDWR if write else os.O_RDONLY)
+    except OSError as e:
+        raise InputError(e.errno or errno.EIO, Invariant.SB_VALID, f"{arg.path}: {e.strerror}") from None
+    stack.callback(os.close, fd)
+    size = os.fstat(fd).st_size
+    if size == 0:
+        raise InputError(errno.EINVAL, Invariant.SB_VALID, f"{arg.path}: empty file, no superblock")
+    m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | (mmap.PROT_WRITE if write else 0))
+    stack.callback(m.close)
+    return m
+
+
+@dataclass
+class MkfsResult:
+    """What mkfs wrote: one entry per device, primary first."""
+
+    devices: list[dict[str, object]]
+    fs_uuid: str
+
+
+def mkfs_files(args: Sequence[str], size: int, *, log_len: int = LOG_LEN, alloc_unit: int = ALLOC_UNIT,
+               force: bool = False) -> MkfsResult:
+    """Create (sparse) device files of `size` bytes and format them: args[0] primary, the rest
+    secondaries, each added to the log with ADD_DAXDEV. Refuses to overwrite a valid famfs
+    superblock unless `force`, like mkfs.famfs."""
+    devs = [DeviceArg.parse(a) for a in args]
+    with ExitStack() as stack:
+        maps = []
+        for d in devs:
+            if not force and os.path.exists(d.path) and _has_superblock(d.path):
+                raise InputError(errno.EEXIST, Invariant.SB_VALID,
+                                 f"{d.path}: holds a famfs superblock; use --force to overwrite")
+            try:
+                device_file(d.path, size)
+            except OSError as e:
+                raise InputError(e.errno or errno.EIO, Invariant.SB_VALID, f"{d.path}: {e.strerror}") from None
+            maps.append(_map(stack, d, write=True))
+        uuids = [new_uuid() for _ in devs]
+        image = Image.mkfs(maps, [size] * len(maps), uuids=uuids, log_len=log_len, alloc_unit=alloc_unit)
+        return MkfsResult([{"path": d.path, "uuid": uuid_str(u), "index": i,
+                            "role": "primary" if i == 0 else "secondary", "size": size}
+                           for i, (d, u) in enumerate(zip(devs, uuids))], uuid_str(image.sb.fs_uuid))
+
+
+def _has_superblock(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(SUPERBLOCK.size)
+    if len(head) < SUPERBLOCK.size:
+        return False
+    sb = Superblock.decode(head)
+    return sb.magic == SUPER_MAGIC and sb.crc == sb.computed_crc()
+
+
+@dataclass
+class ReplayResult:
+    """A replay of the primary plus what each given device file is (UUID, index it resolves to)."""
+
+    replay: Replay
+    devices: list[dict[str, object]]
+    fsck: FsckReport | None = None
+    sizes: list[int | None] = field(default_factory=list)
+
+
+def replay_files(args: Sequence[str], *, with_fsck: bool = False, check_crc: bool = True) -> ReplayResult:
+    """Replay the log on args[0]; identify the other device files by their superblocks' UUIDs."""
+    devs = [DeviceArg.parse(a) for a in args]
+    with ExitStack() as stack:
+        maps = [_map(stack, d) for d in devs]
+        result = replay(maps[0], device_size=len(maps[0]), check_crc=check_crc)
+        described, sizes = [], [None] * len(result.table)  # type: list[dict[str, object]], list[int | None]
+        for d, m in zip(devs, maps):
+            described.append(_describe(d, m, result, sizes))
+        report = fsck(result, sizes) if with_fsck else None
+        return ReplayResult(result, described, report, sizes)
+
+
+def _describe(d: DeviceArg, m: mmap.mmap, result: Replay, sizes: list[int | None]) -> dict[str, object]:
+    info: dict[str, object] = {"path": d.path, "name": d.name, "size": len(m), "uuid": None, "index": None}
+    if len(m) >= SUPERBLOCK.size:
+        sb = Superblock.decode(m)
+        if sb.magic == SUPER_MAGIC and sb.crc == sb.computed_crc():
+            info["uuid"] = uuid_str(sb.dev_uuid)
+            info["role"] = "secondary" if sb.flags & SECONDARY_SB else "primary"
+            index = result.table.index_of(sb.dev_uuid)
+            info["index"] = index
+            if index is not None:
+                sizes[index] = len(m)
+    return info
