@@ -1,0 +1,1 @@
+"""Fault plans: device faults, torn log appends, schedules, daemon kills."""

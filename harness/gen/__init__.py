@@ -1,0 +1,1 @@
+"""Generators: Hypothesis strategies, Atheris byte decoders, corruption operators."""

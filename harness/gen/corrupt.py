@@ -1,0 +1,260 @@
+"""Corruption operators: edit a built image on purpose, each tagged with its mode.
+
+Modes (every finding carries the mode of the operator that produced its input):
+
+* ``fix-all``    edit named fields, then recompute every CRC, so the corruption reaches replay logic;
+* ``raw``        flip bytes and leave CRCs as they are (most such images end at LOG-PREFIX or SB-VALID);
+* ``transplant`` copy, reorder, duplicate or drop whole valid entries, renumber seqnums and
+                 reseal: the natural source of out-of-order ADD_DAXDEV and use-before-define;
+* ``checks-off`` like raw, but replayed with entry CRC checks disabled (triaged apart).
+
+Operators name fields (`("add_daxdev", "index")`), never offsets; `layout.field_span` turns a name
+into bytes. An operator never raises: one that does not apply to an image returns None.
+"""
+from __future__ import annotations
+
+import random
+import struct
+from dataclasses import dataclass
+from typing import Callable
+
+from harness.famfs import layout as L
+
+MODES = ("fix-all", "raw", "transplant", "checks-off")
+
+
+@dataclass(frozen=True, slots=True)
+class Corruption:
+    """What an operator did: its name, mode, and a short human description."""
+
+    op: str
+    mode: str
+    detail: str = ""
+
+    @property
+    def check_crc(self) -> bool:
+        return self.mode != "checks-off"
+
+
+def _log(device: bytearray) -> tuple[int, int, int]:
+    """(log offset, next_index, slots) of a primary image with a decodable superblock."""
+    sb = L.Superblock.decode(device)
+    n = L.LogHeader.decode(device, sb.log_offset).next_index
+    return sb.log_offset, n, L.log_slots(sb.log_len)
+
+
+def entries(device: bytearray) -> list[bytes]:
+    """The used entries of a primary image, as 544-byte strings."""
+    off, n, slots = _log(device)
+    base = off + L.HEADER_SIZE
+    return [bytes(device[base + L.ENTRY_SIZE * i: base + L.ENTRY_SIZE * (i + 1)]) for i in range(min(n, slots))]
+
+
+def assemble(device: bytearray, new: list[bytes], *, renumber: bool = True) -> None:
+    """Write `new` as the log's entries (zeroing the rest of the old ones), set next_index and
+    next_seqnum, renumber seqnums to the slot (if asked) and reseal every CRC."""
+    off, n, slots = _log(device)
+    new = new[:slots]
+    base = off + L.HEADER_SIZE
+    old_end = base + L.ENTRY_SIZE * max(n, len(new))
+    device[base:old_end] = bytes(old_end - base)
+    for i, e in enumerate(new):
+        at = base + L.ENTRY_SIZE * i
+        device[at:at + L.ENTRY_SIZE] = e
+        if renumber:
+            struct.pack_into("<Q", device, at, i)
+    struct.pack_into("<QQ", device, off + L.LOG_HEADER.offsets["next_seqnum"], len(new), len(new))
+    L.reseal(device)
+
+
+def set_field(device: bytearray, where: str, field: str, value: int | bytes, entry: int = 0, *,
+              reseal: bool = True) -> None:
+    """Set a named field: `where` is "superblock", "log_header", or an entry struct name
+    ("log_entry", "file_meta", "interleave_meta", "mkdir", "add_daxdev") of entry `entry`."""
+    at, size = L.field_span(where, field)
+    if where not in ("superblock", "log_header"):
+        off, _, _ = _log(device)
+        at += off + L.HEADER_SIZE + L.ENTRY_SIZE * entry
+    elif where == "log_header":
+        at += L.Superblock.decode(device).log_offset
+    data = value if isinstance(value, bytes) else int(value).to_bytes(size, "little")
+    device[at:at + size] = data[:size].ljust(size, b"\0")
+    if reseal:
+        L.reseal(device)
+
+
+def entry_type(e: bytes) -> int:
+    return int.from_bytes(e[8:12], "little")
+
+
+def adds(es: list[bytes]) -> list[int]:
+    return [i for i, e in enumerate(es) if entry_type(e) == L.EntryType.ADD_DAXDEV]
+
+
+# -- transplant: the ADD_DAXDEV families of the mission ------------------------------------------
+
+
+def add_out_of_order(device: bytearray, rng: random.Random) -> Corruption | None:
+    es = entries(device)
+    a = adds(es)
+    if len(a) < 2:
+        return None
+    i, j = sorted(rng.sample(a, 2))
+    es[i], es[j] = es[j], es[i]
+    assemble(device, es)
+    return Corruption("add_out_of_order", "transplant", f"swapped ADD_DAXDEV entries {i} and {j}")
+
+
+def add_duplicate(device: bytearray, rng: random.Random) -> Corruption | None:
+    es = entries(device)
+    a = adds(es)
+    if not a:
+        return None
+    i = rng.choice(a)
+    j = rng.randint(i + 1, len(es))
+    es.insert(j, es[i])
+    assemble(device, es)
+    return Corruption("add_duplicate", "transplant", f"copied ADD_DAXDEV entry {i} to {j}")
+
+
+def add_gap(device: bytearray, rng: random.Random) -> Corruption | None:
+    es = entries(device)
+    a = adds(es)
+    if not a:
+        return None
+    i = rng.choice(a)
+    del es[i]
+    assemble(device, es)
+    return Corruption("add_gap", "transplant", f"dropped ADD_DAXDEV entry {i}")
+
+
+def use_before_define(device: bytearray, rng: random.Random) -> Corruption | None:
+    """Move a file that references index k > 0 to just before the ADD_DAXDEV defining k."""
+    es = entries(device)
+    for i, e in enumerate(es):
+        if entry_type(e) != L.EntryType.ADD_DAXDEV:
+            continue
+        index = int.from_bytes(e[40:44], "little")
+        users = [j for j in range(i + 1, len(es)) if entry_type(es[j]) == L.EntryType.FILE
+                 and index in _devindices(es[j])]
+        if users:
+            j = rng.choice(users)
+            es.insert(i, es.pop(j))
+            assemble(device, es)
+            return Corruption("use_before_define", "transplant", f"moved file entry {j} before ADD_DAXDEV {i}")
+    return None
+
+
+def _devindices(e: bytes) -> set[int]:
+    p = L.LogEntry.decode(e).payload
+    if not isinstance(p, L.FileMeta) or isinstance(p.fmap, L.RawFmap):
+        return set()
+    exts = p.fmap.strips if isinstance(p.fmap, L.InterleavedFmap) else p.fmap.extents
+    return {x.devindex for x in exts}
+
+
+def shuffle_entries(device: bytearray, rng: random.Random) -> Corruption | None:
+    es = entries(device)
+    if len(es) < 2:
+        return None
+    i, j = rng.sample(range(len(es)), 2)
+    es.insert(j, es.pop(i))
+    assemble(device, es)
+    return Corruption("shuffle_entries", "transplant", f"moved entry {i} to {j}")
+
+
+# -- fix-all: field edits with CRCs recomputed ----------------------------------------------------
+
+
+def add_claims_index_zero(device: bytearray, rng: random.Random) -> Corruption | None:
+    a = adds(entries(device))
+    if not a:
+        return None
+    i = rng.choice(a)
+    set_field(device, "add_daxdev", "index", 0, i)
+    return Corruption("add_claims_index_zero", "fix-all", f"ADD_DAXDEV entry {i} claims index 0")
+
+
+def add_primary_uuid(device: bytearray, rng: random.Random) -> Corruption | None:
+    a = adds(entries(device))
+    if not a:
+        return None
+    i = rng.choice(a)
+    set_field(device, "add_daxdev", "uuid", L.Superblock.decode(device).dev_uuid, i)
+    return Corruption("add_primary_uuid", "fix-all", f"ADD_DAXDEV entry {i} re-adds the primary's UUID")
+
+
+FIELDS = {
+    "superblock": ["version", "log_offset", "log_len", "alloc_unit", "flags", "dd_size", "dev_uuid"],
+    "log_header": ["len", "last_index", "next_seqnum", "next_index"],
+    "file_meta": ["size", "mode", "relpath", "ext_type", "nextents", "se0_devindex", "se0_offset",
+                  "se0_len", "se1_devindex"],
+    "interleave_meta": ["niext", "nstrips", "chunk_size", "st0_devindex", "st1_offset", "st2_len"],
+    "mkdir": ["relpath", "mode"],
+    "add_daxdev": ["index", "uuid", "size"],
+    "log_entry": ["type", "seqnum"],
+}
+INTERESTING = [0, 1, 2, 15, 16, 17, 63, 64, 200, 4095, 4096, 1 << 21, (1 << 21) + 1, 1 << 32, (1 << 64) - 1]
+
+
+def field_edit(device: bytearray, rng: random.Random) -> Corruption | None:
+    """Set one named field of the superblock, the header or an entry to an interesting value."""
+    es = entries(device)
+    where = rng.choice(list(FIELDS))
+    if where not in ("superblock", "log_header") and not es:
+        return None
+    field = rng.choice(FIELDS[where])
+    i = rng.randrange(len(es)) if es else 0
+    _, size = L.field_span(where, field)
+    if field == "relpath":
+        value: int | bytes = rng.choice([b"", b"/abs", b"../up", b"a/../../x", b"x" * 80, b".meta/x",
+                                         b"a//b", b"\xff\xfe", b"."])
+    elif size == 16:
+        value = rng.randbytes(16) if rng.random() < 0.5 else bytes(16)
+    else:
+        value = rng.choice(INTERESTING) & ((1 << (8 * size)) - 1)
+    set_field(device, where, field, value, i)
+    return Corruption("field_edit", "fix-all", f"{where}.{field}[{i}] = {value!r}")
+
+
+# -- raw / checks-off: bytes flipped, CRCs stale --------------------------------------------------
+
+
+def flip_bytes(device: bytearray, rng: random.Random, mode: str = "raw") -> Corruption | None:
+    off, n, _ = _log(device)
+    regions = [(0, L.SUPERBLOCK.size), (off, off + L.HEADER_SIZE + L.ENTRY_SIZE * max(n, 1))]
+    lo, hi = rng.choice(regions)
+    spots = []
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(lo, hi)
+        device[at] ^= 1 << rng.randrange(8)
+        spots.append(at)
+    return Corruption("flip_bytes", mode, f"flipped bits at {spots}")
+
+
+def checks_off(device: bytearray, rng: random.Random) -> Corruption | None:
+    return flip_bytes(device, rng, "checks-off")
+
+
+Operator = Callable[[bytearray, random.Random], "Corruption | None"]
+
+OPERATORS: dict[str, Operator] = {f.__name__: f for f in (
+    add_out_of_order, add_duplicate, add_gap, use_before_define, shuffle_entries,
+    add_claims_index_zero, add_primary_uuid, field_edit, flip_bytes, checks_off)}
+
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "corrupted_log": ("field_edit", "flip_bytes", "checks_off", "shuffle_entries"),
+    "add_daxdev_order": ("add_out_of_order", "add_duplicate", "add_gap", "use_before_define"),
+    "missing_primary": ("add_claims_index_zero", "add_primary_uuid"),
+}
+
+
+def corrupt(device: bytearray, rng: random.Random, family: str | None = None) -> Corruption | None:
+    """Apply one operator (from `family`, or any), trying others when the first does not apply."""
+    names = list(FAMILIES[family]) if family else list(OPERATORS)
+    rng.shuffle(names)
+    for name in names:
+        c = OPERATORS[name](device, rng)
+        if c is not None:
+            return c
+    return None

@@ -1,0 +1,1 @@
+"""The independent reference model, the invariant catalog, and the index-lookup checker."""

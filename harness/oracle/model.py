@@ -1,0 +1,206 @@
+"""The reference model: what replay of an image must produce, computed independently of replay.py.
+
+The model shares only `layout` decoding with the system under test. Everything else is written
+again, in a different shape: each rule of DESIGN.md is a small predicate over a decoded entry and
+the state so far, tried in a fixed order, and the first that fails names the invariant. The
+state is plain data (a dict of paths, a list of UUIDs). When the model and `replay.py` disagree on
+the verdict (accept/reject, which invariant, which entry, the resulting namespace or index table),
+one of them is wrong; the oracle reports it as an invariant violation of the ID in question.
+
+Expected outcomes are compared by value: `Verdict` holds the image-level error (an invariant ID)
+or the per-entry rejections as (entry, ID) pairs, where replay stopped, the index table as
+(uuid, size) pairs, and the namespace as {path: description}.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+from harness.famfs import layout as L
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What replay must produce for one image."""
+
+    image_error: str | None = None                       # an invariant ID if the image is unusable
+    rejections: tuple[tuple[int, str], ...] = ()          # (entry, invariant ID)
+    stopped_at: int | None = None
+    table: tuple[tuple[bytes, int], ...] = ()             # index -> (uuid, size)
+    namespace: tuple[tuple[str, tuple], ...] = ()          # sorted (path, description)
+
+
+@dataclass
+class _State:
+    uuids: list[bytes] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)     # path -> "d" | "f"
+    desc: dict[str, tuple] = field(default_factory=dict)
+
+
+def _u(buf: bytes, off: int, n: int = 8) -> int:
+    return int.from_bytes(buf[off:off + n], "little")
+
+
+def _sb_problem(dev: bytes, size: int) -> tuple[str | None, L.Superblock | None]:
+    if len(dev) < 200:
+        return "SB-VALID", None
+    if _u(dev, 0) != L.SUPER_MAGIC or _u(dev, 8) != 48 or _u(dev, 96) != zlib.crc32(dev[:96]):
+        return "SB-VALID", None
+    if _u(dev, 32) not in (4096, 2 << 20):
+        return "SB-VALID", None
+    if _u(dev, 104, 4) & 2 or dev[64:80] == bytes(16):
+        return "IDX-PRIMARY", None
+    log_off, log_len = _u(dev, 16), _u(dev, 24)
+    if log_off < 200 or log_len < 48 + 544 or log_off + log_len > min(size, len(dev)):
+        return "SB-VALID", None
+    return None, L.Superblock.decode(dev)
+
+
+def _header_problem(dev: bytes, sb: L.Superblock) -> str | None:
+    o = sb.log_offset
+    magic, length, last, crc, nseq, nidx = (_u(dev, o + 8 * k) for k in range(6))
+    slots = (sb.log_len - 48) // 544
+    ok = (magic == L.LOG_MAGIC and crc == zlib.crc32(dev[o:o + 24]) and length == sb.log_len
+          and last == slots - 1 and nidx <= slots and nseq == nidx)
+    return None if ok else "LOG-HEADER"
+
+
+def _path_ok(raw: bytes) -> str | None:
+    """The path an entry names, or None when it escapes (NS-CONTAINED)."""
+    if b"\0" not in raw.ljust(80, b"\0")[:80]:
+        return None
+    name = raw.split(b"\0")[0]
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    parts = text.split("/")
+    if not text or text[0] == "/" or any(p in ("", ".", "..") for p in parts):
+        return None
+    return text
+
+
+def _place_problem(st: _State, path: str) -> bool:
+    parent = path.rpartition("/")[0]
+    top = path.split("/")[0]
+    return (top == ".meta" or path in st.kinds
+            or (parent != "" and st.kinds.get(parent) != "d"))
+
+
+def _fmap_extents(fm: L.Fmap, size: int, au: int) -> tuple[L.SimpleExtent, ...] | None:
+    """The extents of a well-shaped fmap (FMAP-SHAPE), or None."""
+    if isinstance(fm, L.SimpleFmap):
+        if fm.nextents < 1 or fm.nextents > 16:
+            return None
+        exts = fm.slots[:fm.nextents]
+        if sum(e.len for e in exts) < size:
+            return None
+    elif isinstance(fm, L.InterleavedFmap):
+        n, c = fm.nstrips, fm.chunk_size
+        if fm.niext != 1 or not 1 <= n <= 16 or c < au or c % au or bin(c).count("1") != 1:
+            return None
+        exts = fm.strip_slots[:n]
+        # brute force over chunks: each strip must hold every chunk striped onto it
+        need = [0] * n
+        chunk = 0
+        while chunk * c < size:
+            k = chunk % n
+            need[k] = (chunk // n) * c + min(c, size - chunk * c)
+            chunk += 1
+        if any(e.len < need[k] for k, e in enumerate(exts)):
+            return None
+    else:
+        return None
+    if any(e.len == 0 or e.offset % au or e.len % au for e in exts):
+        return None
+    return exts
+
+
+def verdict(dev: bytes, size: int | None = None, *, check_crc: bool = True) -> Verdict:
+    """The expected outcome of replaying primary device bytes `dev` of real size `size`."""
+    dev = bytes(dev)
+    if size is None:
+        size = _u(dev, 112) if len(dev) >= 120 else 0
+    problem, sb = _sb_problem(dev, size)
+    if problem:
+        return Verdict(image_error=problem)
+    assert sb is not None
+    problem = _header_problem(dev, sb)
+    if problem:
+        return Verdict(image_error=problem)
+    st = _State([sb.dev_uuid], [size])
+    reserved0 = max(2 << 20, sb.log_offset + sb.log_len)
+    out: list[tuple[int, str]] = []
+    stopped = None
+    base = sb.log_offset + 48
+    for i in range(_u(dev, sb.log_offset + 40)):
+        raw = dev[base + 544 * i: base + 544 * (i + 1)]
+        if (check_crc and _u(raw, 536) != zlib.crc32(raw[:536])) or _u(raw, 0) != i:
+            out.append((i, "LOG-PREFIX"))
+            stopped = i
+            break
+        bad = _entry(st, i, L.LogEntry.decode(raw), sb.alloc_unit, reserved0)
+        if bad:
+            out.append((i, bad))
+    ns = tuple(sorted(st.desc.items()))
+    return Verdict(None, tuple(out), stopped, tuple(zip(st.uuids, st.sizes)), ns)
+
+
+def _entry(st: _State, i: int, e: L.LogEntry, au: int, reserved0: int) -> str | None:
+    p = e.payload
+    if e.type == 3:
+        assert isinstance(p, L.AddDaxdev)
+        if p.index == 0:
+            return "IDX-PRIMARY"
+        if len(st.uuids) >= 64 or p.index != len(st.uuids):
+            return "IDX-DENSE"
+        if p.uuid in st.uuids:
+            return "IDX-UUID-UNIQUE"
+        st.uuids.append(p.uuid)
+        st.sizes.append(p.size)
+        return None
+    if e.type == 1:
+        assert isinstance(p, L.Mkdir)
+        path = _path_ok(p.relpath)
+        if path is None:
+            return "NS-CONTAINED"
+        if _place_problem(st, path):
+            return "NS-CONFLICT"
+        st.kinds[path] = "d"
+        st.desc[path] = ("d", p.mode & 0o7777, p.uid, p.gid)
+        return None
+    if e.type != 0:
+        return "ENTRY-TYPE"
+    assert isinstance(p, L.FileMeta)
+    path = _path_ok(p.relpath)
+    if path is None:
+        return "NS-CONTAINED"
+    exts = _fmap_extents(p.fmap, p.size, au)
+    if exts is None:
+        return "FMAP-SHAPE"
+    if any(x.devindex >= len(st.uuids) for x in exts):
+        return "IDX-DEFINED-BEFORE-USE"
+    for x in exts:
+        lo = reserved0 if x.devindex == 0 else 2 << 20
+        if x.offset + x.len >= 1 << 64 or x.offset + x.len > st.sizes[x.devindex] or x.offset < lo:
+            return "EXT-BOUNDS"
+    if _place_problem(st, path):
+        return "NS-CONFLICT"
+    st.kinds[path] = "f"
+    st.desc[path] = ("f", p.size, p.mode & 0o7777, p.uid, p.gid, tuple(tuple(x) for x in exts))
+    return None
+
+
+def observed(result: object) -> Verdict:
+    """The same shape, read off a `replay.Replay` (the system under test's answer)."""
+    ns: dict[str, tuple] = {}
+    for d in result.namespace.dirs.values():  # type: ignore[attr-defined]
+        ns[d.path] = ("d", d.mode, d.uid, d.gid)
+    for f in result.namespace.files.values():  # type: ignore[attr-defined]
+        exts = f.fmap.strips if isinstance(f.fmap, L.InterleavedFmap) else f.fmap.extents
+        ns[f.path] = ("f", f.size, f.mode, f.uid, f.gid, tuple(tuple(x) for x in exts))
+    return Verdict(None, tuple((e.entry, e.invariant.value) for e in result.rejections),  # type: ignore[attr-defined]
+                   result.stopped_at,  # type: ignore[attr-defined]
+                   tuple((d.uuid, d.size) for d in result.table),  # type: ignore[attr-defined]
+                   tuple(sorted(ns.items())))
