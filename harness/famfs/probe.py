@@ -24,8 +24,9 @@ class Probe:
     def slot_published(self, node: str, index: int, name: str | None, valid: bool) -> None:
         """The kernel side set the valid flag of daxdev table slot `index` (after its barrier)."""
 
-    def lookup(self, node: str, index: int, uuid: str | None, errno: int) -> None:
-        """The kernel side looked up slot `index`: the device's UUID, or errno != 0 and uuid None."""
+    def lookup(self, node: str, index: int, name: str | None, devno: int, errno: int) -> None:
+        """The kernel side looked up slot `index` on `node`: the node-local device name and dev_t it
+        got, or errno != 0 (name None). The oracle maps the name to a UUID on its own."""
 
     def extent_resolved(self, node: str, path: str, offset: int, index: int, dev_offset: int, length: int) -> None:
         """A file offset resolved to (index, device offset) for `length` bytes."""

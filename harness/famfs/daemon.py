@@ -1,0 +1,266 @@
+"""The famfs daemon of one node: replayed state, inodes, and the GET_FMAP / GET_DAXDEV answers.
+
+A `Daemon` finds the primary among this node's devices, replays its log (`replay.py`), resolves
+every UUID of the index table to a node-local device (`devices.py`), and serves the FUSE-level
+operations (lookup, getattr, readdir, read) plus the famfs messages the kernel side asks for.
+Reads go through its `KernelMount` (`kernel.py`), exactly as a read(2) on a real famfs mount goes
+through fs/fuse/famfs.c: GET_FMAP bytes, the daxdev table, DAX memory.
+
+`refresh()` is a client's logplay: it replays again and picks up entries the master appended,
+keeping inode numbers of what already existed (the log is append-only).
+
+Registration per ABI generation (`wire.Abi.registration`): pull generations answer GET_DAXDEV;
+`push-fd` pushes every daxdev a file references, densely, when the file is looked up (famfs
+commit b2988b5); `backing-id` opens each device with BACKING_OPEN and either passes log indices
+through unchanged (`translate_ids=False`, what a daemon written for the index model would do, and
+wrong) or rewrites every `se_devindex` to the kernel's id (`translate_ids=True`).
+
+Caveats: the mount is read-only (the master writes through `image.Image` on shared memory);
+`.meta/.log` is not readable through the kernel side when the log is not aligned to the ABI's
+alignment (small fuzz logs), as a real kernel would refuse that map too.
+"""
+from __future__ import annotations
+
+import errno
+import stat
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Sequence, Union
+
+from harness.famfs import wire
+from harness.famfs.errors import FamfsError
+from harness.famfs.index import uuid_str
+from harness.famfs.invariants import Invariant
+from harness.famfs.kernel import KernelMount, push_referenced
+from harness.famfs.layout import SUPERBLOCK_SIZE, InterleavedFmap, SimpleExtent, SimpleFmap
+from harness.famfs.namespace import META_DIR, File, Namespace
+from harness.famfs.probe import NULL_PROBE, Probe
+from harness.famfs.replay import Replay, replay
+
+ROOT_INO = 1
+META_INO, SB_INO, LOG_INO = 2, 3, 4
+FIRST_INO = 5
+
+
+class DaemonError(FamfsError):
+    """Raised by the daemon for a request it cannot answer (unknown node, undefined index)."""
+
+    @classmethod
+    def no_fmap(cls, nodeid: int) -> "DaemonError":
+        return cls(errno.EINVAL, Invariant.FMAP_SHAPE, f"GET_FMAP: node {nodeid} is not a famfs file")
+
+    @classmethod
+    def undefined(cls, index: int, ndevs: int) -> "DaemonError":
+        return cls(errno.EINVAL, Invariant.IDX_DEFINED_BEFORE_USE,
+                   f"GET_DAXDEV: index {index} not defined by the log (0..{ndevs - 1})")
+
+    @classmethod
+    def missing(cls, index: int, uuid: str, node: str) -> "DaemonError":
+        return cls(errno.ENODEV, Invariant.IDX_RESOLVE, f"daxdev {index} ({uuid}) has no device on node {node}")
+
+
+@dataclass(frozen=True, slots=True)
+class Attr:
+    """What getattr reports for one inode."""
+
+    ino: int
+    mode: int               # with the S_IF* type bits
+    uid: int
+    gid: int
+    size: int
+    nlink: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Inode:
+    """One inode: its path, attributes, and for a file the layout fmap and wire file type."""
+
+    path: str
+    attr: Attr
+    file: File | None = None
+    file_type: int = wire.FILE_REG
+
+
+class Daemon:
+    """One node's famfs daemon over its `host` (the node's devices: names, dev_t, UUID resolver)."""
+
+    def __init__(self, host: Any, *, abi: Union[str, wire.Abi] = "pull-devt", probe: Probe = NULL_PROBE,
+                 capable_rawio: bool = True, translate_ids: bool = False, master: bool = False,
+                 check_crc: bool = True, primary: Any = None):
+        self.host = host
+        self.node: str = host.node
+        self.abi = wire.abi(abi) if isinstance(abi, str) else abi
+        self.probe = probe
+        self.translate_ids = translate_ids
+        self.master = master
+        self.check_crc = check_crc
+        self.kernel = KernelMount(host, self, self.abi, capable_rawio=capable_rawio, probe=probe)
+        self.mtime_ns = time.time_ns()
+        self.primary = primary if primary is not None else host.primary()
+        self.state: Replay | None = None
+        self.inodes: dict[int, Inode] = {}
+        self.by_path: dict[str, int] = {}
+        self.children: dict[int, list[int]] = {}
+        self.devices: list[Any] = []        # index -> node-local device (None: missing here)
+        self.pushed = 0                     # push-fd: highest index pushed so far
+        self.kernel_ids: dict[int, int] = {}   # backing-id: log index -> kernel id
+
+    # -- mount and logplay --------------------------------------------------------------------
+
+    @classmethod
+    def mount(cls, host: Any, **kwargs: Any) -> "Daemon":
+        """Replay and start serving: raises the typed rejection if the image is unusable."""
+        daemon = cls(host, **kwargs)
+        daemon.refresh()
+        daemon.kernel.mount()
+        daemon._register_primary()
+        return daemon
+
+    def refresh(self) -> Replay:
+        """(Re)play the log from shared memory; new paths get new inodes, old ones keep theirs."""
+        dev = self.primary
+        state = replay(dev.view(0, dev.size), device_size=dev.size, probe=self.probe, check_crc=self.check_crc)
+        self.state = state
+        self.devices = [self.host.resolve(d.uuid) for d in state.table]
+        if not self.inodes:
+            self._meta_inodes(state)
+        for node in state.namespace.walk():
+            if node.path not in self.by_path:
+                self._add_inode(node.path, node)
+        return state
+
+    def _register_primary(self) -> None:
+        reg = self.abi.registration
+        if reg == "push-fd":
+            self.kernel.daxdev_open(self.primary, 0)
+        elif reg == "backing-id":
+            self.kernel_ids[0] = self.kernel.backing_open(self.primary)
+
+    def _meta_inodes(self, state: Replay) -> None:
+        sb = state.superblock
+        now = self.mtime_ns
+        self.inodes[ROOT_INO] = Inode("", Attr(ROOT_INO, stat.S_IFDIR | 0o755, 0, 0, 0, 2, now))
+        self.by_path[""] = ROOT_INO
+        self.children[ROOT_INO] = []
+        self._link(META_INO, Inode(META_DIR, Attr(META_INO, stat.S_IFDIR | 0o755, 0, 0, 0, 2, now)))
+        self.children[META_INO] = []
+        sb_file = File(f"{META_DIR}/.superblock", SUPERBLOCK_SIZE, 0, 0o444, 0, 0,
+                       SimpleFmap.of([SimpleExtent(0, 0, SUPERBLOCK_SIZE)]), -1)
+        log_file = File(f"{META_DIR}/.log", sb.log_len, 0, 0o644 if self.master else 0o444, 0, 0,
+                        SimpleFmap.of([SimpleExtent(0, sb.log_offset, sb.log_len)]), -1)
+        self._link(SB_INO, Inode(sb_file.path, self._file_attr(SB_INO, sb_file), sb_file, wire.FILE_SUPERBLOCK))
+        self._link(LOG_INO, Inode(log_file.path, self._file_attr(LOG_INO, log_file), log_file, wire.FILE_LOG))
+
+    def _file_attr(self, ino: int, f: File) -> Attr:
+        return Attr(ino, stat.S_IFREG | f.mode, f.uid, f.gid, f.size, 1, self.mtime_ns)
+
+    def _add_inode(self, path: str, node: Any) -> None:
+        ino = len(self.inodes) + 1            # inodes are dense: 1 .. n
+        if isinstance(node, File):
+            inode = Inode(path, self._file_attr(ino, node), node)
+        else:
+            inode = Inode(path, Attr(ino, stat.S_IFDIR | node.mode, node.uid, node.gid, 0, 2, self.mtime_ns))
+            self.children[ino] = []
+        self._link(ino, inode)
+
+    def _link(self, ino: int, inode: Inode) -> None:
+        self.inodes[ino] = inode
+        self.by_path[inode.path] = ino
+        parent = inode.path.rpartition("/")[0]
+        self.children[self.by_path[parent]].append(ino)
+
+    # -- FUSE-level operations (None / typed errors; the adapter maps them to errnos) ---------
+
+    @property
+    def namespace(self) -> Namespace:
+        assert self.state is not None
+        return self.state.namespace
+
+    def getattr(self, ino: int) -> Attr | None:
+        inode = self.inodes.get(ino)
+        return inode.attr if inode else None
+
+    def lookup(self, parent: int, name: str) -> Attr | None:
+        p = self.inodes.get(parent)
+        if p is None or p.file is not None:
+            return None
+        ino = self.by_path.get(f"{p.path}/{name}" if p.path else name)
+        if ino is None:
+            return None
+        inode = self.inodes[ino]
+        if inode.file is not None:
+            self._before_serving(inode.file)
+        return inode.attr
+
+    def readdir(self, ino: int) -> list[tuple[str, Attr]] | None:
+        """(name, attr) of every child in creation order, or None if `ino` is not a directory."""
+        kids = self.children.get(ino)
+        if kids is None:
+            return None
+        return [(self.inodes[k].path.rpartition("/")[2], self.inodes[k].attr) for k in kids]
+
+    def read(self, ino: int, offset: int, length: int) -> bytes:
+        """read(2) through the kernel side: GET_FMAP, the daxdev table, DAX memory."""
+        inode = self.inodes.get(ino)
+        if inode is None or inode.file is None:
+            raise DaemonError.no_fmap(ino)
+        self._before_serving(inode.file)
+        return self.kernel.read(ino, offset, length)
+
+    # -- what the kernel asks ------------------------------------------------------------------
+
+    def get_fmap(self, nodeid: int) -> bytes:
+        inode = self.inodes.get(nodeid)
+        if inode is None or inode.file is None:
+            raise DaemonError.no_fmap(nodeid)
+        f = inode.file
+        if self.abi.registration == "backing-id" and self.translate_ids:
+            f = replace(f, fmap=_remap(f.fmap, self.kernel_ids))
+        return wire.encode_fmap(wire.fmap_from_file(f, self.abi, inode.file_type), self.abi)
+
+    def get_daxdev(self, index: int) -> bytes:
+        assert self.state is not None
+        table = self.state.table
+        if not table.defined(index):
+            raise DaemonError.undefined(index, len(table))
+        device = self.devices[index]
+        if device is None:
+            raise DaemonError.missing(index, uuid_str(table[index].uuid), self.node)
+        reply = wire.DaxdevReply(index=index, name=device.name.encode(), devt=device.devno)
+        return wire.encode_daxdev_out(reply, self.abi)
+
+    def _before_serving(self, f: File) -> None:
+        """push-fd / backing-id: register the devices a file references before its fmap is served."""
+        reg = self.abi.registration
+        if reg == "push-fd":
+            self.pushed = push_referenced(self.kernel, sorted(f.devindices()), self.devices, self.pushed)
+        elif reg == "backing-id":
+            for index in sorted(f.devindices()):
+                dev = self.devices[index] if index < len(self.devices) else None
+                if index not in self.kernel_ids and dev is not None:
+                    ident = self.kernel.backing_open(dev)
+                    if ident > 0:
+                        self.kernel_ids[index] = ident
+
+    # -- introspection for tests and the oracle --------------------------------------------
+
+    def ino_of(self, path: str) -> int | None:
+        return self.by_path.get(path)
+
+    def files(self) -> list[File]:
+        return [i.file for i in self.inodes.values() if i.file is not None and i.file.entry >= 0]
+
+
+def _remap(fmap: Union[SimpleFmap, InterleavedFmap], ids: dict[int, int]) -> Union[SimpleFmap, InterleavedFmap]:
+    """The same map with every devindex replaced by the kernel id it was registered under."""
+    def m(e: SimpleExtent) -> SimpleExtent:
+        return SimpleExtent(ids.get(e.devindex, e.devindex), e.offset, e.len)
+    if isinstance(fmap, InterleavedFmap):
+        return InterleavedFmap.of(fmap.chunk_size, [m(s) for s in fmap.strips])
+    return SimpleFmap.of([m(e) for e in fmap.extents])
+
+
+def daemons(hosts: Sequence[Any], **kwargs: Any) -> list[Daemon]:
+    """Mount one daemon per host (one per node) over the same memory."""
+    return [Daemon.mount(h, **kwargs) for h in hosts]

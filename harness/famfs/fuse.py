@@ -1,0 +1,171 @@
+"""pyfuse3 adapter: mounts a `Daemon` on a real FUSE mount point; READ goes through the kernel side.
+
+Thin on purpose (after pyfuse3's passthroughfs): each handler converts arguments, calls one
+`Daemon` method and builds the reply. `_errors` is the one error path: a `FamfsError` becomes
+`FUSEError(errno)`; anything else is logged, reported to the probe as an internal error and
+answered with EIO, since only FUSEError may escape a handler. `serve()` is the mount lifecycle:
+clean a stale mount point, init, run until unmounted or SIGINT/SIGTERM, unmount.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import signal
+import subprocess
+from typing import Any, Awaitable, Callable, TypeVar
+
+import pyfuse3
+import trio
+
+from harness.famfs.daemon import Attr, Daemon
+from harness.famfs.errors import FamfsError
+
+log = logging.getLogger("famfs.fuse")
+T = TypeVar("T")
+ATTR_TIMEOUT = 1.0
+
+
+def _errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    @functools.wraps(fn)
+    async def handler(self: "FamfsOperations", *args: Any) -> T:
+        try:
+            return await fn(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except FamfsError as e:
+            raise pyfuse3.FUSEError(e.errno) from None
+        except Exception as e:  # noqa: BLE001 - only FUSEError may leave a handler
+            log.exception("internal error in %s", fn.__name__)
+            self.daemon.probe.internal_error(fn.__name__, e)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+    return handler
+
+
+class FamfsOperations(pyfuse3.Operations):
+    """The FUSE operations of a read-only famfs mount, served by one `Daemon`."""
+
+    def __init__(self, daemon: Daemon):
+        super().__init__()
+        self.daemon = daemon
+
+    def _entry(self, a: Attr) -> pyfuse3.EntryAttributes:
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = a.ino
+        e.st_mode = a.mode
+        e.st_nlink = a.nlink
+        e.st_uid = a.uid
+        e.st_gid = a.gid
+        e.st_size = a.size
+        e.st_blksize = 1 << 21
+        e.st_blocks = (a.size + 511) // 512
+        e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = a.mtime_ns
+        e.entry_timeout = e.attr_timeout = ATTR_TIMEOUT
+        return e
+
+    @_errors
+    async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        attr = self.daemon.lookup(parent_inode, os.fsdecode(name))
+        if attr is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._entry(attr)
+
+    @_errors
+    async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        attr = self.daemon.getattr(inode)
+        if attr is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._entry(attr)
+
+    @_errors
+    async def opendir(self, inode: int, ctx: Any = None) -> int:
+        if self.daemon.readdir(inode) is None:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        return inode
+
+    @_errors
+    async def readdir(self, fh: int, start_id: int, token: Any) -> None:
+        entries = self.daemon.readdir(fh) or []
+        for i, (name, attr) in enumerate(entries[start_id:], start_id):
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._entry(attr), i + 1):
+                break
+
+    @_errors
+    async def releasedir(self, fh: int) -> None:
+        return None
+
+    @_errors
+    async def open(self, inode: int, flags: int, ctx: Any = None) -> pyfuse3.FileInfo:
+        attr = self.daemon.getattr(inode)
+        if attr is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
+            raise pyfuse3.FUSEError(errno.EROFS)
+        if self.daemon.readdir(inode) is not None:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        return pyfuse3.FileInfo(fh=inode, keep_cache=False)
+
+    @_errors
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return self.daemon.read(fh, off, size)
+
+    @_errors
+    async def release(self, fh: int) -> None:
+        return None
+
+    @_errors
+    async def statfs(self, ctx: Any = None) -> pyfuse3.StatvfsData:
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = s.f_frsize = 1 << 21
+        size = sum(d.size for d in self.daemon.devices if d is not None)
+        s.f_blocks = size // s.f_frsize
+        s.f_bfree = s.f_bavail = 0
+        s.f_files = len(self.daemon.inodes)
+        s.f_ffree = s.f_favail = 0
+        s.f_namemax = 79
+        return s
+
+
+def clean_stale(mountpoint: str) -> bool:
+    """If `mountpoint` is a dead FUSE mount (its daemon was killed: ENOTCONN), lazily unmount it.
+    Returns True if something was cleaned."""
+    try:
+        os.stat(mountpoint)
+        return False
+    except OSError as e:
+        if e.errno not in (errno.ENOTCONN, errno.ECONNABORTED):
+            return False
+    subprocess.run(["fusermount3", "-u", "-z", mountpoint], check=False, capture_output=True)
+    return True
+
+
+def mount_options(node: str) -> set[str]:
+    opts = set(pyfuse3.default_options)
+    opts |= {"fsname=famfs", "subtype=famfs", "ro"}
+    return opts
+
+
+def serve(daemon: Daemon, mountpoint: str, *, ready: Callable[[], None] | None = None) -> None:
+    """Mount `daemon` on `mountpoint` and serve until unmounted or SIGINT/SIGTERM; then unmount."""
+    clean_stale(mountpoint)
+    ops = FamfsOperations(daemon)
+    pyfuse3.init(ops, mountpoint, mount_options(daemon.node))
+    try:
+        trio.run(_main, ready)
+    finally:
+        pyfuse3.close(unmount=True)
+
+
+async def _main(ready: Callable[[], None] | None) -> None:
+    async with trio.open_nursery() as nursery:
+        async def stop_on_signal() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    pyfuse3.terminate()
+                    return
+        nursery.start_soon(stop_on_signal)
+        if ready is not None:
+            ready()
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,312 @@
+"""The emulated famfs kernel side of one FUSE mount: fmap parse and cache, the daxdev table, faults.
+
+What fs/fuse/famfs.c does, as an object per mount (famfs-spec.md 3.4, 3.5, 5.3):
+
+* INIT: FUSE_DAX_FMAP is in effect only when the kernel offers it and the server is
+  CAP_SYS_RAWIO-capable; without it GET_FMAP / GET_DAXDEV are refused (EOPNOTSUPP) and famfs
+  files cannot be read.
+* GET_FMAP: the daemon's reply bytes are decoded (`wire.decode_fmap`) and validated as the
+  kernel of the selected ABI generation does, then cached once per file (never refreshed).
+* The daxdev table (`daxtable.DaxdevTable`) starts with only index 0; every other index is
+  discovered when an fmap first references it. How depends on the generation's registration:
+  `pull-name` / `pull-devt` send GET_DAXDEV(index) and resolve the reply's name or dev_t on this
+  node; `push-fd` expects the daemon to have pushed (device, index) before it served the fmap,
+  and marks the file bad otherwise; `backing-id` hands out its own ids (1, 2, ... in open order,
+  never 0) and keys the table by them, so an fmap that carries log indices is looked up by the
+  wrong key unless the daemon translates.
+* A read resolves file offset -> (index, device offset) -> `lookup(index)` -> DAX memory.
+  `lookup` is the one function every index lookup goes through, and it reports to the probe.
+
+Errors are the kernel's: EIO for an invalid or failed slot, an index past the table, a file
+marked bad; EINVAL for a reply that does not parse. They come out as `KernelError` (a
+`FamfsError`), which the FUSE adapter turns into the errno.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+from harness.famfs import wire
+from harness.famfs.daxtable import DaxdevTable, SlotView
+from harness.famfs.errors import FamfsError
+from harness.famfs.invariants import Invariant
+from harness.famfs.probe import NULL_PROBE, Probe
+
+
+class KernelError(FamfsError):
+    """Raised by the kernel side: a refused reply (EINVAL), a failed lookup or fault (EIO)."""
+
+    @classmethod
+    def bad_fmap(cls, message: str) -> "KernelError":
+        return cls(errno.EINVAL, Invariant.FMAP_SHAPE, message)
+
+    @classmethod
+    def lookup_failed(cls, index: int, message: str) -> "KernelError":
+        return cls(errno.EIO, Invariant.IDX_LOOKUP, f"daxdev index {index}: {message}")
+
+    @classmethod
+    def not_enabled(cls) -> "KernelError":
+        return cls(errno.EOPNOTSUPP, Invariant.IDX_PRIMARY,
+                   "FUSE_DAX_FMAP not negotiated (server lacks CAP_SYS_RAWIO or kernel did not offer it)")
+
+
+class Device(Protocol):
+    """A DAX device as the kernel sees it: a node-local name, a dev_t, bounded reads."""
+
+    name: str
+    devno: int
+    size: int
+
+    def read(self, offset: int, length: int) -> bytes: ...
+
+
+class Host(Protocol):
+    """This node's /dev: finds a DAX device by node-local name or by dev_t (None if absent)."""
+
+    node: str
+
+    def by_name(self, name: str) -> Device | None: ...
+
+    def by_devno(self, devno: int) -> Device | None: ...
+
+
+class Server(Protocol):
+    """The daemon as the kernel talks to it: reply bytes for GET_FMAP and GET_DAXDEV."""
+
+    def get_fmap(self, nodeid: int) -> bytes: ...
+
+    def get_daxdev(self, index: int) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One resolved piece of a read: `length` bytes at `dev_offset` of daxdev `index`."""
+
+    index: int
+    dev_offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class KernelFmap:
+    """A validated, cached file map (the kernel's `famfs_file_meta`)."""
+
+    file_size: int
+    message: wire.FmapMessage
+    indices: frozenset[int]
+    bad: bool = False
+
+    def resolve(self, offset: int) -> Run | None:
+        """file offset -> (index, device offset, run length), or None past the map."""
+        m = self.message
+        if m.ext_type == wire.EXT_SIMPLE:
+            for e in m.extents:
+                if offset < e.len:
+                    return Run(e.devindex, e.offset + offset, e.len - offset)
+                offset -= e.len
+            return None
+        for ie in m.interleaved:
+            span = min(ie.nbytes, self.file_size)
+            if offset < span:
+                c, within = divmod(offset, ie.chunk_size)
+                strip = ie.strips[c % ie.nstrips]
+                dev_off = (c // ie.nstrips) * ie.chunk_size + within
+                if dev_off >= strip.len:
+                    return None
+                return Run(strip.devindex, strip.offset + dev_off, min(ie.chunk_size - within, strip.len - dev_off))
+            offset -= span
+        return None
+
+
+class KernelMount:
+    """The kernel side of one famfs-over-FUSE mount on one node."""
+
+    def __init__(self, host: Host, server: Server, abi: wire.Abi, *, capable_rawio: bool = True,
+                 kernel_offers_fmap: bool = True, probe: Probe = NULL_PROBE):
+        self.host = host
+        self.node = host.node
+        self.server = server
+        self.abi = abi
+        self.probe = probe
+        self.enabled = wire.negotiate_init(abi, abi.init_flag if kernel_offers_fmap else 0, capable_rawio)
+        self.table = DaxdevTable(abi.nslots)
+        self.fmaps: dict[int, KernelFmap] = {}
+        self.next_backing_id = 1            # backing-id: idr_alloc_cyclic(1, ...) never hands out 0
+        self.lookups = 0
+
+    # -- registration (push-fd / backing-id: called by the daemon; pull: by ourselves) -------
+
+    def daxdev_open(self, device: Device, index: int) -> int:
+        """push-fd: FUSE_DEV_IOC_DAXDEV_OPEN(fd, index) -> 0 or -errno."""
+        if not self.enabled:
+            return -errno.EOPNOTSUPP
+        rc = self.table.install(index, device.devno, device, device.name)
+        if rc == 0 and self.probe.enabled:
+            self.probe.slot_published(self.node, index, device.name, True)
+        return rc
+
+    def backing_open(self, device: Device) -> int:
+        """backing-id: FUSE_DEV_IOC_BACKING_OPEN(fd) -> a kernel-chosen id (>= 1) or -errno."""
+        if not self.enabled:
+            return -errno.EOPNOTSUPP
+        for view in (self.table.read_slot(i) for i in range(1, self.table.nslots)):
+            if view and view.valid and view.devno == device.devno:
+                return view.index
+        ident = self.next_backing_id
+        if ident >= self.table.nslots:
+            return -errno.ENOSPC
+        self.next_backing_id += 1
+        self.table.install(ident, device.devno, device, device.name)
+        if self.probe.enabled:
+            self.probe.slot_published(self.node, ident, device.name, True)
+        return ident
+
+    def _pull(self, index: int) -> None:
+        """pull-*: GET_DAXDEV(index), resolve the reply on this node, install the slot. Failures
+        are logged and ignored, as the kernel does: the slot stays invalid (or dax_err)."""
+        try:
+            reply = wire.decode_daxdev_out(self.server.get_daxdev(index), self.abi)
+        except FamfsError:
+            return
+        if reply.index != index:
+            return
+        if self.abi.registration == "pull-devt":
+            device = self.host.by_devno(reply.devt)
+        else:
+            device = self.host.by_name(reply.name.decode("utf-8", "replace"))
+        if device is None:
+            self.table.mark_dax_err(index)
+            return
+        if self.table.install(index, device.devno, device, device.name) == 0 and self.probe.enabled:
+            self.probe.slot_published(self.node, index, device.name, True)
+
+    def mount(self) -> None:
+        """At mount only the primary (index 0) is known; pull generations fetch it now."""
+        if self.enabled and self.abi.registration in ("pull-name", "pull-devt"):
+            self._pull(0)
+
+    # -- GET_FMAP -----------------------------------------------------------------------------
+
+    def fmap(self, nodeid: int) -> KernelFmap:
+        """The cached map of `nodeid`, fetching, validating and discovering devices on first use."""
+        cached = self.fmaps.get(nodeid)
+        if cached is not None:
+            return cached
+        if not self.enabled:
+            raise KernelError.not_enabled()
+        try:
+            message = wire.decode_fmap(self.server.get_fmap(nodeid), self.abi)
+        except FamfsError as e:
+            raise KernelError.bad_fmap(f"GET_FMAP reply for node {nodeid}: {e.message}") from None
+        kf = self._validate(message)
+        missing = [i for i in sorted(kf.indices) if not self._slot_ok(i)]
+        if missing and self.abi.registration in ("pull-name", "pull-devt"):
+            for index in missing:
+                self._pull(index)
+        elif missing and self.abi.registration == "push-fd":
+            kf = KernelFmap(kf.file_size, kf.message, kf.indices, bad=True)
+        self.fmaps[nodeid] = kf
+        return kf
+
+    def _slot_ok(self, index: int) -> bool:
+        view = self.table.read_slot(index)
+        return view is not None and view.valid and not view.dax_err
+
+    def _validate(self, m: wire.FmapMessage) -> KernelFmap:
+        abi = self.abi
+        align = abi.alignment
+        if m.ext_type == wire.EXT_SIMPLE:
+            extents = m.extents
+            if not 1 <= len(extents) <= abi.max_extents:
+                raise KernelError.bad_fmap(f"{len(extents)} extents, allowed 1..{abi.max_extents}")
+        elif m.ext_type == wire.EXT_INTERLEAVE and abi.interleave_ok:
+            if not 1 <= len(m.interleaved) <= abi.max_extents:
+                raise KernelError.bad_fmap(f"{len(m.interleaved)} interleaved extents")
+            extents = ()
+            for ie in m.interleaved:
+                if not 1 <= ie.nstrips <= abi.max_strips or len(ie.strips) != ie.nstrips:
+                    raise KernelError.bad_fmap(f"nstrips {ie.nstrips} not in 1..{abi.max_strips}")
+                if ie.chunk_size == 0 or ie.chunk_size % align or ie.nbytes == 0:
+                    raise KernelError.bad_fmap(f"chunk {ie.chunk_size:#x} / nbytes {ie.nbytes:#x} invalid")
+                extents += tuple(ie.strips)
+        else:
+            raise KernelError.bad_fmap(f"ext_type {m.ext_type} not accepted by {abi.name}")
+        total = 0
+        for e in extents:
+            if e.devindex >= self.table.nslots:
+                raise KernelError.bad_fmap(f"dev_index {e.devindex} >= {self.table.nslots} slots")
+            if e.len == 0 or e.offset % align or e.len % align:
+                raise KernelError.bad_fmap(f"extent [{e.offset:#x}, +{e.len:#x}) not {align:#x}-aligned")
+            if e.offset + e.len > (1 << 64) - 1:
+                raise KernelError.bad_fmap("extent overflows u64")
+            total += e.len
+        if m.ext_type == wire.EXT_INTERLEAVE:
+            total = sum(ie.nbytes for ie in m.interleaved)
+        if total < m.file_size:
+            raise KernelError.bad_fmap(f"extents cover {total:#x} < file size {m.file_size:#x}")
+        return KernelFmap(m.file_size, m, frozenset(e.devindex for e in extents))
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def lookup(self, index: int) -> SlotView:
+        """The one table lookup: every fault goes through here, and the probe hears of each."""
+        self.lookups += 1
+        view = self.table.read_slot(index)
+        if view is None:
+            err, why = errno.EIO, f"index >= {self.table.nslots} slots"
+        elif not view.valid:
+            err, why = errno.EIO, "slot not valid (device not discovered)"
+        elif view.dax_err or view.error:
+            err, why = errno.EIO, "device failed"
+        else:
+            err, why = 0, ""
+        if self.probe.enabled:
+            name = view.name if (view is not None and err == 0) else None
+            devno = view.devno if (view is not None and err == 0) else 0
+            self.probe.lookup(self.node, index, name, devno, err)
+        if err:
+            raise KernelError.lookup_failed(index, why)
+        assert view is not None
+        return view
+
+    def read(self, nodeid: int, offset: int, length: int) -> bytes:
+        """read(2) of a famfs file: resolve each run through the table and copy from DAX memory."""
+        kf = self.fmap(nodeid)
+        if kf.bad:
+            raise KernelError(errno.EIO, Invariant.IDX_LOOKUP, "file marked bad: a referenced daxdev is missing")
+        end = min(kf.file_size, offset + length)
+        out = []
+        while offset < end:
+            run = kf.resolve(offset)
+            if run is None:
+                raise KernelError(errno.EIO, Invariant.FMAP_SHAPE, f"offset {offset:#x} not mapped")
+            view = self.lookup(run.index)
+            n = min(run.length, end - offset)
+            try:
+                out.append(view.device.read(run.dev_offset, n))
+            except FamfsError as e:
+                raise KernelError(e.errno, e.invariant, e.message) from None
+            if self.probe.enabled:
+                self.probe.extent_resolved(self.node, str(nodeid), offset, run.index, run.dev_offset, n)
+            offset += n
+        return b"".join(out)
+
+    def teardown(self) -> None:
+        self.table.clear()
+        self.fmaps.clear()
+
+    def discovered(self) -> list[int]:
+        return self.table.valid_indices()
+
+
+def push_referenced(kernel: KernelMount, indices: Sequence[int], devices: Sequence[Any], pushed: int) -> int:
+    """push-fd daemon helper: push daxdevs densely from `pushed`+1 up to max(indices), in order,
+    stopping at the first failure (b2988b5). Returns the new highest pushed index."""
+    top = max(indices, default=-1)
+    for index in range(pushed + 1, top + 1):
+        device = devices[index] if index < len(devices) else None
+        if device is None or kernel.daxdev_open(device, index) != 0:
+            break
+        pushed = index
+    return pushed
