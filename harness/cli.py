@@ -105,6 +105,20 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     return cmd_replay(args, with_fsck=True)
 
 
+def cmd_mount(args: argparse.Namespace) -> int:
+    from harness.engine.images import mount_files
+
+    def ready() -> None:
+        print(f"famfs-fuzz: mounted on {args.mountpoint} (node {args.node}, abi {args.abi}); "
+              "unmount or Ctrl-C to stop", flush=True)
+    try:
+        mount_files(args.devices, args.mountpoint, node=args.node, abi=args.abi,
+                    capable_rawio=not args.no_rawio, on_ready=ready)
+    except FamfsError as e:
+        return _unusable(args, e)
+    return EXIT_CLEAN
+
+
 # -- operations --------------------------------------------------------------------------------------
 
 
@@ -151,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("devices", nargs="+", metavar="DEV[=NAME]",
                         help="device files, primary first; NAME is the node-local device name")
         sp.add_argument("--no-crc", action="store_true", help="skip entry CRC checks (checks-off triage)")
+    sp = verb("mount", cmd_mount, "mount a famfs through FUSE and serve it until unmounted")
+    sp.add_argument("devices", nargs="+", metavar="DEV[=NAME]", help="device files or /dev/daxX.Y, primary first")
+    sp.add_argument("mountpoint", metavar="MOUNTPOINT")
+    sp.add_argument("--node", default="node0", help="this node's name (device names are per node)")
+    sp.add_argument("--abi", default="pull-devt", choices=["pull-name", "pull-devt", "push-fd", "backing-id"],
+                    help="kernel ABI generation to emulate (default pull-devt)")
+    sp.add_argument("--no-rawio", action="store_true", help="act as a daemon without CAP_SYS_RAWIO")
     sp = verb("bench", cmd_bench, "measure replay speed against the CRC-only floor")
     sp.add_argument("--repeat", type=int, default=5, help="timings per figure; the best is kept")
     sp = verb("fuzz-default", cmd_fuzz_default, "the README's main job: a default campaign")

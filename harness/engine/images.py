@@ -129,3 +129,50 @@ def _describe(d: DeviceArg, m: mmap.mmap, result: Replay, sizes: list[int | None
             if index is not None:
                 sizes[index] = len(m)
     return info
+
+
+@dataclass
+class Mounted:
+    """A daemon ready to serve, with the devices it owns (close them when done)."""
+
+    daemon: object
+    devices: list[object]
+
+    def close(self) -> None:
+        for d in self.devices:
+            d.close()  # type: ignore[attr-defined]
+
+
+def open_node(args: Sequence[str], *, node: str = "node0", abi: str = "pull-devt",
+              capable_rawio: bool = True, probe: object = None) -> Mounted:
+    """Open device arguments (primary first, `PATH=LOCALNAME`) as one node's DAX devices, resolve
+    them by UUID and mount a daemon on them (replay included). Typed errors only."""
+    from harness.famfs.daemon import Daemon
+    from harness.famfs.devices import Resolver, open_device, parse_device_arg
+    from harness.famfs.probe import NULL_PROBE
+    opened = []
+    try:
+        for arg in args:
+            path, name = parse_device_arg(arg)
+            opened.append(open_device(path, name=name or os.path.basename(path), node=node))
+        host = Resolver(node, opened, probe=probe or NULL_PROBE)
+        daemon = Daemon.mount(host, abi=abi, probe=probe or NULL_PROBE, capable_rawio=capable_rawio,
+                              primary=opened[0])
+    except BaseException:
+        for d in opened:
+            d.close()
+        raise
+    return Mounted(daemon, opened)
+
+
+def mount_files(args: Sequence[str], mountpoint: str, *, node: str = "node0", abi: str = "pull-devt",
+                capable_rawio: bool = True, on_ready: object = None) -> None:
+    """`famfs-fuzz mount`: serve the famfs on `args` at `mountpoint` until unmounted or signalled."""
+    from harness.famfs.fuse import serve
+    if not os.path.isdir(mountpoint):
+        raise InputError(errno.ENOTDIR, Invariant.SB_VALID, f"{mountpoint}: not a directory")
+    mounted = open_node(args, node=node, abi=abi, capable_rawio=capable_rawio)
+    try:
+        serve(mounted.daemon, mountpoint, ready=on_ready)  # type: ignore[arg-type]
+    finally:
+        mounted.close()
