@@ -160,6 +160,12 @@ class Image:
                 image.attach(dev, size, u)
         return image
 
+    def rebind(self, devices: Sequence[Buffer]) -> None:
+        """Go on as master on other buffers holding the same bytes (e.g. the shared mappings the
+        image was copied into), so later appends land where the other nodes see them."""
+        self.devices = list(devices)
+        self.log.device = self.devices[0]
+
     # -- the master's operations --------------------------------------------------------------
 
     def attach(self, device: Buffer, size: int, dev_uuid: bytes) -> int:
