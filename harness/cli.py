@@ -110,10 +110,15 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
     def ready() -> None:
         print(f"famfs-fuzz: mounted on {args.mountpoint} (node {args.node}, abi {args.abi}); "
-              "unmount or Ctrl-C to stop", flush=True)
+              "unmount or Ctrl-C to stop; SIGHUP replays the log", flush=True)
+
+    def logplay(daemon: Any) -> None:
+        ns = daemon.namespace
+        print(f"famfs-fuzz: logplay: {len(ns.dirs)} dirs, {len(ns.files)} files", flush=True)
     try:
         mount_files(args.devices, args.mountpoint, node=args.node, abi=args.abi,
-                    capable_rawio=not args.no_rawio, on_ready=ready)
+                    capable_rawio=not args.no_rawio, on_ready=ready, probe_log=args.probe_log,
+                    after_logplay=logplay)
     except FamfsError as e:
         return _unusable(args, e)
     return EXIT_CLEAN
@@ -172,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--abi", default="pull-devt", choices=["pull-name", "pull-devt", "push-fd", "backing-id"],
                     help="kernel ABI generation to emulate (default pull-devt)")
     sp.add_argument("--no-rawio", action="store_true", help="act as a daemon without CAP_SYS_RAWIO")
+    sp.add_argument("--probe-log", metavar="FILE", help="append every probe event to FILE as JSON lines")
     sp = verb("bench", cmd_bench, "measure replay speed against the CRC-only floor")
     sp.add_argument("--repeat", type=int, default=5, help="timings per figure; the best is kept")
     sp = verb("fuzz-default", cmd_fuzz_default, "the README's main job: a default campaign")

@@ -166,13 +166,20 @@ def open_node(args: Sequence[str], *, node: str = "node0", abi: str = "pull-devt
 
 
 def mount_files(args: Sequence[str], mountpoint: str, *, node: str = "node0", abi: str = "pull-devt",
-                capable_rawio: bool = True, on_ready: object = None) -> None:
-    """`famfs-fuzz mount`: serve the famfs on `args` at `mountpoint` until unmounted or signalled."""
-    from harness.famfs.fuse import serve
+                capable_rawio: bool = True, on_ready: object = None, probe_log: str | None = None,
+                after_logplay: object = None) -> None:
+    """`famfs-fuzz mount`: serve the famfs on `args` at `mountpoint` until unmounted or signalled.
+    SIGHUP replays the log again (a client's logplay). `probe_log` records every probe event."""
+    from harness.engine.probelog import JsonlProbe
+    from harness.famfs.fuse import clean_stale, serve
+    clean_stale(mountpoint)                  # a mount left by a killed daemon: unmount it first
     if not os.path.isdir(mountpoint):
         raise InputError(errno.ENOTDIR, Invariant.SB_VALID, f"{mountpoint}: not a directory")
-    mounted = open_node(args, node=node, abi=abi, capable_rawio=capable_rawio)
+    probe = JsonlProbe(probe_log) if probe_log else None
+    mounted = open_node(args, node=node, abi=abi, capable_rawio=capable_rawio, probe=probe)
     try:
-        serve(mounted.daemon, mountpoint, ready=on_ready)  # type: ignore[arg-type]
+        serve(mounted.daemon, mountpoint, ready=on_ready, after_logplay=after_logplay)  # type: ignore[arg-type]
     finally:
         mounted.close()
+        if probe:
+            probe.close()

@@ -4,7 +4,8 @@ Thin on purpose (after pyfuse3's passthroughfs): each handler converts arguments
 `Daemon` method and builds the reply. `_errors` is the one error path: a `FamfsError` becomes
 `FUSEError(errno)`; anything else is logged, reported to the probe as an internal error and
 answered with EIO, since only FUSEError may escape a handler. `serve()` is the mount lifecycle:
-clean a stale mount point, init, run until unmounted or SIGINT/SIGTERM, unmount.
+clean a stale mount point, init, run until unmounted or SIGINT/SIGTERM, unmount; SIGHUP
+replays the log again (a client's logplay).
 """
 from __future__ import annotations
 
@@ -146,25 +147,35 @@ def mount_options(node: str) -> set[str]:
     return opts
 
 
-def serve(daemon: Daemon, mountpoint: str, *, ready: Callable[[], None] | None = None) -> None:
+def serve(daemon: Daemon, mountpoint: str, *, ready: Callable[[], None] | None = None,
+          after_logplay: Callable[[Daemon], None] | None = None) -> None:
     """Mount `daemon` on `mountpoint` and serve until unmounted or SIGINT/SIGTERM; then unmount."""
     clean_stale(mountpoint)
     ops = FamfsOperations(daemon)
     pyfuse3.init(ops, mountpoint, mount_options(daemon.node))
     try:
-        trio.run(_main, ready)
+        trio.run(_main, daemon, ready, after_logplay)
     finally:
         pyfuse3.close(unmount=True)
 
 
-async def _main(ready: Callable[[], None] | None) -> None:
+async def _main(daemon: Daemon, ready: Callable[[], None] | None,
+                after_logplay: Callable[[Daemon], None] | None) -> None:
     async with trio.open_nursery() as nursery:
-        async def stop_on_signal() -> None:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
+        async def on_signal() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+                async for signum in signals:
+                    if signum == signal.SIGHUP:          # a client's logplay
+                        try:
+                            daemon.refresh()
+                        except FamfsError as e:
+                            log.error("logplay failed: %s", e)
+                        if after_logplay is not None:
+                            after_logplay(daemon)
+                        continue
                     pyfuse3.terminate()
                     return
-        nursery.start_soon(stop_on_signal)
+        nursery.start_soon(on_signal)
         if ready is not None:
             ready()
         await pyfuse3.main()

@@ -1,0 +1,66 @@
+"""A probe that writes every event as one JSON line, so a daemon in another process can be checked.
+
+`famfs-fuzz mount --probe-log FILE` attaches it; the harness reads the file back (`load`) and
+feeds the lookups to the oracle's `LookupChecker`, which keeps the daemon's process free of any
+checking code. Lines are flushed as they are written, so a killed daemon loses at most the line
+it was writing (`load` skips a torn last line).
+"""
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+from harness.famfs.probe import Probe
+from harness.oracle.lookups import LookupChecker
+
+
+class JsonlProbe(Probe):
+    """Appends one JSON object per event to a file."""
+
+    enabled = True
+
+    def __init__(self, path: str):
+        self._f: IO[str] = open(path, "a", buffering=1)
+
+    def _w(self, ev: str, **fields: Any) -> None:
+        self._f.write(json.dumps({"ev": ev, **fields}) + "\n")
+
+    def lookup(self, node: str, index: int, name: str | None, devno: int, errno: int) -> None:
+        self._w("lookup", node=node, index=index, name=name, devno=devno, errno=errno)
+
+    def slot_published(self, node: str, index: int, name: str | None, valid: bool) -> None:
+        self._w("slot_published", node=node, index=index, name=name, valid=valid)
+
+    def index_assigned(self, index: int, uuid: str, size: int, entry: int | None) -> None:
+        self._w("index_assigned", index=index, uuid=uuid, size=size, entry=entry)
+
+    def device_resolved(self, node: str, uuid: str, name: str | None) -> None:
+        self._w("device_resolved", node=node, uuid=uuid, name=name)
+
+    def rejected(self, error: Any) -> None:
+        self._w("rejected", **error.as_dict())
+
+    def internal_error(self, where: str, error: BaseException) -> None:
+        self._w("internal_error", where=where, error=repr(error))
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def load(path: str) -> list[dict[str, Any]]:
+    """Every complete event line of `path` (a torn last line is dropped)."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return out
+
+
+def replay_into(checker: LookupChecker, events: list[dict[str, Any]]) -> None:
+    """Hand the recorded lookups to `checker` as if it had been the probe."""
+    for e in events:
+        if e["ev"] == "lookup":
+            checker.lookup(e["node"], e["index"], e["name"], e["devno"], e["errno"])
