@@ -7,15 +7,15 @@ first), returns a result dataclass, and turns every problem with the input into 
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
+from harness.famfs.devices import open_device, parse_device_arg
 from harness.famfs.errors import FamfsError
 from harness.famfs.fsck import FsckReport, fsck
-from harness.famfs.image import Image, device_file, new_uuid
+from harness.famfs.image import Image, new_uuid
 from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant
 from harness.famfs.layout import ALLOC_UNIT, LOG_LEN, SECONDARY_SB, SUPER_MAGIC, SUPERBLOCK, Superblock
@@ -35,22 +35,18 @@ class DeviceArg:
 
     @classmethod
     def parse(cls, arg: str) -> "DeviceArg":
-        path, sep, name = arg.partition("=")
-        return cls(path, name if sep else os.path.basename(path))
+        path, name = parse_device_arg(arg)
+        return cls(path, name or os.path.basename(path))
 
 
-def _map(stack: ExitStack, arg: DeviceArg, write: bool = False) -> mmap.mmap:
-    try:
-        fd = os.open(arg.path, os.O_RDWR if write else os.O_RDONLY)
-    except OSError as e:
-        raise InputError(e.errno or errno.EIO, Invariant.SB_VALID, f"{arg.path}: {e.strerror}") from None
-    stack.callback(os.close, fd)
-    size = os.fstat(fd).st_size
-    if size == 0:
-        raise InputError(errno.EINVAL, Invariant.SB_VALID, f"{arg.path}: empty file, no superblock")
-    m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | (mmap.PROT_WRITE if write else 0))
-    stack.callback(m.close)
-    return m
+def _open(stack: ExitStack, arg: DeviceArg, *, size: int | None = None, readonly: bool = True) -> Any:
+    """Open a device argument (file or /dev/daxX.Y) as a DaxDevice closed with `stack`."""
+    dev = open_device(arg.path, name=arg.name, size=size, readonly=readonly)
+    stack.callback(dev.close)
+    if dev.size < SUPERBLOCK.size and size is None:
+        raise InputError(errno.EINVAL, Invariant.SB_VALID,
+                         f"{arg.path}: {dev.size} bytes, too small for a famfs superblock")
+    return dev
 
 
 @dataclass
@@ -70,19 +66,16 @@ def mkfs_files(args: Sequence[str], size: int, *, log_len: int = LOG_LEN, alloc_
     with ExitStack() as stack:
         maps = []
         for d in devs:
-            if not force and os.path.exists(d.path) and _has_superblock(d.path):
+            if not force and os.path.isfile(d.path) and _has_superblock(d.path):
                 raise InputError(errno.EEXIST, Invariant.SB_VALID,
                                  f"{d.path}: holds a famfs superblock; use --force to overwrite")
-            try:
-                device_file(d.path, size)
-            except OSError as e:
-                raise InputError(e.errno or errno.EIO, Invariant.SB_VALID, f"{d.path}: {e.strerror}") from None
-            maps.append(_map(stack, d, write=True))
+            dev = _open(stack, d, size=size, readonly=False)
+            maps.append(dev.view(0, dev.size))
         uuids = [new_uuid() for _ in devs]
-        image = Image.mkfs(maps, [size] * len(maps), uuids=uuids, log_len=log_len, alloc_unit=alloc_unit)
+        image = Image.mkfs(maps, [len(m) for m in maps], uuids=uuids, log_len=log_len, alloc_unit=alloc_unit)
         return MkfsResult([{"path": d.path, "uuid": uuid_str(u), "index": i,
-                            "role": "primary" if i == 0 else "secondary", "size": size}
-                           for i, (d, u) in enumerate(zip(devs, uuids))], uuid_str(image.sb.fs_uuid))
+                            "role": "primary" if i == 0 else "secondary", "size": len(m)}
+                           for i, (d, u, m) in enumerate(zip(devs, uuids, maps))], uuid_str(image.sb.fs_uuid))
 
 
 def _has_superblock(path: str) -> bool:
@@ -108,7 +101,8 @@ def replay_files(args: Sequence[str], *, with_fsck: bool = False, check_crc: boo
     """Replay the log on args[0]; identify the other device files by their superblocks' UUIDs."""
     devs = [DeviceArg.parse(a) for a in args]
     with ExitStack() as stack:
-        maps = [_map(stack, d) for d in devs]
+        opened = [_open(stack, d) for d in devs]
+        maps = [dev.view(0, dev.size) for dev in opened]
         result = replay(maps[0], device_size=len(maps[0]), check_crc=check_crc)
         described, sizes = [], [None] * len(result.table)  # type: list[dict[str, object]], list[int | None]
         for d, m in zip(devs, maps):
@@ -117,7 +111,7 @@ def replay_files(args: Sequence[str], *, with_fsck: bool = False, check_crc: boo
         return ReplayResult(result, described, report, sizes)
 
 
-def _describe(d: DeviceArg, m: mmap.mmap, result: Replay, sizes: list[int | None]) -> dict[str, object]:
+def _describe(d: DeviceArg, m: memoryview, result: Replay, sizes: list[int | None]) -> dict[str, object]:
     info: dict[str, object] = {"path": d.path, "name": d.name, "size": len(m), "uuid": None, "index": None}
     if len(m) >= SUPERBLOCK.size:
         sb = Superblock.decode(m)

@@ -88,34 +88,32 @@ class LogWriter:
 
 
 class Allocator:
-    """First-fit allocation in alloc units, one free map per daxdev index; never frees (famfs)."""
+    """First-fit allocation in alloc units, one free list per daxdev index; never frees (famfs).
+
+    Free space is a sorted list of [start, end) byte runs, so a device of any size (ADD_DAXDEV
+    carries a u64) costs a few integers, not a bitmap."""
 
     def __init__(self, alloc_unit: int):
         self.au = alloc_unit
-        self.free: list[bytearray] = []          # 1 = free unit
+        self.free: list[list[tuple[int, int]]] = []
 
     def add_device(self, size: int, reserved: int) -> None:
-        units = size // self.au
-        first = min(units, -(-reserved // self.au))
-        self.free.append(bytearray(first) + bytearray(b"\x01") * (units - first))
-
-    def mark_used(self, ext: SimpleExtent) -> None:
-        m = self.free[ext.devindex]
-        start, n = ext.offset // self.au, ext.len // self.au
-        m[start:start + n] = bytes(len(m[start:start + n]))
+        first = -(-reserved // self.au) * self.au
+        end = size // self.au * self.au
+        self.free.append([(first, end)] if first < end else [])
 
     def alloc(self, nbytes: int, devindex: int) -> SimpleExtent:
         """A contiguous run of at least `nbytes` (rounded up to the unit) on `devindex`."""
-        n = max(1, -(-nbytes // self.au))
-        m = self.free[devindex]
-        at = m.find(b"\x01" * n)
-        if at < 0:
-            raise ImageError.no_space(f"no {n} free contiguous units on daxdev {devindex}")
-        m[at:at + n] = bytes(n)
-        return SimpleExtent(devindex, at * self.au, n * self.au)
+        n = max(1, -(-nbytes // self.au)) * self.au
+        runs = self.free[devindex]
+        for k, (lo, hi) in enumerate(runs):
+            if hi - lo >= n:
+                runs[k:k + 1] = [(lo + n, hi)] if lo + n < hi else []
+                return SimpleExtent(devindex, lo, n)
+        raise ImageError.no_space(f"no {n // self.au} free contiguous units on daxdev {devindex}")
 
     def free_bytes(self, devindex: int) -> int:
-        return self.free[devindex].count(1) * self.au
+        return sum(hi - lo for lo, hi in self.free[devindex])
 
 
 @dataclass(frozen=True, slots=True)
