@@ -128,14 +128,28 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
     from harness.engine import bench
     result = bench.run(repeat=args.repeat)
-    d = result.as_dict()
-    _emit(args, d, lambda: "\n".join([
+    lines = [
         f"replay of a full 8 MiB log ({result.log_entries} entries): {result.replay_s * 1e3:.1f} ms "
         f"({result.replay_entries_per_s:,.0f} entries/s)",
         f"CRC + seqnum check only, same entries:          {result.crc_only_s * 1e3:.1f} ms",
-        f"ratio replay / CRC-only:                         {result.replay_over_crc:.1f}x"]))
+        f"ratio replay / CRC-only:                         {result.replay_over_crc:.1f}x"]
+    doc: dict[str, Any] = {"replay": result.as_dict()}
+    if not args.no_fuse:
+        with tempfile.TemporaryDirectory(prefix="famfs-bench-") as tmp:
+            golden = bench.golden_file(tmp)
+            fr = bench.fuse_read(tmp, golden, repeat=args.repeat)
+        doc["fuse"] = fr.as_dict()
+        lines += [
+            f"FUSE read, {fr.read_size >> 10} KiB reads of {fr.file_bytes >> 20} MiB: {fr.fuse_mb_s:,.0f} MB/s",
+            f"direct copy from the mapping, same bytes:     {fr.mmap_copy_mb_s:,.0f} MB/s",
+            f"ratio FUSE / mmap copy:                        {fr.fuse_over_mmap:.2f}",
+            f"golden image: famfs-fuzz mount until serving {fr.golden_mount_s * 1e3:.0f} ms; "
+            f"in-process Daemon.mount {fr.golden_daemon_mount_s * 1e3:.1f} ms"]
+    _emit(args, doc, lambda: "\n".join(lines))
     return EXIT_CLEAN
 
 
@@ -180,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--probe-log", metavar="FILE", help="append every probe event to FILE as JSON lines")
     sp = verb("bench", cmd_bench, "measure replay speed against the CRC-only floor")
     sp.add_argument("--repeat", type=int, default=5, help="timings per figure; the best is kept")
+    sp.add_argument("--no-fuse", action="store_true", help="skip the FUSE mount measurements")
     sp = verb("fuzz-default", cmd_fuzz_default, "the README's main job: a default campaign")
     sp.add_argument("--out", default="runs/default", help="run directory (default runs/default)")
     sp.add_argument("--max-time", type=float, default=30.0, help="seconds to run (default 30)")

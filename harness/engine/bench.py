@@ -86,3 +86,109 @@ def run(repeat: int = 5) -> BenchResult:
     t_replay = _best(lambda: replay(device), repeat)
     t_crc = _best(lambda: crc_only(device, log_offset, entries), repeat)
     return BenchResult(entries, t_replay, t_crc, t_replay / t_crc, entries / t_replay)
+
+
+@dataclass(frozen=True, slots=True)
+class FuseResult:
+    """Read throughput through a real FUSE mount against copying the same bytes from the mapping."""
+
+    file_bytes: int
+    read_size: int
+    fuse_mb_s: float
+    mmap_copy_mb_s: float
+    fuse_over_mmap: float
+    golden_mount_s: float          # spawn `famfs-fuzz mount` on the golden image until it serves
+    golden_daemon_mount_s: float   # in-process Daemon.mount on the golden image (replay + resolve)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def fuse_read(workdir: str, golden: str | None = None, size: int = 64 << 20, read_size: int = 128 << 10,
+              repeat: int = 3) -> FuseResult:
+    """Mount a one-file image in a child process and time 128 KiB reads of the whole file through
+    the mount, against a plain copy of the same extents out of the device mapping."""
+    import mmap
+    import os
+    import select
+    import subprocess
+    import sys
+
+    from harness.famfs.daemon import Daemon
+    from harness.famfs.devices import DaxDevice, Resolver
+
+    dev_path = os.path.join(workdir, "bench-dev0.img")
+    mnt = os.path.join(workdir, "bench-mnt")
+    os.makedirs(mnt, exist_ok=True)
+    dev = bytearray(size + (16 << 20))
+    image = Image.mkfs([dev], log_len=LOG_LEN)
+    f = image.create("big", size)
+    with open(dev_path, "wb") as out:
+        out.write(dev)
+    del dev
+
+    def spawn(args: list[str]) -> tuple[subprocess.Popen[str], float]:
+        t = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "-m", "harness.cli", "mount", *args, mnt],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert p.stdout is not None
+        ready, _, _ = select.select([p.stdout], [], [], 30)
+        line = p.stdout.readline() if ready else ""
+        if "mounted on" not in line:
+            p.kill()
+            raise RuntimeError(f"mount did not come up: {line}")
+        return p, time.perf_counter() - t
+
+    def stop(p: subprocess.Popen[str]) -> None:
+        subprocess.run(["fusermount3", "-u", mnt], check=False, capture_output=True)
+        p.wait(timeout=30)
+
+    proc, _ = spawn([dev_path])
+    try:
+        def via_fuse() -> None:
+            fd = os.open(os.path.join(mnt, "big"), os.O_RDONLY)
+            try:
+                while os.read(fd, read_size):
+                    pass
+            finally:
+                os.close(fd)
+        t_fuse = _best(via_fuse, repeat)
+    finally:
+        stop(proc)
+    ext = f.fmap.extents[0]
+    with open(dev_path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        def via_mmap() -> None:
+            view = memoryview(mm)
+            for off in range(ext.offset, ext.offset + size, read_size):
+                bytes(view[off:off + read_size])
+            view.release()
+        t_mmap = _best(via_mmap, repeat)
+    golden_s = daemon_s = float("nan")
+    if golden:
+        proc, golden_s = spawn([golden])
+        stop(proc)
+        with DaxDevice.emulated_file(golden, name="dax0.0") as g:
+            t = time.perf_counter()
+            Daemon.mount(Resolver("bench", [g]), primary=g)
+            daemon_s = time.perf_counter() - t
+    mb = size / 1e6
+    return FuseResult(size, read_size, mb / t_fuse, mb / t_mmap, t_mmap / t_fuse, golden_s, daemon_s)
+
+
+GOLDEN_RESOURCE = ("tests", "golden", "famfs-5d0919f", "primary-head.img.gz")
+
+
+def golden_file(workdir: str) -> str | None:
+    """The golden image (10 MiB head, extended to its 1 GiB device) in `workdir`, if the
+    checkout has it; None otherwise."""
+    import gzip
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    src = os.path.join(root, *GOLDEN_RESOURCE)
+    if not os.path.exists(src):
+        return None
+    path = os.path.join(workdir, "golden.img")
+    with open(src, "rb") as f, open(path, "wb") as out:
+        out.write(gzip.decompress(f.read()))
+        out.truncate(1 << 30)
+    return path
