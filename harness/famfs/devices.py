@@ -129,7 +129,7 @@ class DaxDevice:
         self.size = size
         self.name = name
         self.node = node
-        self.kind = kind                       # "file", "memfd" or "real"
+        self.kind = kind                       # "file", "memfd", "real" or "buffer"
         self.path = path
         self.readonly = readonly
         self.dev_t = fake_dev_t(node, name) if dev_t is None else dev_t
@@ -190,6 +190,13 @@ class DaxDevice:
         except BaseException:
             os.close(fd)
             raise
+
+    @classmethod
+    def in_memory(cls, buf: bytearray, name: str, *, node: str = "", dev_t: int | None = None) -> "DaxDevice":
+        """Process memory as a DAX device (no fd, not shareable across processes): the cheapest
+        emulated backend, for in-process fuzz cases. Other nodes' views: `in_memory` again on
+        the same bytearray."""
+        return cls(buf, -1, len(buf), name=name, node=node, kind="buffer", dev_t=dev_t)  # type: ignore[arg-type]
 
     @classmethod
     def from_fd(cls, fd: int, name: str, size: int | None = None, *, node: str = "",
@@ -263,6 +270,8 @@ class DaxDevice:
         if self.kind == "real":
             assert self.path is not None
             return DaxDevice.real(self.path, name, node=node, readonly=self.readonly)
+        if self.kind == "buffer":
+            return DaxDevice.in_memory(self._mm, name, node=node, dev_t=dev_t)  # type: ignore[arg-type]
         dev = DaxDevice.from_fd(self.fd, name, self.size, node=node, dev_t=dev_t, readonly=self.readonly)
         dev.path = self.path
         return dev
@@ -419,15 +428,16 @@ class DaxDevice:
         self._closed = True
         self._refresh()
         mm, self._mm = self._mm, None
-        if mm is not None:
+        if isinstance(mm, mmap.mmap):
             try:
                 mm.close()
             except BufferError:
                 pass                           # exported views: freed with the last of them
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
 
     def __enter__(self) -> "DaxDevice":
         return self

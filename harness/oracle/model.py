@@ -188,7 +188,8 @@ def _entry(st: _State, i: int, e: L.LogEntry, au: int, reserved0: int) -> str | 
     if _place_problem(st, path):
         return "NS-CONFLICT"
     st.kinds[path] = "f"
-    st.desc[path] = ("f", p.size, p.mode & 0o7777, p.uid, p.gid, tuple(tuple(x) for x in exts))
+    chunk = p.fmap.chunk_size if isinstance(p.fmap, L.InterleavedFmap) else None
+    st.desc[path] = ("f", p.size, p.mode & 0o7777, p.uid, p.gid, tuple(tuple(x) for x in exts), chunk)
     return None
 
 
@@ -198,8 +199,10 @@ def observed(result: object) -> Verdict:
     for d in result.namespace.dirs.values():  # type: ignore[attr-defined]
         ns[d.path] = ("d", d.mode, d.uid, d.gid)
     for f in result.namespace.files.values():  # type: ignore[attr-defined]
-        exts = f.fmap.strips if isinstance(f.fmap, L.InterleavedFmap) else f.fmap.extents
-        ns[f.path] = ("f", f.size, f.mode, f.uid, f.gid, tuple(tuple(x) for x in exts))
+        inter = isinstance(f.fmap, L.InterleavedFmap)
+        exts = f.fmap.strips if inter else f.fmap.extents
+        ns[f.path] = ("f", f.size, f.mode, f.uid, f.gid, tuple(tuple(x) for x in exts),
+                      f.fmap.chunk_size if inter else None)
     return Verdict(None, tuple((e.entry, e.invariant.value) for e in result.rejections),  # type: ignore[attr-defined]
                    result.stopped_at,  # type: ignore[attr-defined]
                    tuple((d.uuid, d.size) for d in result.table),  # type: ignore[attr-defined]

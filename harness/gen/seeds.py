@@ -1,0 +1,69 @@
+"""Seed inputs for the corpora: meaningful starting points, in each target's input format."""
+from __future__ import annotations
+
+import gzip
+import os
+import random
+from typing import Iterator
+
+from harness.famfs import layout as L
+from harness.gen.corrupt import set_field
+from harness.gen.decode import encode_image
+from harness.gen.region import _base, base_spec
+from harness.gen.spec import AddDaxdev, Create, Device, Mkdir, Spec, build
+
+MiB = 1 << 20
+
+
+def _specs() -> Iterator[Spec]:
+    yield base_spec()
+    rng = random.Random(20261124)
+    for n in (1, 2, 3, 4):
+        devs = tuple(Device(rng.randbytes(16), 16 * MiB if i else 24 * MiB) for i in range(n))
+        ops = [AddDaxdev(i) for i in range(1, n)] + [Mkdir("a"), Mkdir("a/b", 0o700, 1000, 1000)]
+        ops += [Create(f"a/f{i}", rng.choice([0, 4096, 2 * MiB + 1, 3 * MiB]), devindex=i % n) for i in range(n)]
+        if n > 1:
+            ops.append(Create("a/b/striped", 4 * MiB + 3, strips=tuple(range(n))))
+        yield Spec(devs, tuple(ops))
+
+
+def golden_compact() -> bytes | None:
+    """The golden image (tests/golden) in compact form, if this checkout has it."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.path.join(root, "tests", "golden", "famfs-5d0919f", "primary-head.img.gz")
+    if not os.path.exists(path):
+        return None
+    return encode_image(bytearray(gzip.decompress(open(path, "rb").read())))
+
+
+def compact_images() -> Iterator[bytes]:
+    for spec in _specs():
+        yield encode_image(build(spec, data="stamp").primary)
+    g = golden_compact()
+    if g is not None:
+        yield g
+
+
+def superblocks() -> Iterator[bytes]:
+    head, _ = _base()
+    sb = head[:L.SUPERBLOCK.size]
+    yield b"\x01" + sb
+    yield b"\x00" + sb
+    dev = bytearray(head)
+    set_field(dev, "superblock", "flags", L.SECONDARY_SB, reseal=False)
+    yield b"\x01" + bytes(dev[:L.SUPERBLOCK.size])
+
+
+def headers() -> Iterator[bytes]:
+    head, _ = _base()
+    off = L.Superblock.decode(head).log_offset
+    h = head[off:off + L.HEADER_SIZE]
+    yield b"\x01" + h
+    yield b"\x00" + h
+
+
+def choice_streams() -> Iterator[bytes]:
+    rng = random.Random(7)
+    yield b""
+    for n in (16, 64, 128, 256, 256, 512):
+        yield rng.randbytes(n)
