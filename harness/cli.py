@@ -112,16 +112,120 @@ def cmd_mount(args: argparse.Namespace) -> int:
         print(f"famfs-fuzz: mounted on {args.mountpoint} (node {args.node}, abi {args.abi}); "
               "unmount or Ctrl-C to stop; SIGHUP replays the log", flush=True)
 
+    def reloaded(daemon: Any) -> None:
+        error = getattr(daemon, "error", None)
+        state = f"rejected {error.invariant.value}" if error else f"{len(daemon.files())} files"
+        print(f"famfs-fuzz: reload: {state}", flush=True)
+
     def logplay(daemon: Any) -> None:
         ns = daemon.namespace
         print(f"famfs-fuzz: logplay: {len(ns.dirs)} dirs, {len(ns.files)} files", flush=True)
     try:
         mount_files(args.devices, args.mountpoint, node=args.node, abi=args.abi,
                     capable_rawio=not args.no_rawio, on_ready=ready, probe_log=args.probe_log,
-                    after_logplay=logplay)
+                    after_logplay=logplay, reloadable=args.reloadable, after_reload=reloaded)
     except FamfsError as e:
         return _unusable(args, e)
     return EXIT_CLEAN
+
+
+# -- fuzzing verbs -----------------------------------------------------------------------------------
+
+
+def _harness_error(args: argparse.Namespace, e: Exception) -> int:
+    _emit(args, {"error": {"id": "HARNESS", "message": str(e)}}, lambda: f"famfs-fuzz: {e}")
+    return EXIT_UNUSABLE
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from harness.engine.registry import all_targets
+    ts = all_targets()
+    doc = {"targets": [{"name": t.name, "doc": (sys.modules[t.one_input.__module__].__doc__ or "").split("\n")[0],
+                        "timeout_s": t.timeout_s, "max_len": t.max_len} for t in ts]}
+    _emit(args, doc, lambda: "\n".join(f"{d['name']:18} {d['doc'].split(': ', 1)[-1]}" for d in doc["targets"]))
+    return EXIT_CLEAN
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.engine.campaign import fuzz
+    from harness.engine.crashstore import HarnessError
+    progress = None if args.json else (lambda line: print(line, flush=True))
+    try:
+        r = fuzz(args.target, engine=args.engine, max_time=args.max_time, runs=args.runs, jobs=args.jobs,
+                 corpus=Path(args.corpus) if args.corpus else None, crashers=Path(args.crashers),
+                 seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress)
+    except HarnessError as e:
+        return _harness_error(args, e)
+    doc = r.as_dict()
+    _emit(args, doc, lambda: "\n".join(
+        [f"{r.target} ({r.engine}): {r.execs} execs in {r.seconds:.1f} s ({r.execs_per_s:,.0f}/s), "
+         f"{r.lookups} lookups checked, {r.findings} findings, {len(r.signatures)} signatures "
+         f"({len(r.new)} new)"] + [f"  NEW {k}  {t}" for k, t in r.new.items()]
+        + [f"  repro: famfs-fuzz repro {args.crashers}/{r.target}/{k}" for k in r.new]))
+    return EXIT_FINDINGS if r.findings else EXIT_CLEAN
+
+
+def cmd_repro(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.engine.crashers import repro
+    from harness.engine.crashstore import HarnessError
+    try:
+        r = repro(Path(args.crasher), times=args.times, use_minimized=not args.original)
+    except HarnessError as e:
+        return _harness_error(args, e)
+    _emit(args, r.as_dict(), lambda: f"{r.target}: {r.title}: reproduced {r.k} of {r.n} runs"
+          + (f"\n  {r.last}" if r.last else ""))
+    return EXIT_FINDINGS if r.reproduces else EXIT_CLEAN
+
+
+def cmd_minimize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.engine.crashers import minimize
+    from harness.engine.crashstore import HarnessError
+    try:
+        r = minimize(Path(args.crasher), max_steps=args.max_steps)
+    except HarnessError as e:
+        return _harness_error(args, e)
+    _emit(args, r.as_dict(), lambda: f"minimized {r.original} -> {r.final} bytes in {r.steps} runs")
+    return EXIT_CLEAN
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.engine.campaign import merge, write_seeds
+    from harness.engine.crashstore import HarnessError
+    from harness.engine.registry import load
+    try:
+        target = load(args.target)
+        if args.action == "seed":
+            n = write_seeds(target, Path(args.corpora))
+            doc: dict[str, Any] = {"target": target.name, "written": n}
+        else:
+            doc = {"target": target.name, "files": merge(target.name, Path(args.corpora))}
+    except (HarnessError, RuntimeError) as e:
+        return _harness_error(args, e)
+    _emit(args, doc, lambda: json.dumps(doc))
+    return EXIT_CLEAN
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.engine.crashers import regress
+    from harness.engine.crashstore import HarnessError
+    try:
+        r = regress(args.targets, Path(args.corpora), all_inputs=args.all)
+    except HarnessError as e:
+        return _harness_error(args, e)
+    _emit(args, r.as_dict(), lambda: "\n".join(
+        [f"{sum(r.inputs.values())} inputs replayed over {len(r.inputs)} targets, {r.lookups} lookups checked, "
+         f"{len(r.failures)} failures"] + [f"  FAIL {f['target']} {f['input']}: {f['signature']}" for f in r.failures]))
+    return EXIT_FINDINGS if r.failures else EXIT_CLEAN
 
 
 # -- operations --------------------------------------------------------------------------------------
@@ -192,6 +296,34 @@ def build_parser() -> argparse.ArgumentParser:
                     help="kernel ABI generation to emulate (default pull-devt)")
     sp.add_argument("--no-rawio", action="store_true", help="act as a daemon without CAP_SYS_RAWIO")
     sp.add_argument("--probe-log", metavar="FILE", help="append every probe event to FILE as JSON lines")
+    sp.add_argument("--reloadable", action="store_true",
+                    help="harness mode: no kernel caching; SIGUSR1 remounts the devices' current image")
+    sp = verb("targets", cmd_targets, "list the fuzz targets")
+    sp = verb("fuzz", cmd_fuzz, "fuzz one target; keeps going after findings, exits 1 if it recorded any")
+    sp.add_argument("target")
+    sp.add_argument("--engine", choices=["atheris", "hypothesis"], default="atheris")
+    sp.add_argument("--max-time", type=float, default=60.0, help="seconds (default 60)")
+    sp.add_argument("--runs", type=int, default=None, help="stop after this many inputs per job")
+    sp.add_argument("--jobs", type=int, default=1, help="parallel fuzzing processes (atheris)")
+    sp.add_argument("--corpus", default=None, help="working corpus directory (default runs/TARGET/corpus)")
+    sp.add_argument("--crashers", default="crashers", help="crash store root (default crashers/)")
+    sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument("libfuzzer", nargs="*", metavar="-- LIBFUZZER_FLAG", help="passed to libFuzzer after --")
+    sp = verb("repro", cmd_repro, "replay a recorded crash; exits 1 if it still happens")
+    sp.add_argument("crasher", metavar="CRASHER_DIR")
+    sp.add_argument("--times", type=int, default=10)
+    sp.add_argument("--original", action="store_true", help="use the original input, not the minimized one")
+    sp = verb("minimize", cmd_minimize, "shrink a crash's input while its signature stays the same")
+    sp.add_argument("crasher", metavar="CRASHER_DIR")
+    sp.add_argument("--max-steps", type=int, default=2000)
+    sp = verb("corpus", cmd_corpus, "seed a target's corpus, or merge/prune it keeping coverage")
+    sp.add_argument("action", choices=["seed", "merge", "prune"])
+    sp.add_argument("target")
+    sp.add_argument("--corpora", default="corpora")
+    sp = verb("regress", cmd_regress, "replay corpora/TARGET/regress/ of every (or the named) target")
+    sp.add_argument("targets", nargs="*")
+    sp.add_argument("--corpora", default="corpora")
+    sp.add_argument("--all", action="store_true", help="replay the whole corpus, not only regress/")
     sp = verb("bench", cmd_bench, "measure replay speed against the CRC-only floor")
     sp.add_argument("--repeat", type=int, default=5, help="timings per figure; the best is kept")
     sp.add_argument("--no-fuse", action="store_true", help="skip the FUSE mount measurements")

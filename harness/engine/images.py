@@ -130,7 +130,8 @@ class Mounted:
     """A daemon ready to serve, with the devices it owns (close them when done)."""
 
     daemon: object
-    devices: list[object]
+    devices: list[Any]
+    host: Any = None
 
     def close(self) -> None:
         for d in self.devices:
@@ -138,11 +139,11 @@ class Mounted:
 
 
 def open_node(args: Sequence[str], *, node: str = "node0", abi: str = "pull-devt",
-              capable_rawio: bool = True, probe: object = None) -> Mounted:
+              capable_rawio: bool = True, probe: object = None, tolerate_refusal: bool = False) -> Mounted:
     """Open device arguments (primary first, `PATH=LOCALNAME`) as one node's DAX devices, resolve
     them by UUID and mount a daemon on them (replay included). Typed errors only."""
-    from harness.famfs.daemon import Daemon
-    from harness.famfs.devices import Resolver, open_device, parse_device_arg
+    from harness.famfs.daemon import Daemon, RefusedImage
+    from harness.famfs.devices import Resolver
     from harness.famfs.probe import NULL_PROBE
     opened = []
     try:
@@ -150,29 +151,52 @@ def open_node(args: Sequence[str], *, node: str = "node0", abi: str = "pull-devt
             path, name = parse_device_arg(arg)
             opened.append(open_device(path, name=name or os.path.basename(path), node=node))
         host = Resolver(node, opened, probe=probe or NULL_PROBE)
-        daemon = Daemon.mount(host, abi=abi, probe=probe or NULL_PROBE, capable_rawio=capable_rawio,
-                              primary=opened[0])
+        try:
+            daemon: Any = Daemon.mount(host, abi=abi, probe=probe or NULL_PROBE, capable_rawio=capable_rawio,
+                                       primary=opened[0])
+        except FamfsError as e:
+            if not tolerate_refusal:
+                raise
+            daemon = RefusedImage(node, e, probe or NULL_PROBE)
     except BaseException:
         for d in opened:
             d.close()
         raise
-    return Mounted(daemon, opened)
+    return Mounted(daemon, opened, host)
 
 
 def mount_files(args: Sequence[str], mountpoint: str, *, node: str = "node0", abi: str = "pull-devt",
                 capable_rawio: bool = True, on_ready: object = None, probe_log: str | None = None,
-                after_logplay: object = None) -> None:
+                after_logplay: object = None, reloadable: bool = False, after_reload: object = None) -> None:
     """`famfs-fuzz mount`: serve the famfs on `args` at `mountpoint` until unmounted or signalled.
-    SIGHUP replays the log again (a client's logplay). `probe_log` records every probe event."""
+    SIGHUP replays the log again (a client's logplay). `probe_log` records every probe event.
+    `reloadable` (the mount_e2e target's mode): the kernel caches nothing, and SIGUSR1 mounts the
+    devices' current image anew, as if the harness had swapped the memory under the node; an
+    image famfs refuses is served as an empty root (`RefusedImage`)."""
     from harness.engine.probelog import JsonlProbe
     from harness.famfs.fuse import clean_stale, serve
     clean_stale(mountpoint)                  # a mount left by a killed daemon: unmount it first
     if not os.path.isdir(mountpoint):
         raise InputError(errno.ENOTDIR, Invariant.SB_VALID, f"{mountpoint}: not a directory")
     probe = JsonlProbe(probe_log) if probe_log else None
-    mounted = open_node(args, node=node, abi=abi, capable_rawio=capable_rawio, probe=probe)
+    mounted = open_node(args, node=node, abi=abi, capable_rawio=capable_rawio, probe=probe,
+                        tolerate_refusal=reloadable)
+
+    def reload(old: Any) -> Any:
+        from harness.famfs.daemon import Daemon, RefusedImage
+        host = old.host if hasattr(old, "host") else mounted.host
+        host.rescan()
+        try:
+            new: Any = Daemon.mount(host, abi=abi, probe=old.probe, capable_rawio=capable_rawio,
+                                    primary=mounted.devices[0], ino_base=old.next_ino + 1)
+        except FamfsError as e:
+            new = RefusedImage(node, e, old.probe, old.next_ino + 1)
+        if after_reload is not None:
+            after_reload(new)  # type: ignore[operator]
+        return new
     try:
-        serve(mounted.daemon, mountpoint, ready=on_ready, after_logplay=after_logplay)  # type: ignore[arg-type]
+        serve(mounted.daemon, mountpoint, ready=on_ready, after_logplay=after_logplay,  # type: ignore[arg-type]
+              reload=reload if reloadable else None, cache_timeout=0.0 if reloadable else 1.0)
     finally:
         mounted.close()
         if probe:

@@ -38,8 +38,6 @@ from harness.famfs.probe import NULL_PROBE, Probe
 from harness.famfs.replay import Replay, replay
 
 ROOT_INO = 1
-META_INO, SB_INO, LOG_INO = 2, 3, 4
-FIRST_INO = 5
 
 
 class DaemonError(FamfsError):
@@ -87,7 +85,7 @@ class Daemon:
 
     def __init__(self, host: Any, *, abi: Union[str, wire.Abi] = "pull-devt", probe: Probe = NULL_PROBE,
                  capable_rawio: bool = True, translate_ids: bool = False, master: bool = False,
-                 check_crc: bool = True, primary: Any = None):
+                 check_crc: bool = True, primary: Any = None, ino_base: int = 1):
         self.host = host
         self.node: str = host.node
         self.abi = wire.abi(abi) if isinstance(abi, str) else abi
@@ -105,6 +103,7 @@ class Daemon:
         self.devices: list[Any] = []        # index -> node-local device (None: missing here)
         self.pushed = 0                     # push-fd: highest index pushed so far
         self.kernel_ids: dict[int, int] = {}   # backing-id: log index -> kernel id
+        self.next_ino = max(ino_base, ROOT_INO) + 1   # a remount may start above old numbers
 
     # -- mount and logplay --------------------------------------------------------------------
 
@@ -143,20 +142,25 @@ class Daemon:
         self.inodes[ROOT_INO] = Inode("", Attr(ROOT_INO, stat.S_IFDIR | 0o755, 0, 0, 0, 2, now))
         self.by_path[""] = ROOT_INO
         self.children[ROOT_INO] = []
-        self._link(META_INO, Inode(META_DIR, Attr(META_INO, stat.S_IFDIR | 0o755, 0, 0, 0, 2, now)))
-        self.children[META_INO] = []
+        meta, sb_ino, log_ino = self._ino(), self._ino(), self._ino()
+        self._link(meta, Inode(META_DIR, Attr(meta, stat.S_IFDIR | 0o755, 0, 0, 0, 2, now)))
+        self.children[meta] = []
         sb_file = File(f"{META_DIR}/.superblock", SUPERBLOCK_SIZE, 0, 0o444, 0, 0,
                        SimpleFmap.of([SimpleExtent(0, 0, SUPERBLOCK_SIZE)]), -1)
         log_file = File(f"{META_DIR}/.log", sb.log_len, 0, 0o644 if self.master else 0o444, 0, 0,
                         SimpleFmap.of([SimpleExtent(0, sb.log_offset, sb.log_len)]), -1)
-        self._link(SB_INO, Inode(sb_file.path, self._file_attr(SB_INO, sb_file), sb_file, wire.FILE_SUPERBLOCK))
-        self._link(LOG_INO, Inode(log_file.path, self._file_attr(LOG_INO, log_file), log_file, wire.FILE_LOG))
+        self._link(sb_ino, Inode(sb_file.path, self._file_attr(sb_ino, sb_file), sb_file, wire.FILE_SUPERBLOCK))
+        self._link(log_ino, Inode(log_file.path, self._file_attr(log_ino, log_file), log_file, wire.FILE_LOG))
+
+    def _ino(self) -> int:
+        ino, self.next_ino = self.next_ino, self.next_ino + 1
+        return ino
 
     def _file_attr(self, ino: int, f: File) -> Attr:
         return Attr(ino, stat.S_IFREG | f.mode, f.uid, f.gid, f.size, 1, self.mtime_ns)
 
     def _add_inode(self, path: str, node: Any) -> None:
-        ino = len(self.inodes) + 1            # inodes are dense: 1 .. n
+        ino = self._ino()
         if isinstance(node, File):
             inode = Inode(path, self._file_attr(ino, node), node)
         else:
@@ -264,3 +268,28 @@ def _remap(fmap: Union[SimpleFmap, InterleavedFmap], ids: dict[int, int]) -> Uni
 def daemons(hosts: Sequence[Any], **kwargs: Any) -> list[Daemon]:
     """Mount one daemon per host (one per node) over the same memory."""
     return [Daemon.mount(h, **kwargs) for h in hosts]
+
+
+class RefusedImage:
+    """What a mount serves after a reload whose image famfs refused: an empty, read-only root.
+    `error` is the typed rejection; reads fail with its errno."""
+
+    def __init__(self, node: str, error: FamfsError, probe: Probe = NULL_PROBE, next_ino: int = 2):
+        self.node = node
+        self.error = error
+        self.probe = probe
+        self.devices: list[Any] = []
+        self.inodes = {ROOT_INO: Inode("", Attr(ROOT_INO, stat.S_IFDIR | 0o555, 0, 0, 0, 2, time.time_ns()))}
+        self.next_ino = next_ino
+
+    def getattr(self, ino: int) -> Attr | None:
+        return self.inodes[ROOT_INO].attr if ino == ROOT_INO else None
+
+    def lookup(self, parent: int, name: str) -> Attr | None:
+        return None
+
+    def readdir(self, ino: int) -> list[tuple[str, Attr]] | None:
+        return [] if ino == ROOT_INO else None
+
+    def read(self, ino: int, offset: int, length: int) -> bytes:
+        raise self.error

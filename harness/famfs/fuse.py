@@ -47,9 +47,10 @@ def _errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 class FamfsOperations(pyfuse3.Operations):
     """The FUSE operations of a read-only famfs mount, served by one `Daemon`."""
 
-    def __init__(self, daemon: Daemon):
+    def __init__(self, daemon: Daemon, cache_timeout: float = ATTR_TIMEOUT):
         super().__init__()
         self.daemon = daemon
+        self.cache_timeout = cache_timeout
 
     def _entry(self, a: Attr) -> pyfuse3.EntryAttributes:
         e = pyfuse3.EntryAttributes()
@@ -62,7 +63,7 @@ class FamfsOperations(pyfuse3.Operations):
         e.st_blksize = 1 << 21
         e.st_blocks = (a.size + 511) // 512
         e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = a.mtime_ns
-        e.entry_timeout = e.attr_timeout = ATTR_TIMEOUT
+        e.entry_timeout = e.attr_timeout = self.cache_timeout
         return e
 
     @_errors
@@ -141,41 +142,55 @@ def clean_stale(mountpoint: str) -> bool:
     return True
 
 
-def mount_options(node: str) -> set[str]:
+def mount_options(node: str, permissions: bool = True) -> set[str]:
+    """Read-only famfs mount options; `permissions=False` drops default_permissions (the kernel
+    then checks no modes: the harness's e2e mode reads every file whatever the log's modes)."""
     opts = set(pyfuse3.default_options)
     opts |= {"fsname=famfs", "subtype=famfs", "ro"}
+    if not permissions:
+        opts.discard("default_permissions")
     return opts
 
 
 def serve(daemon: Daemon, mountpoint: str, *, ready: Callable[[], None] | None = None,
-          after_logplay: Callable[[Daemon], None] | None = None) -> None:
-    """Mount `daemon` on `mountpoint` and serve until unmounted or SIGINT/SIGTERM; then unmount."""
+          after_logplay: Callable[[Daemon], None] | None = None,
+          reload: Callable[[Daemon], Daemon] | None = None, cache_timeout: float = ATTR_TIMEOUT) -> None:
+    """Mount `daemon` on `mountpoint` and serve until unmounted or SIGINT/SIGTERM; then unmount.
+    SIGHUP: logplay. SIGUSR1 with `reload`: swap in `reload(old)` (the harness changed the whole
+    image; use cache_timeout 0 then, so the kernel caches nothing of the old one)."""
     clean_stale(mountpoint)
-    ops = FamfsOperations(daemon)
-    pyfuse3.init(ops, mountpoint, mount_options(daemon.node))
+    ops = FamfsOperations(daemon, cache_timeout)
+    pyfuse3.init(ops, mountpoint, mount_options(daemon.node, permissions=reload is None))
     try:
-        trio.run(_main, daemon, ready, after_logplay)
+        trio.run(_main, ops, ready, after_logplay, reload)
     finally:
         pyfuse3.close(unmount=True)
 
 
-async def _main(daemon: Daemon, ready: Callable[[], None] | None,
-                after_logplay: Callable[[Daemon], None] | None) -> None:
+async def _main(ops: FamfsOperations, ready: Callable[[], None] | None,
+                after_logplay: Callable[[Daemon], None] | None,
+                reload: Callable[[Daemon], Daemon] | None) -> None:
     async with trio.open_nursery() as nursery:
-        async def on_signal() -> None:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async def on_signal(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
+                                           signal.SIGUSR1) as signals:
+                task_status.started()            # handlers are in place: now we may say "ready"
                 async for signum in signals:
                     if signum == signal.SIGHUP:          # a client's logplay
                         try:
-                            daemon.refresh()
+                            ops.daemon.refresh()
                         except FamfsError as e:
                             log.error("logplay failed: %s", e)
                         if after_logplay is not None:
-                            after_logplay(daemon)
+                            after_logplay(ops.daemon)
+                        continue
+                    if signum == signal.SIGUSR1:
+                        if reload is not None:
+                            ops.daemon = reload(ops.daemon)
                         continue
                     pyfuse3.terminate()
                     return
-        nursery.start_soon(on_signal)
+        await nursery.start(on_signal)
         if ready is not None:
             ready()
         await pyfuse3.main()

@@ -97,11 +97,12 @@ DEV_SIZES = (16 * MiB, 24 * MiB, 32 * MiB)
 MODES = (0o644, 0o600, 0o755, 0o444, 0o700)
 
 
-def spec(c: Choices, *, min_devices: int = 1, max_devices: int = 4, max_ops: int = 16) -> Spec:
+def spec(c: Choices, *, min_devices: int = 1, max_devices: int = 4, max_ops: int = 16,
+         dev_sizes: tuple[int, ...] = DEV_SIZES, primary_size: int = 32 * MiB) -> Spec:
     """A well-formed spec from a choice stream (every stream decodes to some spec)."""
     n = c.int(min_devices, max_devices)
     devs = tuple(Device(_uuid.UUID(int=(c.int(1, 255) << 64) | (k + 1)).bytes,
-                        32 * MiB if k == 0 else c.pick(DEV_SIZES)) for k in range(n))
+                        primary_size if k == 0 else c.pick(dev_sizes)) for k in range(n))
     pending = list(range(1, n))
     order = []
     while pending:

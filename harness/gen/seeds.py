@@ -67,3 +67,14 @@ def choice_streams() -> Iterator[bytes]:
     yield b""
     for n in (16, 64, 128, 256, 256, 512):
         yield rng.randbytes(n)
+
+
+def fmap_replies() -> Iterator[bytes]:
+    """GET_FMAP replies of the seed specs' files, prefixed by the ABI-choosing byte."""
+    from harness.famfs import wire
+    from harness.famfs.replay import replay
+    for spec in list(_specs())[:3]:
+        result = replay(build(spec, data="stamp").primary)
+        for f in result.namespace.files.values():
+            for k, gen in enumerate(wire.ABIS.values()):
+                yield bytes([k]) + wire.encode_fmap(wire.fmap_from_file(f, gen), gen)

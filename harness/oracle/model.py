@@ -207,3 +207,12 @@ def observed(result: object) -> Verdict:
                    result.stopped_at,  # type: ignore[attr-defined]
                    tuple((d.uuid, d.size) for d in result.table),  # type: ignore[attr-defined]
                    tuple(sorted(ns.items())))
+
+
+def carried_uuid(device: bytes | bytearray | memoryview) -> bytes | None:
+    """The device UUID a device's superblock carries, if the superblock is valid (magic and CRC):
+    what identifies the device on a node. None for a device no resolver would recognise."""
+    if len(device) < 200 or _u(bytes(device[:8]), 0) != L.SUPER_MAGIC:
+        return None
+    head = bytes(device[:104])
+    return head[64:80] if _u(head, 96) == zlib.crc32(head[:96]) else None

@@ -1,0 +1,61 @@
+"""What a kernel of each ABI generation must refuse in a GET_FMAP reply (famfs-spec.md 3.4).
+
+Written apart from `kernel.py` and `wire.py`: raw offsets, its own loop. `reasons(data, abi)` is
+empty exactly when the kernel may accept the reply; otherwise it lists why it must not.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def _u(b: bytes, at: int, n: int) -> int:
+    return int.from_bytes(b[at:at + n], "little")
+
+
+def reasons(data: bytes, abi: Any) -> list[str]:
+    """Why `data` must be refused by a kernel speaking `abi` (empty: acceptable)."""
+    if len(data) < 32:
+        return ["shorter than the header"]
+    ext_type, n, fmap_size, size = _u(data, 4, 4), _u(data, 8, 4), _u(data, 12, 4), _u(data, 16, 8)
+    out: list[str] = []
+    strips: list[tuple[int, int, int]] = []
+    at = 32
+    if ext_type == 0:
+        if not 1 <= n <= abi.max_extents:
+            return [f"{n} extents"]
+        if 32 + 24 * n > len(data):
+            return ["extents run past the reply"]
+        strips = [(_u(data, 32 + 24 * k, 4), _u(data, 40 + 24 * k, 8), _u(data, 48 + 24 * k, 8)) for k in range(n)]
+        at = 32 + 24 * n
+        covered = sum(s[2] for s in strips)
+    elif ext_type == 1 and abi.interleave_ok:
+        if not 1 <= n <= abi.max_extents:
+            return [f"{n} interleaved extents"]
+        covered = 0
+        for _ in range(n):
+            if at + 24 > len(data):
+                return ["interleaved extent runs past the reply"]
+            ns, chunk, nbytes = _u(data, at, 4), _u(data, at + 4, 4), _u(data, at + 8, 8)
+            at += 24
+            if not 1 <= ns <= abi.max_strips or at + 24 * ns > len(data):
+                return [f"{ns} strips"]
+            if chunk == 0 or chunk % abi.alignment or nbytes == 0:
+                out.append("chunk size or nbytes")
+            for k in range(ns):
+                strips.append((_u(data, at, 4), _u(data, at + 8, 8), _u(data, at + 16, 8)))
+                at += 24
+            covered += nbytes
+    else:
+        return [f"ext_type {ext_type}"]
+    for dev, off, ln in strips:
+        if dev >= abi.nslots:
+            out.append(f"dev_index {dev}")
+        if ln == 0 or off % abi.alignment or ln % abi.alignment:
+            out.append("zero or unaligned extent")
+        if off + ln >= 1 << 64:
+            out.append("u64 overflow")
+    if covered < size:
+        out.append("extents do not cover the file")
+    if abi.fmap_size_filled and fmap_size and fmap_size != at:
+        out.append("fmap_size disagrees with the message")
+    return out
