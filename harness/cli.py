@@ -155,7 +155,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     try:
         r = fuzz(args.target, engine=args.engine, max_time=args.max_time, runs=args.runs, jobs=args.jobs,
                  corpus=Path(args.corpus) if args.corpus else None, crashers=Path(args.crashers),
-                 seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress)
+                 seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress,
+                 stop_on_new=args.stop_on_crash)
     except HarnessError as e:
         return _harness_error(args, e)
     doc = r.as_dict()
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--corpus", default=None, help="working corpus directory (default runs/TARGET/corpus)")
     sp.add_argument("--crashers", default="crashers", help="crash store root (default crashers/)")
     sp.add_argument("--seed", type=int, default=None)
+    sp.add_argument("--stop-on-crash", action="store_true", help="end at the first new signature")
     sp.add_argument("libfuzzer", nargs="*", metavar="-- LIBFUZZER_FLAG", help="passed to libFuzzer after --")
     sp = verb("repro", cmd_repro, "replay a recorded crash; exits 1 if it still happens")
     sp.add_argument("crasher", metavar="CRASHER_DIR")

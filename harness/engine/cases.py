@@ -12,18 +12,23 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from harness.famfs.daemon import Daemon
+from harness.famfs import wire
+from harness.famfs.daemon import Daemon, DaemonError
 from harness.famfs.devices import DaxDevice, Resolver
 from harness.famfs.errors import FamfsError
 from harness.famfs.index import uuid_str
+from harness.famfs.invariants import Invariant
+from harness.famfs.kernel import KernelError, KernelMount
 from harness.famfs.layout import Superblock
 from harness.famfs.replay import replay
 from harness.gen import decode
 from harness.gen.corrupt import Corruption, corrupt
-from harness.gen.spec import BufferPool, Built, build
+from harness.gen.spec import BufferPool, Built, build, stamp
 from harness.oracle.case import check_reads, check_replay
+from harness.oracle.invariants import InvariantViolation
 from harness.oracle.lookups import LookupChecker
-from harness.oracle.model import verdict
+from harness.oracle.model import carried_uuid, verdict
+from harness.oracle.wire_rules import reasons as wire_reasons
 
 
 def replay_case(device: bytearray, size: int, *, check_crc: bool = True) -> int:
@@ -70,10 +75,9 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
     expected = verdict(primary_buf[:head_end], len(primary_buf), check_crc=check_crc)
     devices = [DaxDevice.in_memory(bufs[i], f"dax{k}.0", node=view.name)
                for k, i in enumerate(order) if i not in view.missing]
-    names = {}
-    for k, i in enumerate(order):
-        if i not in view.missing:
-            names[f"dax{k}.0"] = uuid_str(built.spec.devices[i].uuid)
+    carried = {i: carried_uuid(bufs[i]) for i in order if i not in view.missing}
+    names = {f"dax{k}.0": uuid_str(carried[i]) for k, i in enumerate(order)
+             if i not in view.missing and carried[i] is not None}
     present = [i for i in order if i not in view.missing]
     primary = devices[present.index(view.primary)]
     checker = LookupChecker(expected={k: uuid_str(u) for k, (u, _) in enumerate(expected.table)},
@@ -86,8 +90,12 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
         return checker.check()
     assert daemon.state is not None
     check_replay(expected, daemon.state)
-    by_uuid = {built.spec.devices[i].uuid: bufs[i] for i in order if i not in view.missing}
-    index_bufs: Sequence[object] = [by_uuid.get(u) for u, _ in expected.table]
+    claims: dict[bytes, list[bytearray]] = {}
+    for i, u in carried.items():
+        if u is not None:
+            claims.setdefault(u, []).append(bufs[i])
+    index_bufs: Sequence[object] = [claims[u][0] if len(claims.get(u, ())) == 1 else None
+                                    for u, _ in expected.table]
     return check_reads(daemon, expected, index_bufs, checker)
 
 
@@ -109,3 +117,80 @@ def structured_case(data: bytes, *, family: str | None, min_devices: int = 1, wr
         return node_case(built, corruption, view)
     finally:
         POOL.give_back()
+
+
+class _WireServer:
+    """A daemon stand-in for `wire_case`: replies `reply` to GET_FMAP, and GET_DAXDEV correctly for
+    the node's present devices."""
+
+    def __init__(self, reply: bytes, devices: list[DaxDevice], abi: wire.Abi):
+        self.reply, self.devices, self.abi = reply, devices, abi
+
+    def get_fmap(self, nodeid: int) -> bytes:
+        return self.reply
+
+    def get_daxdev(self, index: int) -> bytes:
+        if index >= len(self.devices):
+            raise DaemonError.undefined(index, len(self.devices))
+        d = self.devices[index]
+        return wire.encode_daxdev_out(wire.DaxdevReply(index, d.name.encode(), d.devno), self.abi)
+
+
+_WIRE_DEVICES: list[bytearray] = []
+
+
+def wire_case(abi_byte: int, reply: bytes) -> int:
+    """The kernel side parses `reply` as a GET_FMAP reply under ABI generation `abi_byte % 4`;
+    acceptance must match oracle.wire_rules; reads at a few offsets must end in data or a typed
+    error; every lookup is checked (except under backing-id, whose ids are not indices)."""
+    gen = list(wire.ABIS.values())[abi_byte % len(wire.ABIS)]
+    if not _WIRE_DEVICES:
+        for i in range(3):
+            buf = bytearray(16 << 20)
+            stamp(buf, 0, len(buf), 0x1111 * (i + 1))
+            _WIRE_DEVICES.append(buf)
+    devices = [DaxDevice.in_memory(b, f"dax{i}.0", node="w") for i, b in enumerate(_WIRE_DEVICES)]
+    uuids = {i: f"00000000-0000-0000-0000-{i:012x}" for i in range(3)}
+    checker = LookupChecker(expected=uuids, names={"w": {d.name: uuids[i] for i, d in enumerate(devices)}})
+    kernel = KernelMount(_NoUuidHost("w", devices), _WireServer(reply, devices, gen), gen, probe=checker)
+    kernel.mount()
+    for i, d in enumerate(devices):
+        if gen.registration == "push-fd":
+            kernel.daxdev_open(d, i)
+        elif gen.registration == "backing-id":
+            kernel.backing_open(d)
+    must_refuse = wire_reasons(reply, gen)
+    try:
+        kf = kernel.fmap(5)
+    except KernelError as e:
+        if not must_refuse:
+            raise InvariantViolation(Invariant.FMAP_SHAPE, f"{gen.name} kernel refused a valid reply: {e}") from None
+        return 0
+    if must_refuse:
+        raise InvariantViolation(Invariant.FMAP_SHAPE, f"{gen.name} kernel accepted a reply it must refuse: "
+                                                       f"{', '.join(must_refuse)}")
+    size = kf.file_size
+    for off in sorted({0, 1, size // 2, max(size - 1, 0), 4096, 2 << 20, 5 << 20}):
+        if off < size:
+            try:
+                kernel.read(5, off, 4096)
+            except FamfsError:
+                pass
+    if gen.registration == "backing-id":
+        checker.lookups.clear()
+        return 0
+    return checker.check()
+
+
+@dataclass
+class _NoUuidHost:
+    """The kernel's view of the node's /dev for `wire_case`: by name and by dev_t only."""
+
+    node: str
+    devices: list[DaxDevice]
+
+    def by_name(self, name: str) -> DaxDevice | None:
+        return next((d for d in self.devices if d.name == name), None)
+
+    def by_devno(self, devno: int) -> DaxDevice | None:
+        return next((d for d in self.devices if d.devno == devno), None)

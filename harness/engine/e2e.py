@@ -1,0 +1,229 @@
+"""End-to-end cases through a real FUSE mount, with the daemon in a child process.
+
+One `E2EMount` per fuzzing process: three device files mapped MAP_SHARED here and by a
+`famfs-fuzz mount --reloadable --probe-log` child. Per case the harness writes the case's image
+into the shared memory (the superblock regions, the log, and every extent the model says a file
+uses), sends SIGUSR1 and waits for the daemon's "reload:" line, then checks through the mount:
+the root listing and every file's bytes against the model, every lookup the daemon's probe log
+recorded since the last case. The mount is reused, so a case costs a memory copy and a few
+syscalls, not a mount. If the child dies, that is a finding (`DaemonDied`), and the next case
+starts a new one; a stale mount point left behind is cleaned by the new child.
+"""
+from __future__ import annotations
+
+import atexit
+import mmap
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.famfs.index import uuid_str
+from harness.famfs.invariants import Invariant
+from harness.famfs.layout import Superblock
+from harness.gen import decode
+from harness.gen.corrupt import corrupt
+from harness.gen.spec import BufferPool, build
+from harness.oracle.case import gather
+from harness.oracle.invariants import InvariantViolation
+from harness.oracle.lookups import LookupChecker
+from harness.oracle.model import carried_uuid, verdict
+
+MiB = 1 << 20
+NDEV = 3
+DEV_SIZE = 16 * MiB
+
+
+class DaemonDied(Exception):
+    """Raised when the mount's daemon process is gone (killed, crashed, hung past the timeout)."""
+
+
+class E2EMount:
+    """The reusable mount and its shared device files."""
+
+    def __init__(self, workdir: str | None = None, timeout: float = 10.0):
+        base = os.environ.get("FAMFS_FUZZ_RUN_DIR")
+        if workdir is None and base:
+            _clean_dead(Path(base))
+            workdir = os.path.join(base, f"e2e-{os.getpid()}")
+            os.makedirs(workdir, exist_ok=True)
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="famfs-e2e-"))
+        self.timeout = timeout
+        self.paths = [self.dir / f"dev{i}.img" for i in range(NDEV)]
+        self.mnt = self.dir / "mnt"
+        self.mnt.mkdir(exist_ok=True)
+        self.log = self.dir / "probe.jsonl"
+        self.maps = []
+        for p in self.paths:
+            with open(p, "wb") as f:
+                f.truncate(DEV_SIZE)
+            fd = os.open(p, os.O_RDWR)
+            self.maps.append(mmap.mmap(fd, DEV_SIZE))
+            os.close(fd)
+        self.proc: subprocess.Popen[str] | None = None
+        self.log_at = 0
+        self.pool = BufferPool()
+        atexit.register(self.close)
+
+    def _start(self) -> None:
+        cmd = [sys.executable, "-m", "harness.cli", "mount", *[f"{p}=dax{i}.0" for i, p in enumerate(self.paths)],
+               str(self.mnt), "--node", "e2e", "--reloadable", "--probe-log", str(self.log)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     preexec_fn=_die_with_parent)
+        line = self._line()
+        if "mounted on" not in line:
+            raise DaemonDied(f"mount did not come up: {line!r}")
+
+    def _line(self) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        return self.proc.stdout.readline() if ready else ""
+
+    def reload(self) -> str:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGUSR1)
+        line = self._line()
+        if "reload:" not in line:
+            code = self.proc.poll()
+            self.kill()
+            raise DaemonDied(f"daemon gave no reload line (exit {code}): {line!r}")
+        return line.split("reload:", 1)[1].strip()
+
+    def new_lookups(self) -> list[dict[str, Any]]:
+        import json
+        out = []
+        with open(self.log) as f:
+            f.seek(self.log_at)
+            for line in f:
+                if not line.endswith("\n"):
+                    break
+                self.log_at += len(line.encode())
+                e = json.loads(line)
+                if e["ev"] == "lookup":
+                    out.append(e)
+        return out
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False, capture_output=True)
+        self.proc = None
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            subprocess.run(["fusermount3", "-u", str(self.mnt)], check=False, capture_output=True)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
+    # -- one case ---------------------------------------------------------------------------
+
+    def case(self, data: bytes) -> int:
+        c = decode.Choices(data)
+        spec = decode.spec(c, max_devices=NDEV, dev_sizes=(DEV_SIZE,), primary_size=DEV_SIZE)
+        rng_seed = decode.corruption_seed(c)
+        built = build(spec, self.pool, data="stamp")
+        try:
+            if c.int(0, 3):
+                import random
+                corrupt(built.primary, random.Random(rng_seed), None)
+            sb = Superblock.decode(built.primary)
+            head_end = min(DEV_SIZE, sb.log_offset + sb.log_len) if sb.log_offset < DEV_SIZE else 4096
+            expected = verdict(built.primary[:max(head_end, 4096)], DEV_SIZE)
+            self._publish(built.devices, expected, head_end)
+            state = self.reload()
+            if expected.image_error:
+                if state != f"rejected {expected.image_error}":
+                    raise InvariantViolation(Invariant(expected.image_error),
+                                             f"mount served {state!r}; the model expects {expected.image_error}")
+                self.new_lookups()
+                return 0
+            if state.startswith("rejected"):
+                raise InvariantViolation(Invariant(state.split()[1]), f"mount refused an image the model accepts")
+            return self._check(built, expected)
+        finally:
+            self.pool.give_back()
+
+    def _publish(self, bufs: list[bytearray], expected: Any, head_end: int) -> None:
+        for i, m in enumerate(self.maps):
+            if i >= len(bufs):
+                m[0:4096] = bytes(4096)               # no famfs device here in this case
+                continue
+            end = head_end if i == 0 else 4096
+            m[0:end] = bufs[i][0:end]
+        by_uuid = {carried_uuid(bufs[i]): i for i in range(len(bufs))}
+        for _, desc in expected.namespace:
+            if desc[0] != "f":
+                continue
+            for dev, off, ln in desc[5]:
+                k = by_uuid.get(expected.table[dev][0])
+                if k is not None:
+                    self.maps[k][off:off + ln] = bufs[k][off:off + ln]
+
+    def _check(self, built: Any, expected: Any) -> int:
+        carried = [carried_uuid(self.maps[i]) if i < len(built.devices) else None for i in range(NDEV)]
+        bufs = [self.maps[carried.index(u)] if carried.count(u) == 1 else None for u, _ in expected.table]
+        listing = set(os.listdir(self.mnt))
+        want_top = {p for p, _ in expected.namespace if "/" not in p} | {".meta"}
+        if listing != want_top:
+            raise InvariantViolation(Invariant.NS_CONFLICT, f"root lists {sorted(listing)}, the log has {sorted(want_top)}")
+        for path, desc in expected.namespace:
+            if desc[0] != "f":
+                continue
+            want = gather(desc[1], desc[5], desc[6], bufs)
+            try:
+                with open(self.mnt / path, "rb", buffering=0) as f:
+                    got = f.read()
+            except OSError as e:
+                raise InvariantViolation(Invariant.DATA, f"{path!r}: {e}") from None
+            if got != want:
+                raise InvariantViolation(Invariant.DATA, f"{path!r}: {len(got)} bytes read through the mount "
+                                                         f"differ from the {desc[1]} at its extents")
+        names = {f"dax{i}.0": uuid_str(u) for i, u in enumerate(carried) if u is not None}
+        checker = LookupChecker(expected={k: uuid_str(u) for k, (u, _) in enumerate(expected.table)},
+                                names={"e2e": names})
+        for e in self.new_lookups():
+            checker.lookup(e["node"], e["index"], e["name"], e["devno"], e["errno"])
+        return checker.check()
+
+
+def _die_with_parent() -> None:
+    """In the mount child: get SIGTERM when the fuzzing process dies (libFuzzer ends with exit(),
+    which runs no Python clean-up), so the daemon unmounts instead of lingering."""
+    import ctypes
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # PR_SET_PDEATHSIG
+
+
+def _clean_dead(base: Path) -> None:
+    """Remove e2e-<pid> folders of fuzzing processes that are gone (unmounting what they left)."""
+    for d in base.glob("e2e-*"):
+        try:
+            pid = int(d.name.split("-", 1)[1])
+            os.kill(pid, 0)
+            continue
+        except (ValueError, ProcessLookupError):
+            pass
+        except PermissionError:
+            continue
+        subprocess.run(["fusermount3", "-u", "-z", str(d / "mnt")], check=False, capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+_MOUNT: list[E2EMount] = []
+
+
+def e2e_case(data: bytes) -> int:
+    """One mount_e2e case on this process's reusable mount."""
+    if not _MOUNT:
+        _MOUNT.append(E2EMount())
+    return _MOUNT[0].case(data)

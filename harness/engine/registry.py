@@ -1,0 +1,59 @@
+"""The target registry: a fuzz target is a module `targets/<name>.py` that defines `TARGET`.
+
+Like syzkaller's RegisterTarget: a name is registered once (a second module claiming it is an
+error), and asking for an unknown name lists the ones that exist.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from harness.engine.crashstore import HarnessError
+
+
+@dataclass(frozen=True)
+class Target:
+    """One fuzz target.
+
+    one_input  takes the input bytes, runs one case, returns the number of index lookups it
+               checked (or None); a finding is raised (InvariantViolation or any crash).
+    seeds      yields meaningful starting inputs (written to corpora/<name>/ by `corpus seed`).
+    mutator    optional Atheris custom mutator (data, max_size, seed) -> bytes.
+    strategy   optional Hypothesis strategy of input bytes (default: st.binary()).
+    """
+
+    name: str
+    one_input: Callable[[bytes], int | None]
+    seeds: Callable[[], Iterable[bytes]] = lambda: ()
+    timeout_s: float = 2.0
+    mutator: Callable[[bytes, int, int], bytes] | None = None
+    strategy: Any = None
+    max_len: int = 1 << 16
+    uses_fuse: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def names() -> list[str]:
+    """Every target module name under `targets/`."""
+    import targets
+    return sorted(m.name for m in pkgutil.iter_modules(targets.__path__) if not m.name.startswith("_"))
+
+
+def load(name: str) -> Target:
+    """The TARGET of targets/<name>.py, or a HarnessError naming the known targets."""
+    known = names()
+    if name not in known:
+        raise HarnessError(f"unknown target {name!r}; known targets: {', '.join(known)}")
+    module = importlib.import_module(f"targets.{name}")
+    target = getattr(module, "TARGET", None)
+    if not isinstance(target, Target):
+        raise HarnessError(f"targets/{name}.py defines no TARGET")
+    if target.name != name:
+        raise HarnessError(f"targets/{name}.py registers the name {target.name!r}")
+    return target
+
+
+def all_targets() -> list[Target]:
+    return [load(n) for n in names()]

@@ -1,0 +1,124 @@
+"""The case runner: one input through one target, with a timeout and an RSS guard; findings recorded.
+
+`CaseRunner.run_one` is what every engine calls per input (Atheris's TestOneInput, the Hypothesis
+test body, repro, regress, minimize). It never raises for a finding: an `InvariantViolation`, any
+exception escaping the target, a case over its time limit (`CaseTimeout`) or an RSS blow-up
+becomes a `Signature` and, when a crash store is attached, a crash folder. A `HarnessError` is a
+bug in our tooling and is re-raised, never filed as a famfs crasher.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.engine.crashstore import CrashStore, HarnessError
+from harness.engine.registry import Target
+from harness.engine.signature import Signature
+
+
+class CaseTimeout(BaseException):
+    """Raised inside a case that ran past its target's timeout (a BaseException, so no `except
+    Exception` in famfs can swallow it)."""
+
+
+@dataclass
+class Stats:
+    """Counters of one run of one target."""
+
+    target: str
+    execs: int = 0
+    lookups: int = 0
+    findings: int = 0
+    signatures: dict[str, str] = field(default_factory=dict)     # key -> title, this run
+    new: dict[str, str] = field(default_factory=dict)            # key -> title, first seen now
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        s = max(self.seconds, 1e-9)
+        return {"target": self.target, "execs": self.execs, "seconds": round(s, 3),
+                "execs_per_s": round(self.execs / s, 1), "lookups_checked": self.lookups,
+                "findings": self.findings, "signatures": self.signatures, "new_signatures": self.new}
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise CaseTimeout()
+
+
+class CaseRunner:
+    """Runs inputs through `target`, recording findings in `store` (if any)."""
+
+    def __init__(self, target: Target, store: CrashStore | None = None, *, seed: int | None = None,
+                 mode: str = "", rss_limit_mb: int = 2048, engine: str = ""):
+        self.target = target
+        self.store = store
+        self.seed = seed
+        self.mode = mode
+        self.engine = engine
+        self.rss_limit = rss_limit_mb << 20
+        self.stats = Stats(target.name)
+        self._proc: Any = None
+        self._use_alarm = True
+        try:
+            signal.signal(signal.SIGALRM, _on_alarm)
+        except ValueError:                     # not the main thread: no per-case timeout
+            self._use_alarm = False
+
+    def outcome(self, data: bytes) -> tuple[Signature | None, str, int]:
+        """(signature or None, traceback text, lookups checked) of one input; records nothing."""
+        if self._use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, self.target.timeout_s)
+        try:
+            n = self.target.one_input(data)
+            return None, "", n or 0
+        except CaseTimeout:
+            return Signature.of("timeout", self.target.name), f"case ran past {self.target.timeout_s} s", 0
+        except HarnessError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every other escape is a finding
+            return Signature.from_exception(e), traceback.format_exc(), 0
+        finally:
+            if self._use_alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def run_one(self, data: bytes) -> Signature | None:
+        sig, tb, lookups = self.outcome(data)
+        st = self.stats
+        st.execs += 1
+        st.lookups += lookups
+        if sig is None and st.execs % 64 == 0:
+            sig, tb = self._rss_check()
+        if sig is not None:
+            st.findings += 1
+            st.signatures[sig.key] = sig.title
+            if self.store is not None:
+                folder = self.store.root / self.target.name / sig.key
+                _, is_new = self.store.save(self.target.name, sig, data, traceback=tb, seed=self.seed,
+                                            mode=self.mode, repro_cmd=repro_command(folder),
+                                            extra={"engine": self.engine})
+                if is_new:
+                    st.new[sig.key] = sig.title
+        return sig
+
+    def _rss_check(self) -> tuple[Signature | None, str]:
+        import psutil
+        if self._proc is None:
+            self._proc = psutil.Process()
+        rss = self._proc.memory_info().rss
+        if rss > self.rss_limit:
+            return Signature.of("rss", self.target.name), f"RSS {rss >> 20} MiB over {self.rss_limit >> 20} MiB"
+        return None, ""
+
+
+def repro_command(folder: Any) -> str:
+    """The one-line command that replays a crash folder (relative to the working directory when
+    it lies below it)."""
+    path = os.path.relpath(folder) if not os.path.relpath(folder).startswith("..") else os.fspath(folder)
+    return f"famfs-fuzz repro {path}"

@@ -1,0 +1,69 @@
+"""A crash's identity: kind, what (exception type or invariant ID) and the top famfs frames.
+
+Frames are kept only when they lie in this repository's `harness/famfs/` (the system under test),
+as file:function without line numbers, innermost first, at most five; harness frames are dropped
+(as Hypothesis's get_trimmed_traceback does), so an edit elsewhere never renames a crash. The
+key is a short hash of the title and names the crash folder (after syzkaller).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_FAMFS = os.path.join("harness", "famfs") + os.sep
+MAX_FRAMES = 5
+KINDS = ("exception", "invariant", "timeout", "rss", "daemon-death", "wrong-data")
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """Frozen crash identity; `.title` reads as a sentence, `.key` names its folder."""
+
+    kind: str
+    what: str
+    frames: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, kind: str, what: str, frames: tuple[str, ...] | list[str] = ()) -> "Signature":
+        return cls(kind, what, tuple(frames)[:MAX_FRAMES])
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> "Signature":
+        invariant = getattr(exc, "invariant", None)
+        is_violation = type(exc).__name__ == "InvariantViolation" and invariant is not None
+        kind = "invariant" if is_violation else ("daemon-death" if type(exc).__name__ == "DaemonDied" else "exception")
+        what = str(getattr(invariant, "value", invariant)) if is_violation else type(exc).__name__
+        return cls.of(kind, what, famfs_frames(exc.__traceback__))
+
+    @property
+    def title(self) -> str:
+        where = " < ".join(self.frames)
+        return f"{self.kind} {self.what}" + (f" in {where}" if where else "")
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(self.title.encode()).hexdigest()[:12]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "what": self.what, "frames": list(self.frames)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Signature":
+        return cls.of(d["kind"], d["what"], d.get("frames", ()))
+
+
+def famfs_frames(tb: Any) -> list[str]:
+    """'harness/famfs/x.py:function' for each traceback frame inside famfs, innermost first."""
+    out: list[str] = []
+    for frame in reversed(traceback.extract_tb(tb)):
+        path = os.path.abspath(frame.filename)
+        rel = os.path.relpath(path, _ROOT)
+        if rel.startswith(_FAMFS):
+            out.append(f"{rel.replace(os.sep, '/')}:{frame.name}")
+        if len(out) >= MAX_FRAMES:
+            break
+    return out

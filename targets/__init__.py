@@ -1,0 +1,1 @@
+"""Fuzz targets: one small module per target, each defining TARGET (see harness.engine.registry)."""

@@ -1,0 +1,55 @@
+"""Every target: a short Atheris run with zero findings on main, lookups checked where the target
+performs them; the regression corpus replays clean; the daemon session as a state machine."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from harness.engine.campaign import fuzz
+from harness.engine.crashers import regress
+from harness.engine.registry import load, names
+from harness.engine.session import SessionMachine
+from tests.common.fuse import REASON as FUSE_REASON
+
+LOOKUP_TARGETS = {"log_structured", "add_daxdev_order", "missing_primary", "fmap_wire", "daemon_session", "mount_e2e"}
+SECONDS = 8
+
+
+def test_registry_lists_every_target_module():
+    assert set(names()) >= {"superblock", "log_header", "log_replay", "log_structured", "add_daxdev_order",
+                            "missing_primary", "fmap_wire", "daemon_session", "mount_e2e"}
+    with pytest.raises(Exception) as e:
+        load("no_such_target")
+    assert "known targets" in str(e.value)
+
+
+@pytest.mark.parametrize("name", names())
+def test_short_atheris_run_finds_nothing_on_main(tmp_path, name):
+    if load(name).uses_fuse and FUSE_REASON:
+        pytest.skip(f"needs FUSE: {FUSE_REASON}")
+    r = fuzz(name, engine="atheris", max_time=SECONDS, crashers=tmp_path / "crashers", workdir=tmp_path / "runs",
+             seed=1)
+    print(f"\n{name}: {r.execs} execs in {r.seconds:.1f} s = {r.execs_per_s:,.0f}/s, {r.lookups} lookups checked")
+    assert r.findings == 0, r.signatures
+    assert r.execs > 0
+    if name in LOOKUP_TARGETS:
+        assert r.lookups > 0
+
+
+@pytest.mark.parametrize("name", ["log_replay", "daemon_session"])
+def test_short_hypothesis_run_finds_nothing_on_main(tmp_path, name):
+    r = fuzz(name, engine="hypothesis", max_time=4, crashers=tmp_path / "crashers")
+    assert r.findings == 0, r.signatures
+    assert r.execs > 0
+
+
+def test_regression_corpus_replays_clean():
+    r = regress()
+    assert not r.failures, r.failures
+
+
+def test_daemon_session_state_machine():
+    run_state_machine_as_test(SessionMachine, settings=settings(max_examples=15, stateful_step_count=12,
+                                                                deadline=None,
+                                                                suppress_health_check=list(HealthCheck)))
