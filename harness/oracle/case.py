@@ -92,6 +92,7 @@ def check_reads(daemon: Any, expected: Verdict, bufs: Sequence[Any], checker: Lo
     """Read every file of the model through `daemon`; compare bytes; check every lookup.
     `bufs[i]` is the buffer of the device the model gave index i on this node (None if missing
     here). Returns the number of lookups checked."""
+    checked = 0
     for path, desc in expected.namespace:
         if desc[0] != "f":
             continue
@@ -101,13 +102,17 @@ def check_reads(daemon: Any, expected: Verdict, bufs: Sequence[Any], checker: Lo
         if ino is None:
             raise InvariantViolation(Invariant.NS_CONFLICT, f"{path!r} is in the log but not served")
         got = bytearray()
+        failed: FamfsError | None = None
         try:
             for off in range(0, size, read_size):
                 got += daemon.read(ino, off, read_size)
         except FamfsError as e:
+            failed = e
+        checked += checker.check()           # a wrong device is named as such before its bytes
+        if failed is not None:
             if want is not None:
-                raise InvariantViolation(Invariant.DATA, f"{path!r}: read failed ({e}) though every "
-                                                         "device it uses is present") from None
+                raise InvariantViolation(Invariant.DATA, f"{path!r}: read failed ({failed}) though every "
+                                                         "device it uses is present")
             continue
         if want is None:
             raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: read succeeded though a device "
@@ -117,4 +122,4 @@ def check_reads(daemon: Any, expected: Verdict, bufs: Sequence[Any], checker: Lo
                        if i >= min(len(got), len(want)) or got[i] != want[i])
             raise InvariantViolation(Invariant.DATA, f"{path!r}: {len(got)} bytes read, {len(want)} "
                                                      f"expected, first difference at {bad}")
-    return checker.check()
+    return checked + checker.check()
