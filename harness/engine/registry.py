@@ -6,6 +6,7 @@ error), and asking for an unknown name lists the ones that exist.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -36,9 +37,13 @@ class Target:
 
 
 def names() -> list[str]:
-    """Every target module name under `targets/`."""
-    import targets
-    return sorted(m.name for m in pkgutil.iter_modules(targets.__path__) if not m.name.startswith("_"))
+    """Every target module name under `targets/` (found by location: the registry loads targets
+    by name, it never imports the package statically)."""
+    spec = importlib.util.find_spec("targets")
+    if spec is None or not spec.submodule_search_locations:
+        raise HarnessError("the targets package is not importable (is the project installed?)")
+    return sorted(m.name for m in pkgutil.iter_modules(list(spec.submodule_search_locations))
+                  if not m.name.startswith("_"))
 
 
 def load(name: str) -> Target:
