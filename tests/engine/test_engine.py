@@ -1,0 +1,120 @@
+"""Engine parts that stand alone: signatures, the crash store, minimization, reproduction."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.engine.crashstore import CrashStore, HarnessError, ReadOnlyCrashStore
+from harness.engine.minimize import minimize, minimize_bytes
+from harness.engine.repro import Outcome, reproduce
+from harness.engine.signature import Signature
+from harness.famfs import layout as L
+from harness.famfs.invariants import Invariant
+from harness.oracle.invariants import InvariantViolation
+
+
+def famfs_crash() -> BaseException:
+    try:
+        L.SimpleFmap.of([L.SimpleExtent(0, 0, 0)] * 17)      # ValueError inside harness/famfs
+    except ValueError as e:
+        return e
+    raise AssertionError("no error")
+
+
+def test_signature_keeps_famfs_frames_only_and_is_stable():
+    a, b = Signature.from_exception(famfs_crash()), Signature.from_exception(famfs_crash())
+    assert a == b and a.key == b.key and len(a.key) == 12
+    assert a.kind == "exception" and a.what == "ValueError"
+    assert a.frames[0] == "harness/famfs/layout.py:_slots"
+    assert not any("tests/" in f for f in a.frames)
+    assert ":" in a.title and not any(ch.isdigit() for ch in a.frames[0].split(":")[1])
+
+
+def test_signature_of_an_invariant_violation():
+    s = Signature.from_exception(InvariantViolation(Invariant.IDX_LOOKUP, "x"))
+    assert (s.kind, s.what) == ("invariant", "IDX-LOOKUP")
+    assert Signature.from_dict(s.as_dict()) == s
+    assert Signature.of("invariant", "IDX-DENSE").key != s.key
+
+
+def test_store_save_repeat_ring_fetch_move(tmp_path):
+    store = CrashStore(tmp_path / "crashers")
+    sig = Signature.of("invariant", "IDX-DENSE", ["harness/famfs/index.py:add"])
+    path, new = store.save("t", sig, b"first", traceback="tb", seed=3, mode="transplant", repro_cmd="famfs-fuzz repro x")
+    assert new and (path / "title").read_text().strip() == sig.title
+    for k in range(12):
+        assert store.save("t", sig, b"more%d" % k)[1] is False
+    rec = store.fetch("t", sig.key)
+    assert (rec.count, rec.input, rec.mode, rec.seed) == (13, b"first", "transplant", 3)
+    assert len(list((path / "samples").iterdir())) == 8
+    store.set_reproduced("t", sig.key, 9, 10)
+    store.set_minimized("t", sig.key, b"m")
+    assert store.fetch("t", sig.key).reproduced == "9/10" and store.fetch("t", sig.key).minimized == b"m"
+    dest = store.move_to_regress("t", sig.key, tmp_path / "corpora")
+    assert dest.read_bytes() == b"m" and not path.exists()
+    ro = ReadOnlyCrashStore(tmp_path / "crashers")
+    with pytest.raises(HarnessError):
+        ro.save("t", sig, b"x")
+
+
+def _saver(root: str, n: int, key: str) -> None:
+    store = CrashStore(Path(root))
+    for k in range(n):
+        store.save("t", Signature.of("invariant", key), b"%d" % k)
+
+
+def test_parallel_savers_lose_no_count(tmp_path):
+    procs = [multiprocessing.Process(target=_saver, args=(str(tmp_path), 50, "SAME")) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    rec = CrashStore(tmp_path).fetch("t", Signature.of("invariant", "SAME").key)
+    assert rec.count == 100
+
+
+def test_killed_saver_leaves_only_complete_folders(tmp_path):
+    for round_ in range(6):
+        p = multiprocessing.Process(target=_saver, args=(str(tmp_path), 10_000, f"K{round_ % 3}"))
+        p.start()
+        time.sleep(0.15 + 0.05 * round_)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join()
+    folders = [d for d in (tmp_path / "t").iterdir() if d.is_dir() and not d.name.startswith(".")]
+    assert folders
+    for d in folders:
+        doc = json.loads((d / "crash.json").read_text())
+        assert doc["count"] >= 1 and (d / "input").read_bytes() != b"" and (d / "title").exists()
+
+
+def test_minimize_list_and_bytes():
+    r = minimize(list(range(60)), lambda c: 3 in c and 17 in c)
+    assert r.value == [3, 17]
+    calls = []
+    r = minimize(list(range(60)), lambda c: calls.append(1) or 3 in c, max_steps=5)
+    assert len(calls) <= 5
+    blob = bytes(range(1, 250)) * 4
+    r = minimize_bytes(blob, lambda d: b"\x07" in d and b"\x09" in d)
+    assert sorted(r.value) == [7, 9] and r.final_size == 2 < r.original_size
+
+
+class Fake:
+    def __init__(self, pattern: list[bool]):
+        self.pattern, self.i = pattern, 0
+
+    def run(self, data: bytes) -> Outcome:
+        hit = self.pattern[self.i % len(self.pattern)]
+        self.i += 1
+        return Outcome(Signature.of("invariant", "DATA") if hit else None)
+
+
+@pytest.mark.parametrize("pattern, k", [([True], 10), ([True, False], 5), ([False], 0)])
+def test_reproduce_counts_k_of_n(pattern, k):
+    r = reproduce(Fake(pattern), b"x", Signature.of("invariant", "DATA"), times=10)
+    assert (r.k, r.n) == (k, 10)

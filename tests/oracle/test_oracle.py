@@ -1,0 +1,90 @@
+"""The oracle: the reference model agrees with replay on corrupted images; the lookup checker
+names TBL-PUBLISH, IDX-LOOKUP and IDX-CLUSTER; the wire rules match the kernel side."""
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from harness.famfs import wire
+from harness.famfs.daxtable import DaxdevTable
+from harness.famfs.errors import FamfsError
+from harness.famfs.replay import replay
+from harness.gen.corrupt import FAMILIES, corrupt
+from harness.gen.region import base_spec
+from harness.gen.spec import build
+from harness.gen.strategies import specs
+from harness.oracle.case import check_replay
+from harness.oracle.invariants import CATALOG, Invariant, InvariantViolation
+from harness.oracle.lookups import LookupChecker
+from harness.oracle.model import verdict
+from harness.oracle.wire_rules import reasons
+
+
+def test_catalog_covers_every_invariant():
+    assert set(CATALOG) == set(Invariant)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(specs(max_devices=4), st.integers(0, 2 ** 32), st.sampled_from([None, *FAMILIES]))
+def test_model_agrees_with_replay_on_corrupted_images(spec, seed, family):
+    built = build(spec, data="stamp")
+    c = corrupt(built.primary, random.Random(seed), family)
+    check_crc = c.check_crc if c else True
+    head = bytes(built.primary[: (2 << 20) + spec.log_len])
+    try:
+        got: object = replay(head, device_size=len(built.primary), check_crc=check_crc)
+    except FamfsError as e:
+        got = e
+    check_replay(verdict(head, len(built.primary), check_crc=check_crc), got)
+
+
+class Dev:
+    def __init__(self, name: str, devno: int):
+        self.name, self.devno = name, devno
+
+
+def test_tbl_publish_valid_flag_before_fields():
+    table = DaxdevTable(4)
+    table.set_valid(2)                      # the fault: valid set before the fields were written
+    view = table.read_slot(2)
+    checker = LookupChecker(expected={2: "u2"}, names={"n": {"dax2.0": "u2"}})
+    checker.lookup("n", 2, view.name, view.devno, 0)
+    with pytest.raises(InvariantViolation) as v:
+        checker.check()
+    assert v.value.invariant == Invariant.TBL_PUBLISH
+
+
+def test_idx_lookup_wrong_device():
+    checker = LookupChecker(expected={1: "u1"}, names={"n": {"dax0.0": "u0", "dax1.0": "u1"}})
+    checker.lookup("n", 1, "dax1.0", 7, 0)
+    assert checker.check() == 1
+    checker.lookup("n", 1, "dax0.0", 7, 0)
+    with pytest.raises(InvariantViolation) as v:
+        checker.check()
+    assert v.value.invariant == Invariant.IDX_LOOKUP
+
+
+def test_idx_cluster_nodes_disagree():
+    checker = LookupChecker(names={"A": {"dax0.0": "u1"}, "B": {"dax0.0": "u9"}})
+    checker.lookup("A", 1, "dax0.0", 7, 0)
+    checker.lookup("B", 1, "dax0.0", 8, 0)
+    with pytest.raises(InvariantViolation) as v:
+        checker.check()
+    assert v.value.invariant == Invariant.IDX_CLUSTER
+
+
+def test_clean_errors_are_counted_not_findings():
+    checker = LookupChecker(expected={1: "u1"})
+    checker.lookup("n", 1, None, 0, 5)
+    assert checker.check() == 1 and checker.checked == 1
+
+
+@pytest.mark.parametrize("gen", list(wire.ABIS.values()), ids=list(wire.ABIS))
+def test_wire_rules_accept_what_famfs_sends(gen):
+    built = build(base_spec(), data="stamp")
+    for f in replay(built.primary).namespace.files.values():
+        msg = wire.encode_fmap(wire.fmap_from_file(f, gen), gen)
+        assert reasons(msg, gen) == [], (gen.name, f.path)
+    assert reasons(b"\0" * 31, gen)
