@@ -1,5 +1,8 @@
 """The one place Atheris instrumentation happens: `python -m harness.engine.atheris_main`.
 
+Caveat: atheris reduces `include` to top-level package names, so the other harness packages are
+listed in `exclude` (found on disk by `_not_famfs`) to keep them uninstrumented.
+
 This module imports only the standard library and atheris before instrumenting, and asserts
 that `harness.famfs` was not imported yet: an eager import would give a run with no coverage of
 the system under test and no warning. Inside `atheris.instrument_imports(include=["harness.famfs"])`
@@ -18,6 +21,25 @@ import time
 import atheris
 
 assert "harness.famfs" not in sys.modules, "harness.famfs imported before instrumentation: no coverage"
+
+
+def _not_famfs() -> list[str]:
+    """Every harness module outside harness.famfs, found on disk without importing anything.
+    atheris.instrument_imports cuts `include` down to the top-level package ("harness"), so
+    these must be excluded by name to keep the harness itself uninstrumented."""
+    import importlib.util
+    spec = importlib.util.find_spec("harness")
+    names = []
+    for base in spec.submodule_search_locations if spec else []:
+        for root, dirs, files in os.walk(base):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            rel = os.path.relpath(root, os.path.dirname(base)).replace(os.sep, ".")
+            for f in files:
+                if f.endswith(".py"):
+                    mod = rel if f == "__init__.py" else f"{rel}.{f[:-3]}"
+                    if mod != "harness" and not (mod == "harness.famfs" or mod.startswith("harness.famfs.")):
+                        names.append(mod)
+    return names
 
 
 def _write_stats(path: str, doc: dict) -> None:
@@ -39,7 +61,7 @@ def main() -> None:
         from harness.engine.registry import load
         target = load(args.target)
     else:
-        with atheris.instrument_imports(include=["harness.famfs"]):
+        with atheris.instrument_imports(include=["harness.famfs"], exclude=_not_famfs()):
             from harness.engine.registry import load
             target = load(args.target)          # imports the target, hence famfs: instrumented
     from pathlib import Path
@@ -58,7 +80,11 @@ def main() -> None:
 
     import atexit
     atexit.register(lambda: _write_stats(args.stats, runner.stats.as_dict()))
-    argv = [sys.argv[0], f"-seed={args.seed}", *libfuzzer]
+    # libFuzzer re-runs argv[0] through the shell for -merge=1 and -fork: give it a command line.
+    me = " ".join([sys.executable, "-m", "harness.engine.atheris_main", "--target", args.target,
+                   "--crashers", args.crashers, "--stats", args.stats, "--seed", str(args.seed)]
+                  + (["--no-instrument"] if args.no_instrument else []))
+    argv = [me, f"-seed={args.seed}", *libfuzzer]
     if target.mutator is not None:
         atheris.Setup(argv, one, custom_mutator=target.mutator)
     else:

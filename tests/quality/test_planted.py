@@ -33,6 +33,10 @@ PLANTS = {
         "        self.devices = [self.host.resolve(d.uuid) for d in state.table]\n",
         "        self.devices = [self.host.devices[i] if i < len(self.host.devices) else None "
         "for i, d in enumerate(state.table)]\n", "IDX-LOOKUP"),
+    "corrupted log: entry CRCs not checked": (
+        "log_replay", "harness/famfs/replay.py",
+        "        if check_crc and crc32(log[at:at + 536]) != _U64.unpack_from(log, at + 536)[0]:\n",
+        "        if False:\n", "LOG-PREFIX"),
     "ADD_DAXDEV claiming index 0 not refused as IDX-PRIMARY": (
         "missing_primary", "harness/famfs/index.py",
         "        if add.index == 0:\n", "        if add.index == -1:\n", "IDX-PRIMARY"),
@@ -41,7 +45,7 @@ PLANTS = {
 
 def buggy_copy(tmp: Path, file: str, old: str, new: str) -> Path:
     copy = tmp / "buggy"
-    for part in ("harness", "targets", "tests/golden"):
+    for part in ("harness", "targets", "tests/golden", "corpora"):
         shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
     path = copy / file
     text = path.read_text()
@@ -74,3 +78,8 @@ def test_planted_bug_is_found_and_reproduced(tmp_path, family):
     print(f"\n{family}: found in {doc['seconds']} s after {doc['execs']} execs: {record['title']}")
     assert cli(copy, "repro", str(folder), "--times", "3").returncode == 1      # still fails on the bug
     assert cli(ROOT, "repro", str(folder), "--times", "3").returncode == 0      # passes on main
+    keep = os.environ.get("FAMFS_FUZZ_KEEP_PLANTED")                           # to refresh regress/
+    if keep:
+        dest = Path(keep) / target / "regress"
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / f"planted-{folder.name}").write_bytes((folder / "input").read_bytes())

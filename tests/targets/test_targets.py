@@ -44,9 +44,13 @@ def test_short_hypothesis_run_finds_nothing_on_main(tmp_path, name):
     assert r.execs > 0
 
 
-def test_regression_corpus_replays_clean():
-    r = regress()
+@pytest.mark.parametrize("name", names())
+def test_regression_corpus_replays_clean(name):
+    if load(name).uses_fuse and FUSE_REASON:
+        pytest.skip(f"needs FUSE: {FUSE_REASON}")
+    r = regress([name], all_inputs=True)
     assert not r.failures, r.failures
+    assert r.inputs[name] > 0
 
 
 def test_daemon_session_state_machine():
