@@ -259,8 +259,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_fuzz_default(args: argparse.Namespace) -> int:
-    from harness.engine.smoke import run_default
-    return run_default(args.out, json_out=args.json, max_time=args.max_time, seed=args.seed)
+    from pathlib import Path
+
+    from harness.engine.default import run_default
+    progress = None if args.json else (lambda line: print(line, flush=True))
+    run = run_default(Path(args.out), budget=args.max_time, crashers=Path(args.crashers), progress=progress)
+    doc = run.as_dict()
+    _emit(args, doc, lambda: "\n".join(
+        [f"{'target':18} {'execs':>8} {'exec/s':>8} {'lookups':>9} findings"]
+        + [f"{r.target:18} {r.execs:8} {r.execs_per_s:8,.0f} {r.lookups:9} {r.findings}" for r in run.results]
+        + [f"summary: {run.summary_path}; crash folders under {args.crashers}/"]))
+    return EXIT_FINDINGS if run.findings else EXIT_CLEAN
 
 
 # -- parser ------------------------------------------------------------------------------------------
@@ -329,10 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = verb("bench", cmd_bench, "measure replay speed against the CRC-only floor")
     sp.add_argument("--repeat", type=int, default=5, help="timings per figure; the best is kept")
     sp.add_argument("--no-fuse", action="store_true", help="skip the FUSE mount measurements")
-    sp = verb("fuzz-default", cmd_fuzz_default, "the README's main job: a default campaign")
+    sp = verb("fuzz-default", cmd_fuzz_default, "the README's main job: every target, mount_e2e included")
     sp.add_argument("--out", default="runs/default", help="run directory (default runs/default)")
-    sp.add_argument("--max-time", type=float, default=30.0, help="seconds to run (default 30)")
-    sp.add_argument("--seed", type=int, default=None, help="random seed (default: the time)")
+    sp.add_argument("--max-time", type=float, default=180.0, help="total seconds, shared by the targets (default 180)")
+    sp.add_argument("--crashers", default="crashers", help="crash store root (default crashers/)")
     return p
 
 

@@ -2,8 +2,8 @@
 
 Each test copies the package into a temporary tree, plants one bug by editing the copy's source
 (main stays untouched), fuzzes the family's target from the copy until the first new signature
-(at most 60 s), and then checks the crasher: its repro command fails (exit 1) on the buggy copy
-and passes (exit 0) on main.
+(at most 60 s), minimizes the input, and then checks the crasher: its repro command (on the
+minimized input) fails (exit 1) on the buggy copy and passes (exit 0) on main.
 """
 from __future__ import annotations
 
@@ -76,6 +76,8 @@ def test_planted_bug_is_found_and_reproduced(tmp_path, family):
     if invariant:
         assert invariant in record["title"], record["title"]
     print(f"\n{family}: found in {doc['seconds']} s after {doc['execs']} execs: {record['title']}")
+    assert cli(copy, "minimize", str(folder), "--max-steps", "300").returncode == 0
+    assert len((folder / "minimized").read_bytes()) <= len((folder / "input").read_bytes())
     assert cli(copy, "repro", str(folder), "--times", "3").returncode == 1      # still fails on the bug
     assert cli(ROOT, "repro", str(folder), "--times", "3").returncode == 0      # passes on main
     keep = os.environ.get("FAMFS_FUZZ_KEEP_PLANTED")                           # to refresh regress/
