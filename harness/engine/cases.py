@@ -8,6 +8,7 @@ the number of lookups checked.
 """
 from __future__ import annotations
 
+import errno
 import random
 from dataclasses import dataclass
 from typing import Sequence
@@ -194,3 +195,85 @@ class _NoUuidHost:
 
     def by_devno(self, devno: int) -> DaxDevice | None:
         return next((d for d in self.devices if d.devno == devno), None)
+
+
+def publish_order_case(data: bytes, *, barrier: bool = True, valid_first: bool = False) -> int:
+    """The daxdev table's publish steps against readers, on weak memory, schedule from `data`:
+    a reader that sees a valid slot must see all of it (TBL-PUBLISH)."""
+    from harness.faults.races import PUBLISH_EXPECTED, publish_case
+    from harness.faults.schedule import byte_chooser
+    checker = LookupChecker(expected=PUBLISH_EXPECTED[0], names=PUBLISH_EXPECTED[1])
+    c = decode.Choices(data[:2])
+    publish_case(byte_chooser(data[2:]), checker, readers=c.int(1, 3), reads=c.int(1, 4), barrier=barrier,
+                 valid_first=valid_first)
+    return checker.check()
+
+
+def discovery_race_case(data: bytes, *, barrier: bool = True) -> int:
+    """Readers first-touching undiscovered indices through lazy discovery, one maybe failing its
+    GET_DAXDEV: lookups right or cleanly failing, reads returning the right device's bytes."""
+    from harness.faults.races import DISCOVERY_EXPECTED, FakeDev, discovery_case
+    from harness.faults.schedule import byte_chooser
+    checker = LookupChecker(expected=DISCOVERY_EXPECTED[0], names=DISCOVERY_EXPECTED[1])
+    c = decode.Choices(data[:4])
+    n = c.int(2, 3)
+    files = tuple(c.int(1, 3) for _ in range(n))
+    fail_for = c.pick([None, None, "cpu1", "cpu2"])
+    r = discovery_case(byte_chooser(data[4:]), checker, files=files, fail_for=fail_for, barrier=barrier)
+    for k, index in enumerate(files):
+        kind, value = r.outcomes.get(f"cpu{k + 1}", ("error", 0))
+        if kind == "ok" and value != FakeDev(f"dax{index}.0", 0x0F00 + index).read(0, 4096):
+            raise InvariantViolation(Invariant.DATA, f"cpu{k + 1} read another device's bytes for index {index}")
+        if kind == "error" and value != errno.EIO and fail_for != f"cpu{k + 1}":
+            raise InvariantViolation(Invariant.IDX_LOOKUP, f"cpu{k + 1}: unclean error {value}")
+    return checker.check()
+
+
+def log_tail_case(data: bytes, *, counter_first: bool = False, check_crc: bool = True) -> int:
+    """A master appends a short workload while a client replays every state the weak memory can
+    show it (faults.logtail). The client must never apply a partial entry, never see next_index
+    cover an incomplete entry (LOG-PREFIX), and must replay everything once all is visible."""
+    from harness.famfs.image import Image
+    from harness.famfs.layout import AddDaxdev, EntryType, FileMeta, Mkdir, SimpleExtent, SimpleFmap
+    from harness.faults.logtail import apply, visible_states
+    c = decode.Choices(data)
+    dev = POOL.take(24 << 20)
+    try:
+        image = Image.mkfs([dev], log_len=16 << 10)
+        image.log.counter_first = counter_first
+        committed: list[str] = []
+        for k in range(c.int(1, 3)):
+            kind = c.int(0, 2)
+            if kind == 0:
+                op = (EntryType.MKDIR, Mkdir(0, 0, 0o755, f"d{k}".encode()))
+            elif kind == 1:
+                op = (EntryType.FILE, FileMeta(4096, 2, 0, 0, 0o644, f"f{k}".encode(),
+                                               SimpleFmap.of([SimpleExtent(0, (4 + 2 * k) << 20, 2 << 20)])))
+            else:
+                op = (EntryType.ADD_DAXDEV, AddDaxdev(16 << 20, bytes([k + 1]) * 16, len(committed) + 1))
+            program = image.log.stores(*op)
+            head = bytes(dev[:(2 << 20) + (16 << 10)])
+            for state in visible_states(program):
+                seen = apply(bytearray(head), state)
+                try:
+                    r = replay(seen, device_size=len(dev), check_crc=check_crc)
+                except FamfsError as e:
+                    raise InvariantViolation(Invariant.LOG_HEADER, f"append {k}: mid-append state unusable: {e}") from None
+                applied = [e for e in range(r.entries_read) if not any(x.entry == e for x in r.rejections)]
+                if r.stopped_at is not None:
+                    raise InvariantViolation(Invariant.LOG_PREFIX, f"append {k}: the reader saw next_index cover an "
+                                                                   f"incomplete entry {r.stopped_at}")
+                names = sorted([*r.namespace.dirs, *r.namespace.files])
+                allowed = [committed, sorted(committed + [op[1].relpath.decode()])] if op[0] != EntryType.ADD_DAXDEV else [committed]
+                if names not in allowed or len(applied) > k + 1:
+                    raise InvariantViolation(Invariant.LOG_PREFIX, f"append {k}: reader applied {names}, "
+                                                                   f"committed {committed}")
+            image.log.append(*op)
+            if op[0] != EntryType.ADD_DAXDEV:
+                committed = sorted(committed + [op[1].relpath.decode()])
+        final = replay(dev, check_crc=check_crc)
+        if sorted([*final.namespace.dirs, *final.namespace.files]) != committed:
+            raise InvariantViolation(Invariant.LOG_PREFIX, "the complete log does not replay every entry")
+        return 0
+    finally:
+        POOL.give_back()

@@ -4,11 +4,17 @@ Modelled on `struct famfs_dax_devlist` in fs/fuse/famfs.c (famfs-spec.md 3.5): o
 connection, `nslots` slots (24 in the V-series patches, 64 in the newest trees), each slot holding
 `valid`, `error`, `dax_err`, the device number, the device and its name. Lookup by index is O(1).
 
-Publishing a slot is three explicit steps, so the race and fault work can interleave and reorder
-them (`harness.faults`): `fill()` writes devno/device/name, `barrier()` is the kernel's `wmb()`,
-`set_valid()` sets the flag readers test first. `install()` runs them in the correct order.
-A reader (`read_slot`) checks `valid` first and then reads the fields; with a correct publisher it
-can never see a valid slot with missing fields (TBL-PUBLISH). `SlotView` is what a reader saw.
+Publishing a slot is explicit steps, so the race work can interleave them with readers and with
+the memory system (`harness.faults`): store devno, device and name; `wmb()`; store valid=1.
+A reader loads `valid` first and then the fields. Every store and load goes through a memory
+object with `store(loc, value)`, `load(loc, default)` and `barrier()`: by default `DirectMemory`
+(stores visible at once, as on one CPU); the fault work passes a weak-memory model in which
+stores not ordered by a barrier may become visible to other CPUs in any order. With the barrier,
+a reader that sees valid=1 sees every field (TBL-PUBLISH) on every schedule.
+
+`barrier` and `valid_first` are fault-injection switches (the publish-order fault plan turns
+them; the daemon never does): without the barrier, or with valid stored first, a reader can see
+a valid slot whose fields are not there yet.
 
 The table lives per mount and knows nothing of UUIDs: userspace resolved them (section 5.3).
 """
@@ -16,21 +22,27 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generator, Hashable
+
+FIELDS = ("devno", "device", "name")
 
 
-class Slot:
-    """One mutable table slot (the kernel's `struct famfs_daxdev`)."""
+class DirectMemory:
+    """Memory where every store is visible at once (one CPU, or a strong model)."""
 
-    __slots__ = ("valid", "error", "dax_err", "devno", "device", "name")
+    __slots__ = ("cells",)
 
     def __init__(self) -> None:
-        self.valid = False
-        self.error = False          # memory failure reported for this device
-        self.dax_err = False        # the device could not be taken (holder failure): never retried
-        self.devno = 0
-        self.device: Any = None
-        self.name: str | None = None
+        self.cells: dict[Hashable, Any] = {}
+
+    def store(self, loc: Hashable, value: Any) -> None:
+        self.cells[loc] = value
+
+    def load(self, loc: Hashable, default: Any = None) -> Any:
+        return self.cells.get(loc, default)
+
+    def barrier(self) -> None:
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,63 +63,107 @@ class SlotView:
 
 
 class DaxdevTable:
-    """Dense zero-based array of `nslots` slots; the installer's steps are public for fault work."""
+    """Dense zero-based array of `nslots` slots, stored in `memory` at (index, field)."""
 
-    def __init__(self, nslots: int):
+    def __init__(self, nslots: int, memory: Any = None, *, barrier: bool = True, valid_first: bool = False):
         self.nslots = nslots
-        self.slots = [Slot() for _ in range(nslots)]
-        self.ndevs = 0
+        self.mem = memory if memory is not None else DirectMemory()
+        self.use_barrier = barrier
+        self.valid_first = valid_first
         self.barriers = 0
+        self.ndevs = 0
 
-    # -- the publisher's three steps ----------------------------------------------------------
+    # -- the publisher ------------------------------------------------------------------------
+
+    def install_steps(self, index: int, devno: int, device: Any, name: str | None) -> Generator[str, None, int]:
+        """Publish slot `index` one store at a time (yielding after each). Returns 0 if installed
+        or already valid, -errno if the index is out of range or an earlier attempt failed for
+        good (dax_err)."""
+        if not 0 <= index < self.nslots:
+            return -errno.EINVAL
+        mem = self.mem
+        if mem.load((index, "valid"), False):
+            return 0
+        if mem.load((index, "dax_err"), False):
+            return -errno.EIO
+        if self.valid_first:
+            mem.store((index, "valid"), True)
+            yield f"store slot {index} valid (first: fault)"
+        for f, v in zip(FIELDS, (devno, device, name)):
+            mem.store((index, f), v)
+            yield f"store slot {index} {f}"
+        if self.use_barrier:
+            mem.barrier()
+            self.barriers += 1
+            yield "wmb"
+        if not self.valid_first:
+            mem.store((index, "valid"), True)
+            yield f"store slot {index} valid"
+        self.ndevs += 1
+        return 0
+
+    def install(self, index: int, devno: int, device: Any, name: str | None) -> int:
+        """Publish slot `index` in one go (fill, barrier, valid)."""
+        return _finish(self.install_steps(index, devno, device, name))
 
     def fill(self, index: int, devno: int, device: Any, name: str | None) -> None:
-        s = self.slots[index]
-        s.devno, s.device, s.name = devno, device, name
+        for f, v in zip(FIELDS, (devno, device, name)):
+            self.mem.store((index, f), v)
 
     def barrier(self) -> None:
-        """`wmb()`: in this single-address-space model it only counts; the store-buffer model of
-        the race work decides what another CPU may see without it."""
+        self.mem.barrier()
         self.barriers += 1
 
     def set_valid(self, index: int) -> None:
-        self.slots[index].valid = True
+        self.mem.store((index, "valid"), True)
         self.ndevs += 1
 
-    def install(self, index: int, devno: int, device: Any, name: str | None) -> int:
-        """Publish slot `index` (fill, barrier, valid). 0 if installed or already valid, -errno
-        if the index is out of range or an earlier attempt failed for good (dax_err)."""
-        if not 0 <= index < self.nslots:
-            return -errno.EINVAL
-        s = self.slots[index]
-        if s.valid:
-            return 0
-        if s.dax_err:
-            return -errno.EIO
-        self.fill(index, devno, device, name)
-        self.barrier()
-        self.set_valid(index)
-        return 0
-
     def mark_dax_err(self, index: int) -> None:
-        """The device could not be taken: cache the failure (the kernel sets valid with dax_err)."""
+        """The device could not be taken: cache the failure (the kernel keeps it, no retry)."""
         if 0 <= index < self.nslots:
-            self.slots[index].dax_err = True
+            self.mem.store((index, "dax_err"), True)
 
     # -- readers ------------------------------------------------------------------------------
 
-    def read_slot(self, index: int) -> SlotView | None:
-        """Read slot `index` as a reader CPU does: flags first, then fields. None if out of range."""
+    def read_steps(self, index: int) -> Generator[str, None, SlotView | None]:
+        """Read slot `index` as a reader CPU does, one load at a time: flags, then fields."""
         if not 0 <= index < self.nslots:
             return None
-        s = self.slots[index]
-        valid, error, dax_err = s.valid, s.error, s.dax_err
-        return SlotView(index, valid, error, dax_err, s.devno, s.device, s.name)
+        mem = self.mem
+        valid = mem.load((index, "valid"), False)
+        yield f"load slot {index} valid={int(bool(valid))}"
+        error, dax_err = mem.load((index, "error"), False), mem.load((index, "dax_err"), False)
+        devno = mem.load((index, "devno"), 0)
+        yield f"load slot {index} devno"
+        device = mem.load((index, "device"))
+        name = mem.load((index, "name"))
+        yield f"load slot {index} device, name"
+        return SlotView(index, bool(valid), bool(error), bool(dax_err), devno, device, name)
+
+    def read_slot(self, index: int) -> SlotView | None:
+        """Read slot `index` (flags first, then fields). None if out of range."""
+        if not 0 <= index < self.nslots:
+            return None
+        mem = self.mem
+        return SlotView(index, bool(mem.load((index, "valid"), False)), bool(mem.load((index, "error"), False)),
+                        bool(mem.load((index, "dax_err"), False)), mem.load((index, "devno"), 0),
+                        mem.load((index, "device")), mem.load((index, "name")))
 
     def valid_indices(self) -> list[int]:
-        return [i for i, s in enumerate(self.slots) if s.valid]
+        return [i for i in range(self.nslots) if self.mem.load((i, "valid"), False)]
 
     def clear(self) -> None:
         """Teardown: detach every slot."""
-        self.slots = [Slot() for _ in range(self.nslots)]
+        for i in range(self.nslots):
+            for f in ("valid", "error", "dax_err", *FIELDS):
+                self.mem.store((i, f), None if f in ("device", "name") else (0 if f == "devno" else False))
         self.ndevs = 0
+
+
+def _finish(steps: Generator[str, None, Any]) -> Any:
+    """Run a step generator to its end and return its value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value

@@ -65,26 +65,49 @@ def mkfs_secondary(device: Buffer, size: int, *, dev_uuid: bytes, fs_uuid: bytes
 
 
 class LogWriter:
-    """The master's appender on a primary's log region (`famfs_append_log`)."""
+    """The master's appender on a primary's log region (`famfs_append_log`).
 
-    def __init__(self, device: Buffer, sb: Superblock):
+    An append is a program of stores: the entry (in `ENTRY_CHUNKS` pieces, as a memcpy of 544
+    bytes is not one atomic store), a write barrier, then next_seqnum and next_index together. `stores()`
+    returns that program so the fault work can make the stores visible to a concurrent reader in
+    any order the memory model allows; `append()` performs it directly. `counter_first` is a
+    fault-injection switch (never set by famfs): counters before the entry, no barrier between.
+    """
+
+    ENTRY_CHUNKS = 4
+
+    def __init__(self, device: Buffer, sb: Superblock, *, counter_first: bool = False):
         self.device = device
         self.base = sb.log_offset
         self.slots = log_slots(sb.log_len)
         header = LogHeader.decode(device, self.base)
         self.next_index = header.next_index
+        self.counter_first = counter_first
 
-    def append(self, etype: int, payload: Payload) -> int:
-        """Write one entry into the next slot, then advance next_index/next_seqnum; its slot number."""
+    def stores(self, etype: int, payload: Payload) -> list[tuple[int, bytes] | None]:
+        """The next append as (device offset, bytes) stores in program order; None is a barrier."""
         i = self.next_index
         if i >= self.slots:
             raise ImageError.log_full(self.slots)
         at = self.base + HEADER_SIZE + ENTRY_SIZE * i
-        self.device[at:at + ENTRY_SIZE] = LogEntry(i, etype, payload).sealed().encode()
+        entry = LogEntry(i, etype, payload).sealed().encode()
+        step = ENTRY_SIZE // self.ENTRY_CHUNKS
+        chunks: list[tuple[int, bytes] | None] = [(at + k, entry[k:k + step]) for k in range(0, ENTRY_SIZE, step)]
         seq_at = self.base + LOG_HEADER.offsets["next_seqnum"]
-        self.device[seq_at:seq_at + 16] = _U64.pack(i + 1) + _U64.pack(i + 1)
-        self.next_index = i + 1
-        return i
+        # One 16-byte store for both counters: as two stores (famfs increments them one after the
+        # other) a concurrent reader can see next_seqnum != next_index and must refuse the header
+        # (LOG-HEADER). log_tail_race found this; see README "Findings".
+        counters: list[tuple[int, bytes] | None] = [(seq_at, _U64.pack(i + 1) + _U64.pack(i + 1))]
+        return counters + chunks if self.counter_first else chunks + [None] + counters
+
+    def append(self, etype: int, payload: Payload) -> int:
+        """Write one entry into the next slot, then advance next_index/next_seqnum; its slot number."""
+        for store in self.stores(etype, payload):
+            if store is not None:
+                off, data = store
+                self.device[off:off + len(data)] = data
+        self.next_index += 1
+        return self.next_index - 1
 
 
 class Allocator:

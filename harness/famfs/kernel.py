@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Generator, Protocol, Sequence
 
 from harness.famfs import wire
-from harness.famfs.daxtable import DaxdevTable, SlotView
+from harness.famfs.daxtable import DaxdevTable, SlotView, _finish
 from harness.famfs.errors import FamfsError
 from harness.famfs.invariants import Invariant
 from harness.famfs.probe import NULL_PROBE, Probe
+
+
+Steps = Generator[str, None, Any]
 
 
 class KernelError(FamfsError):
@@ -123,14 +126,14 @@ class KernelMount:
     """The kernel side of one famfs-over-FUSE mount on one node."""
 
     def __init__(self, host: Host, server: Server, abi: wire.Abi, *, capable_rawio: bool = True,
-                 kernel_offers_fmap: bool = True, probe: Probe = NULL_PROBE):
+                 kernel_offers_fmap: bool = True, probe: Probe = NULL_PROBE, table: DaxdevTable | None = None):
         self.host = host
         self.node = host.node
         self.server = server
         self.abi = abi
         self.probe = probe
         self.enabled = wire.negotiate_init(abi, abi.init_flag if kernel_offers_fmap else 0, capable_rawio)
-        self.table = DaxdevTable(abi.nslots)
+        self.table = table if table is not None else DaxdevTable(abi.nslots)
         self.fmaps: dict[int, KernelFmap] = {}
         self.next_backing_id = 1            # backing-id: idr_alloc_cyclic(1, ...) never hands out 0
         self.lookups = 0
@@ -162,24 +165,31 @@ class KernelMount:
             self.probe.slot_published(self.node, ident, device.name, True)
         return ident
 
-    def _pull(self, index: int) -> None:
+    def pull_steps(self, index: int) -> Steps:
         """pull-*: GET_DAXDEV(index), resolve the reply on this node, install the slot. Failures
         are logged and ignored, as the kernel does: the slot stays invalid (or dax_err)."""
+        yield f"GET_DAXDEV({index}) sent"
         try:
             reply = wire.decode_daxdev_out(self.server.get_daxdev(index), self.abi)
         except FamfsError:
-            return
+            return None
+        yield f"GET_DAXDEV({index}) replied"
         if reply.index != index:
-            return
+            return None
         if self.abi.registration == "pull-devt":
             device = self.host.by_devno(reply.devt)
         else:
             device = self.host.by_name(reply.name.decode("utf-8", "replace"))
         if device is None:
             self.table.mark_dax_err(index)
-            return
-        if self.table.install(index, device.devno, device, device.name) == 0 and self.probe.enabled:
+            return None
+        rc = yield from self.table.install_steps(index, device.devno, device, device.name)
+        if rc == 0 and self.probe.enabled:
             self.probe.slot_published(self.node, index, device.name, True)
+        return None
+
+    def _pull(self, index: int) -> None:
+        _finish(self.pull_steps(index))
 
     def mount(self) -> None:
         """At mount only the primary (index 0) is known; pull generations fetch it now."""
@@ -188,8 +198,8 @@ class KernelMount:
 
     # -- GET_FMAP -----------------------------------------------------------------------------
 
-    def fmap(self, nodeid: int) -> KernelFmap:
-        """The cached map of `nodeid`, fetching, validating and discovering devices on first use."""
+    def fmap_steps(self, nodeid: int) -> Steps:
+        """The cached map of `nodeid`; on first use GET_FMAP, validate, discover missing devices."""
         cached = self.fmaps.get(nodeid)
         if cached is not None:
             return cached
@@ -199,15 +209,19 @@ class KernelMount:
             message = wire.decode_fmap(self.server.get_fmap(nodeid), self.abi)
         except FamfsError as e:
             raise KernelError.bad_fmap(f"GET_FMAP reply for node {nodeid}: {e.message}") from None
+        yield f"GET_FMAP({nodeid}) parsed"
         kf = self._validate(message)
         missing = [i for i in sorted(kf.indices) if not self._slot_ok(i)]
         if missing and self.abi.registration in ("pull-name", "pull-devt"):
             for index in missing:
-                self._pull(index)
+                yield from self.pull_steps(index)
         elif missing and self.abi.registration == "push-fd":
             kf = KernelFmap(kf.file_size, kf.message, kf.indices, bad=True)
-        self.fmaps[nodeid] = kf
-        return kf
+        self.fmaps.setdefault(nodeid, kf)                # cached once (cmpxchg): first one wins
+        return self.fmaps[nodeid]
+
+    def fmap(self, nodeid: int) -> KernelFmap:
+        return _finish(self.fmap_steps(nodeid))
 
     def _slot_ok(self, index: int) -> bool:
         view = self.table.read_slot(index)
@@ -249,10 +263,10 @@ class KernelMount:
 
     # -- faults -------------------------------------------------------------------------------
 
-    def lookup(self, index: int) -> SlotView:
+    def lookup_steps(self, index: int) -> Steps:
         """The one table lookup: every fault goes through here, and the probe hears of each."""
         self.lookups += 1
-        view = self.table.read_slot(index)
+        view = yield from self.table.read_steps(index)
         if view is None:
             err, why = errno.EIO, f"index >= {self.table.nslots} slots"
         elif not view.valid:
@@ -267,12 +281,14 @@ class KernelMount:
             self.probe.lookup(self.node, index, name, devno, err)
         if err:
             raise KernelError.lookup_failed(index, why)
-        assert view is not None
         return view
 
-    def read(self, nodeid: int, offset: int, length: int) -> bytes:
+    def lookup(self, index: int) -> SlotView:
+        return _finish(self.lookup_steps(index))
+
+    def read_steps(self, nodeid: int, offset: int, length: int) -> Steps:
         """read(2) of a famfs file: resolve each run through the table and copy from DAX memory."""
-        kf = self.fmap(nodeid)
+        kf = yield from self.fmap_steps(nodeid)
         if kf.bad:
             raise KernelError(errno.EIO, Invariant.IDX_LOOKUP, "file marked bad: a referenced daxdev is missing")
         end = min(kf.file_size, offset + length)
@@ -281,8 +297,10 @@ class KernelMount:
             run = kf.resolve(offset)
             if run is None:
                 raise KernelError(errno.EIO, Invariant.FMAP_SHAPE, f"offset {offset:#x} not mapped")
-            view = self.lookup(run.index)
+            view = yield from self.lookup_steps(run.index)
             n = min(run.length, end - offset)
+            if view.device is None:                     # a half-published slot: the kernel would oops
+                raise KernelError(errno.EFAULT, Invariant.TBL_PUBLISH, f"slot {run.index} valid without a device")
             try:
                 out.append(view.device.read(run.dev_offset, n))
             except FamfsError as e:
@@ -291,6 +309,10 @@ class KernelMount:
                 self.probe.extent_resolved(self.node, str(nodeid), offset, run.index, run.dev_offset, n)
             offset += n
         return b"".join(out)
+
+    def read(self, nodeid: int, offset: int, length: int) -> bytes:
+        """read(2), run to completion (no scheduler)."""
+        return _finish(self.read_steps(nodeid, offset, length))
 
     def teardown(self) -> None:
         self.table.clear()

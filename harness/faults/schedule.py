@@ -1,0 +1,58 @@
+"""Deterministic schedules: tasks are generators that yield after each step; the input chooses.
+
+A `Scheduler` runs tasks (Python generators, each step one atomic action: a store, a load, a
+message round trip) and, before every step, lets its `chooser` pick among the runnable actions:
+one task's next step, or draining one store of the weak memory. The chooser reads bytes (Atheris)
+or a Hypothesis `data` object, so a schedule is reproduced exactly from its input and shrinks
+with it. `trace` records what ran, in order: the crasher's readable schedule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generator, Iterator
+
+from harness.faults.memory import WeakMemory
+
+Task = Generator[str, None, Any]
+
+
+@dataclass
+class Scheduler:
+    memory: WeakMemory
+    choose: Callable[[int], int]                  # n options -> index in [0, n)
+    trace: list[str] = field(default_factory=list)
+    max_steps: int = 10_000
+
+    def run(self, tasks: dict[str, Task]) -> dict[str, Any]:
+        """Run `tasks` (name -> generator) to completion under the chooser; their results."""
+        live = dict(tasks)
+        results: dict[str, Any] = {}
+        for _ in range(self.max_steps):
+            options: list[tuple[str, Any]] = [("task", n) for n in sorted(live)]
+            options += [("drain", d) for d in self.memory.drainable()]
+            if not options:
+                break
+            kind, what = options[self.choose(len(options))]
+            if kind == "drain":
+                loc = self.memory.buffers[what[0]][what[1]].loc
+                self.memory.drain(what)
+                self.trace.append(f"drain {what[0]} {loc}")
+                continue
+            self.memory.cpu = what
+            try:
+                label = next(live[what])
+                self.trace.append(f"{what}: {label}")
+            except StopIteration as done:
+                results[what] = done.value
+                del live[what]
+        self.memory.drain_all()
+        return results
+
+
+def byte_chooser(data: bytes) -> Callable[[int], int]:
+    """Choices from bytes; past the end, always the first option (so every input terminates)."""
+    it: Iterator[int] = iter(data)
+
+    def choose(n: int) -> int:
+        return next(it, 0) % n
+    return choose

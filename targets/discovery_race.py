@@ -1,0 +1,20 @@
+"""discovery_race: readers first-touching undiscovered daxdev indices through lazy discovery.
+
+Input   bytes 0-3: number of readers (2-3), the index each one's file lives on (1-3), which reader's
+        GET_DAXDEV fails (or none); the rest is the schedule over CPUs and store drains
+Checks  every lookup returns the device the log gave the index, or a clean EIO (IDX-LOOKUP,
+        TBL-PUBLISH); a successful read returns that device's bytes (DATA); a reader whose
+        GET_DAXDEV failed gets EIO or the slot another reader installed, never a wrong device
+Seeds   schedule streams (corpora/discovery_race/)
+Masks   none
+"""
+from harness.engine.cases import discovery_race_case
+from harness.engine.registry import Target
+from harness.gen import seeds
+
+
+def one_input(data: bytes) -> int | None:
+    return discovery_race_case(data)
+
+
+TARGET = Target(name="discovery_race", one_input=one_input, seeds=seeds.choice_streams, max_len=256)
