@@ -229,6 +229,24 @@ def cmd_regress(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if r.failures else EXIT_CLEAN
 
 
+def cmd_compare_abi(args: argparse.Namespace) -> int:
+    from harness.engine.compare import compare
+    rows = compare(cases=args.cases, seed=args.seed)
+    doc = {"cases": args.cases, "seed": args.seed, "generations": [r.as_dict() for r in rows]}
+
+    def text() -> str:
+        head = f"{'generation':24} {'failing':>9} {'reg/case':>9} {'idmap':>6} {'ms/case':>8}  invariants broken"
+        lines = [head]
+        for r in rows:
+            d = r.as_dict()
+            inv = ", ".join(f"{k} {v}" for k, v in sorted(r.by_invariant.items())) or "none"
+            lines.append(f"{r.abi:24} {r.failing:4}/{r.cases:<4} {d['registrations_per_case']:9} "
+                         f"{d['id_map_entries_per_case']:6} {d['ms_per_case']:8}  {inv}")
+        return "\n".join(lines)
+    _emit(args, doc, text)
+    return EXIT_CLEAN
+
+
 # -- operations --------------------------------------------------------------------------------------
 
 
@@ -335,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("targets", nargs="*")
     sp.add_argument("--corpora", default="corpora")
     sp.add_argument("--all", action="store_true", help="replay the whole corpus, not only regress/")
+    sp = verb("compare-abi", cmd_compare_abi, "run the same cases under every kernel ABI generation")
+    sp.add_argument("--cases", type=int, default=300)
+    sp.add_argument("--seed", type=int, default=0)
     sp = verb("bench", cmd_bench, "measure replay speed against the CRC-only floor")
     sp.add_argument("--repeat", type=int, default=5, help="timings per figure; the best is kept")
     sp.add_argument("--no-fuse", action="store_true", help="skip the FUSE mount measurements")

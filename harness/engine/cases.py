@@ -65,7 +65,8 @@ class NodeView:
         return cls(name, tuple(order), missing, primary)
 
 
-def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, abi: str = "pull-devt") -> int:
+def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, abi: str = "pull-devt",
+              translate_ids: bool = False, stats: dict[str, int] | None = None) -> int:
     """Mount a daemon on `view` of `built`'s devices, check replay, reads and every lookup."""
     check_crc = corruption.check_crc if corruption else True
     bufs = built.devices
@@ -85,7 +86,7 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
                             names={view.name: names})
     try:
         daemon = Daemon.mount(Resolver(view.name, devices), abi=abi, probe=checker, primary=primary,
-                              check_crc=check_crc)
+                              check_crc=check_crc, translate_ids=translate_ids)
     except FamfsError as e:
         check_replay(expected, e)
         return checker.check()
@@ -97,7 +98,14 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
             claims.setdefault(u, []).append(bufs[i])
     index_bufs: Sequence[object] = [claims[u][0] if len(claims.get(u, ())) == 1 else None
                                     for u, _ in expected.table]
-    return check_reads(daemon, expected, index_bufs, checker)
+    if translate_ids:                       # the kernel's ids are not indices: map them back
+        checker.expected = _Translated(daemon.kernel_ids, checker.expected)
+    try:
+        return check_reads(daemon, expected, index_bufs, checker)
+    finally:
+        if stats is not None:
+            stats["registrations"] = stats.get("registrations", 0) + daemon.kernel.registrations
+            stats["id_map"] = stats.get("id_map", 0) + len(daemon.kernel_ids)
 
 
 POOL = BufferPool()
@@ -195,6 +203,18 @@ class _NoUuidHost:
 
     def by_devno(self, devno: int) -> DaxDevice | None:
         return next((d for d in self.devices if d.devno == devno), None)
+
+
+class _Translated(dict):  # type: ignore[type-arg]
+    """index -> UUID seen through a daemon's log-index -> kernel-id map (backing-id, translated)."""
+
+    def __init__(self, ids: dict[int, int], by_index: dict[int, str]):
+        super().__init__()
+        self.ids, self.by_index = ids, by_index
+
+    def get(self, kernel_id: int, default: object = None) -> object:  # type: ignore[override]
+        index = next((i for i, k in self.ids.items() if k == kernel_id), None)
+        return self.by_index.get(index, default) if index is not None else default
 
 
 def publish_order_case(data: bytes, *, barrier: bool = True, valid_first: bool = False) -> int:

@@ -257,9 +257,11 @@ class Daemon:
 
 
 def _remap(fmap: Union[SimpleFmap, InterleavedFmap], ids: dict[int, int]) -> Union[SimpleFmap, InterleavedFmap]:
-    """The same map with every devindex replaced by the kernel id it was registered under."""
+    """The same map with every devindex replaced by the kernel id it was registered under; an
+    index with no id (its device is missing here) becomes id 0, which backing-id never hands out,
+    so the kernel fails it cleanly instead of reading whichever device has that number."""
     def m(e: SimpleExtent) -> SimpleExtent:
-        return SimpleExtent(ids.get(e.devindex, e.devindex), e.offset, e.len)
+        return SimpleExtent(ids.get(e.devindex, 0), e.offset, e.len)
     if isinstance(fmap, InterleavedFmap):
         return InterleavedFmap.of(fmap.chunk_size, [m(s) for s in fmap.strips])
     return SimpleFmap.of([m(e) for e in fmap.extents])

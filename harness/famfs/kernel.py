@@ -40,13 +40,17 @@ Steps = Generator[str, None, Any]
 class KernelError(FamfsError):
     """Raised by the kernel side: a refused reply (EINVAL), a failed lookup or fault (EIO)."""
 
+    index: int | None = None
+
     @classmethod
     def bad_fmap(cls, message: str) -> "KernelError":
         return cls(errno.EINVAL, Invariant.FMAP_SHAPE, message)
 
     @classmethod
     def lookup_failed(cls, index: int, message: str) -> "KernelError":
-        return cls(errno.EIO, Invariant.IDX_LOOKUP, f"daxdev index {index}: {message}")
+        err = cls(errno.EIO, Invariant.IDX_LOOKUP, f"daxdev index {index}: {message}")
+        err.index = index                 # which slot the failed lookup asked for
+        return err
 
     @classmethod
     def not_enabled(cls) -> "KernelError":
@@ -137,6 +141,7 @@ class KernelMount:
         self.fmaps: dict[int, KernelFmap] = {}
         self.next_backing_id = 1            # backing-id: idr_alloc_cyclic(1, ...) never hands out 0
         self.lookups = 0
+        self.registrations = 0              # GET_DAXDEV round trips, DAXDEV_OPEN / BACKING_OPEN calls
 
     # -- registration (push-fd / backing-id: called by the daemon; pull: by ourselves) -------
 
@@ -144,6 +149,7 @@ class KernelMount:
         """push-fd: FUSE_DEV_IOC_DAXDEV_OPEN(fd, index) -> 0 or -errno."""
         if not self.enabled:
             return -errno.EOPNOTSUPP
+        self.registrations += 1
         rc = self.table.install(index, device.devno, device, device.name)
         if rc == 0 and self.probe.enabled:
             self.probe.slot_published(self.node, index, device.name, True)
@@ -153,6 +159,7 @@ class KernelMount:
         """backing-id: FUSE_DEV_IOC_BACKING_OPEN(fd) -> a kernel-chosen id (>= 1) or -errno."""
         if not self.enabled:
             return -errno.EOPNOTSUPP
+        self.registrations += 1
         for view in (self.table.read_slot(i) for i in range(1, self.table.nslots)):
             if view and view.valid and view.devno == device.devno:
                 return view.index
@@ -168,6 +175,7 @@ class KernelMount:
     def pull_steps(self, index: int) -> Steps:
         """pull-*: GET_DAXDEV(index), resolve the reply on this node, install the slot. Failures
         are logged and ignored, as the kernel does: the slot stays invalid (or dax_err)."""
+        self.registrations += 1
         yield f"GET_DAXDEV({index}) sent"
         try:
             reply = wire.decode_daxdev_out(self.server.get_daxdev(index), self.abi)

@@ -110,6 +110,9 @@ def check_reads(daemon: Any, expected: Verdict, bufs: Sequence[Any], checker: Lo
             failed = e
         checked += checker.check()           # a wrong device is named as such before its bytes
         if failed is not None:
+            if want is not None and getattr(failed, "index", None) == 0:
+                raise InvariantViolation(Invariant.IDX_PRIMARY, f"{path!r}: index 0, the primary, does not "
+                                                                f"resolve ({failed})")
             if want is not None:
                 raise InvariantViolation(Invariant.DATA, f"{path!r}: read failed ({failed}) though every "
                                                          "device it uses is present")
