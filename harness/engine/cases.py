@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from harness.famfs import wire
 from harness.famfs.daemon import Daemon, DaemonError
@@ -66,7 +66,8 @@ class NodeView:
 
 
 def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, abi: str = "pull-devt",
-              translate_ids: bool = False, stats: dict[str, int] | None = None) -> int:
+              translate_ids: bool = False, stats: dict[str, int] | None = None,
+              fault: Callable[[list[DaxDevice]], int | None] | None = None) -> int:
     """Mount a daemon on `view` of `built`'s devices, check replay, reads and every lookup."""
     check_crc = corruption.check_crc if corruption else True
     bufs = built.devices
@@ -82,12 +83,17 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
              if i not in view.missing and carried[i] is not None}
     present = [i for i in order if i not in view.missing]
     primary = devices[present.index(view.primary)]
+    host = Resolver(view.name, devices)                     # the node scanned its devices at boot...
+    faulty = fault(devices) if fault else None              # ...then one of them misbehaves
+    faulty_uuid = carried[present[faulty]] if faulty is not None else None
     checker = LookupChecker(expected={k: uuid_str(u) for k, (u, _) in enumerate(expected.table)},
                             names={view.name: names})
     try:
-        daemon = Daemon.mount(Resolver(view.name, devices), abi=abi, probe=checker, primary=primary,
+        daemon = Daemon.mount(host, abi=abi, probe=checker, primary=primary,
                               check_crc=check_crc, translate_ids=translate_ids)
     except FamfsError as e:
+        if faulty is not None and devices[faulty] is primary:
+            return checker.check()                          # the primary's own fault: a clean refusal
         check_replay(expected, e)
         return checker.check()
     assert daemon.state is not None
@@ -100,8 +106,9 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
                                     for u, _ in expected.table]
     if translate_ids:                       # the kernel's ids are not indices: map them back
         checker.expected = _Translated(daemon.kernel_ids, checker.expected)
+    may_fail = frozenset(k for k, (u, _) in enumerate(expected.table) if u == faulty_uuid)
     try:
-        return check_reads(daemon, expected, index_bufs, checker)
+        return check_reads(daemon, expected, index_bufs, checker, may_fail=may_fail)
     finally:
         if stats is not None:
             stats["registrations"] = stats.get("registrations", 0) + daemon.kernel.registrations
@@ -295,5 +302,33 @@ def log_tail_case(data: bytes, *, counter_first: bool = False, check_crc: bool =
         if sorted([*final.namespace.dirs, *final.namespace.files]) != committed:
             raise InvariantViolation(Invariant.LOG_PREFIX, "the complete log does not replay every entry")
         return 0
+    finally:
+        POOL.give_back()
+
+
+def device_fault_case(data: bytes) -> int:
+    """A node where one device misbehaves (fail the n-th open / map / read, poison a range, vanish):
+    files on it fail cleanly or read right; every other file reads right (syzkaller fail_nth)."""
+    c = decode.Choices(data)
+    spec = decode.spec(c, min_devices=2)
+    rng = random.Random(decode.corruption_seed(c))
+    which, kind, n = c.int(0, len(spec.devices) - 1), c.pick(["open", "map", "read", "poison", "vanish"]), c.int(1, 6)
+
+    def arm(devices: list[DaxDevice]) -> int:
+        k = which % len(devices)
+        dev = devices[k]
+        if kind == "poison":
+            start = c.int(0, dev.size // 4096 - 1) * 4096
+            dev.add_poison(start, start + c.int(1, 512) * 4096)
+        elif kind == "vanish":
+            dev.vanished = True
+        else:
+            dev.fail_nth(kind, n)
+        return k
+
+    built = build(spec, POOL, data="stamp")
+    try:
+        view = NodeView.draw(rng, len(spec.devices))
+        return node_case(built, None, view, fault=arm)
     finally:
         POOL.give_back()

@@ -154,6 +154,62 @@ class E2EMount:
         finally:
             self.pool.give_back()
 
+    def kill_case(self, data: bytes) -> int:
+        """Mount a valid image, SIGKILL the daemon at a chosen point (idle, mid-read, mid-reload),
+        then recover as an operator would: the dead mount is cleaned, a new daemon replays, and
+        it must serve the same namespace and bytes as before the kill."""
+        import threading
+        c = decode.Choices(data)
+        spec = decode.spec(c, max_devices=NDEV, dev_sizes=(DEV_SIZE,), primary_size=DEV_SIZE)
+        point = c.int(0, 2)
+        built = build(spec, self.pool, data="stamp")
+        try:
+            sb = Superblock.decode(built.primary)
+            head_end = sb.log_offset + sb.log_len
+            expected = verdict(built.primary[:head_end], DEV_SIZE)
+            self._publish(built.devices, expected, head_end)
+            self.reload()
+            before = self._walk()
+            assert self.proc is not None
+            if point == 1:                                   # mid-read: a reader thread is in flight
+                files = [p for p, d in expected.namespace if d[0] == "f"]
+                reader = threading.Thread(target=self._read_quietly, args=(files,))
+                reader.start()
+                self.proc.kill()
+                reader.join(timeout=self.timeout)
+            elif point == 2:                                 # mid-reload
+                self.proc.send_signal(signal.SIGUSR1)
+                self.proc.kill()
+            else:
+                self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+            self.new_lookups()
+            self.reload()                                    # cleans the dead mount, starts, replays
+            after = self._walk()
+            if after != before:
+                raise InvariantViolation(Invariant.NS_CONFLICT, f"after a daemon kill (point {point}) the "
+                                                                f"mount serves {sorted(after)[:4]}..., before {sorted(before)[:4]}...")
+            return self._check(built, expected)
+        finally:
+            self.pool.give_back()
+
+    def _walk(self) -> set[tuple[str, int]]:
+        out = set()
+        for root, dirs, files in os.walk(self.mnt):
+            for name in files:
+                path = os.path.join(root, name)
+                out.add((os.path.relpath(path, self.mnt), os.stat(path).st_size))
+        return out
+
+    def _read_quietly(self, files: list[str]) -> None:
+        for p in files:
+            try:
+                with open(self.mnt / p, "rb") as f:
+                    f.read()
+            except OSError:
+                return
+
     def _publish(self, bufs: list[bytearray], expected: Any, head_end: int) -> None:
         for i, m in enumerate(self.maps):
             if i >= len(bufs):
@@ -222,8 +278,17 @@ def _clean_dead(base: Path) -> None:
 _MOUNT: list[E2EMount] = []
 
 
-def e2e_case(data: bytes) -> int:
-    """One mount_e2e case on this process's reusable mount."""
+def _mount() -> E2EMount:
     if not _MOUNT:
         _MOUNT.append(E2EMount())
-    return _MOUNT[0].case(data)
+    return _MOUNT[0]
+
+
+def e2e_case(data: bytes) -> int:
+    """One mount_e2e case on this process's reusable mount."""
+    return _mount().case(data)
+
+
+def kill_case(data: bytes) -> int:
+    """One daemon_kill case on this process's reusable mount."""
+    return _mount().kill_case(data)

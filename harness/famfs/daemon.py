@@ -103,6 +103,7 @@ class Daemon:
         self.devices: list[Any] = []        # index -> node-local device (None: missing here)
         self.pushed = 0                     # push-fd: highest index pushed so far
         self.kernel_ids: dict[int, int] = {}   # backing-id: log index -> kernel id
+        self.resolve_errors: dict[int, FamfsError] = {}
         self.next_ino = max(ino_base, ROOT_INO) + 1   # a remount may start above old numbers
 
     # -- mount and logplay --------------------------------------------------------------------
@@ -121,13 +122,24 @@ class Daemon:
         dev = self.primary
         state = replay(dev.view(0, dev.size), device_size=dev.size, probe=self.probe, check_crc=self.check_crc)
         self.state = state
-        self.devices = [self.host.resolve(d.uuid) for d in state.table]
+        self.devices = [self._resolve(d.index, d.uuid) for d in state.table]
         if not self.inodes:
             self._meta_inodes(state)
         for node in state.namespace.walk():
             if node.path not in self.by_path:
                 self._add_inode(node.path, node)
         return state
+
+    def _resolve(self, index: int, uuid: bytes) -> Any:
+        """The local device of `uuid`, or None: a UUID that does not resolve cleanly here (missing,
+        claimed twice, vanished) costs only the files on it, never the mount (IDX-RESOLVE)."""
+        if index == 0:
+            return self.primary
+        try:
+            return self.host.resolve(uuid)
+        except FamfsError as e:
+            self.resolve_errors[index] = e
+            return None
 
     def _register_primary(self) -> None:
         reg = self.abi.registration

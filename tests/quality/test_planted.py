@@ -30,7 +30,7 @@ PLANTS = {
         "            if ext.devindex >= 64:\n", None),
     "index resolved through the node's own device order": (
         "log_structured", "harness/famfs/daemon.py",
-        "        self.devices = [self.host.resolve(d.uuid) for d in state.table]\n",
+        "        self.devices = [self._resolve(d.index, d.uuid) for d in state.table]\n",
         "        self.devices = [self.host.devices[i] if i < len(self.host.devices) else None "
         "for i, d in enumerate(state.table)]\n", "IDX-LOOKUP"),
     "corrupted log: entry CRCs not checked": (

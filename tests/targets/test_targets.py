@@ -12,7 +12,8 @@ from harness.engine.registry import load, names
 from harness.engine.session import SessionMachine
 from tests.common.fuse import REASON as FUSE_REASON
 
-LOOKUP_TARGETS = {"log_structured", "add_daxdev_order", "missing_primary", "fmap_wire", "daemon_session", "mount_e2e"}
+LOOKUP_TARGETS = {"log_structured", "add_daxdev_order", "missing_primary", "fmap_wire", "daemon_session", "mount_e2e",
+                  "publish_order", "discovery_race", "device_faults", "daemon_kill"}
 SECONDS = 8
 
 

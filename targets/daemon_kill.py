@@ -1,0 +1,20 @@
+"""daemon_kill: SIGKILL the mount's daemon at a chosen point, recover, and compare.
+
+Input   gen.decode.spec (valid image, no corruption) + the kill point: idle, mid-read (a reader
+        thread in flight), or mid-reload
+Checks  recovery works (the dead mount is detected and cleaned, a new daemon mounts and replays),
+        the namespace served after equals the one before, every file's bytes, every lookup
+Seeds   choice streams (corpora/daemon_kill/)
+Masks   the kill itself is the fault plan, not a finding; a daemon that does not come back is
+"""
+from harness.engine.e2e import kill_case
+from harness.engine.registry import Target
+from harness.gen import seeds
+
+
+def one_input(data: bytes) -> int | None:
+    return kill_case(data)
+
+
+TARGET = Target(name="daemon_kill", one_input=one_input, seeds=seeds.choice_streams, max_len=256, timeout_s=30.0,
+                uses_fuse=True)
