@@ -1,6 +1,7 @@
 """discovery_race: readers first-touching undiscovered daxdev indices through lazy discovery.
 
-Input   bytes 0-3: number of readers (2-3), the index each one's file lives on (1-3), which reader's
+Input   an odd byte 0: teardown against readers (the table lock); else bytes 0-3: number of
+        readers (2-3), the index each one's file lives on (1-3), which reader's
         GET_DAXDEV fails (or none); the rest is the schedule over CPUs and store drains
 Checks  every lookup returns the device the log gave the index, or a clean EIO (IDX-LOOKUP,
         TBL-PUBLISH); a successful read returns that device's bytes (DATA); a reader whose

@@ -236,11 +236,17 @@ def publish_order_case(data: bytes, *, barrier: bool = True, valid_first: bool =
     return checker.check()
 
 
-def discovery_race_case(data: bytes, *, barrier: bool = True) -> int:
+def discovery_race_case(data: bytes, *, barrier: bool = True, locking: bool = True) -> int:
     """Readers first-touching undiscovered indices through lazy discovery, one maybe failing its
-    GET_DAXDEV: lookups right or cleanly failing, reads returning the right device's bytes."""
-    from harness.faults.races import DISCOVERY_EXPECTED, FakeDev, discovery_case
+    GET_DAXDEV: lookups right or cleanly failing, reads returning the right device's bytes. An
+    odd first byte runs teardown against readers instead (the table's lock)."""
+    from harness.faults.races import DISCOVERY_EXPECTED, PUBLISH_EXPECTED, FakeDev, discovery_case, teardown_case
     from harness.faults.schedule import byte_chooser
+    if data[:1] and data[0] & 1:
+        checker = LookupChecker(expected=PUBLISH_EXPECTED[0], names=PUBLISH_EXPECTED[1])
+        teardown_case(byte_chooser(data[2:]), checker, readers=1 + (data[1] % 3 if len(data) > 1 else 0),
+                      locking=locking)
+        return checker.check()
     checker = LookupChecker(expected=DISCOVERY_EXPECTED[0], names=DISCOVERY_EXPECTED[1])
     c = decode.Choices(data[:4])
     n = c.int(2, 3)

@@ -7,14 +7,15 @@ connection, `nslots` slots (24 in the V-series patches, 64 in the newest trees),
 Publishing a slot is explicit steps, so the race work can interleave them with readers and with
 the memory system (`harness.faults`): store devno, device and name; `wmb()`; store valid=1.
 A reader loads `valid` first and then the fields. Every store and load goes through a memory
-object with `store(loc, value)`, `load(loc, default)` and `barrier()`: by default `DirectMemory`
+object with `store(loc, value)`, `load(loc, default)`, `barrier()` and `release()`: by default `DirectMemory`
 (stores visible at once, as on one CPU); the fault work passes a weak-memory model in which
 stores not ordered by a barrier may become visible to other CPUs in any order. With the barrier,
 a reader that sees valid=1 sees every field (TBL-PUBLISH) on every schedule.
 
-`barrier` and `valid_first` are fault-injection switches (the publish-order fault plan turns
-them; the daemon never does): without the barrier, or with valid stored first, a reader can see
-a valid slot whose fields are not there yet.
+`barrier`, `valid_first` and `locking` are fault-injection switches (the race plans turn them;
+the daemon never does): without the barrier, or with valid stored first, a reader can see a valid
+slot whose fields are not there yet; without the lock, teardown can detach a slot between a
+reader's valid check and its field loads.
 
 The table lives per mount and knows nothing of UUIDs: userspace resolved them (section 5.3).
 """
@@ -44,6 +45,9 @@ class DirectMemory:
     def barrier(self) -> None:
         pass
 
+    def release(self) -> None:
+        """Unlock with release semantics: every store before it is visible to the next locker."""
+
 
 @dataclass(frozen=True, slots=True)
 class SlotView:
@@ -65,11 +69,15 @@ class SlotView:
 class DaxdevTable:
     """Dense zero-based array of `nslots` slots, stored in `memory` at (index, field)."""
 
-    def __init__(self, nslots: int, memory: Any = None, *, barrier: bool = True, valid_first: bool = False):
+    def __init__(self, nslots: int, memory: Any = None, *, barrier: bool = True, valid_first: bool = False,
+                 locking: bool = True):
         self.nslots = nslots
         self.mem = memory if memory is not None else DirectMemory()
         self.use_barrier = barrier
         self.valid_first = valid_first
+        self.locking = locking              # famfs_devlist_sem: readers shared, teardown exclusive
+        self.readers = 0
+        self.writer = False
         self.barriers = 0
         self.ndevs = 0
 
@@ -126,18 +134,25 @@ class DaxdevTable:
     # -- readers ------------------------------------------------------------------------------
 
     def read_steps(self, index: int) -> Generator[str, None, SlotView | None]:
-        """Read slot `index` as a reader CPU does, one load at a time: flags, then fields."""
+        """Read slot `index` as a reader CPU does, one load at a time: flags, then fields, all
+        under the read side of the table's lock."""
         if not 0 <= index < self.nslots:
             return None
-        mem = self.mem
-        valid = mem.load((index, "valid"), False)
-        yield f"load slot {index} valid={int(bool(valid))}"
-        error, dax_err = mem.load((index, "error"), False), mem.load((index, "dax_err"), False)
-        devno = mem.load((index, "devno"), 0)
-        yield f"load slot {index} devno"
-        device = mem.load((index, "device"))
-        name = mem.load((index, "name"))
-        yield f"load slot {index} device, name"
+        while self.locking and self.writer:
+            yield "wait for read lock"
+        self.readers += 1
+        try:
+            mem = self.mem
+            valid = mem.load((index, "valid"), False)
+            yield f"load slot {index} valid={int(bool(valid))}"
+            error, dax_err = mem.load((index, "error"), False), mem.load((index, "dax_err"), False)
+            devno = mem.load((index, "devno"), 0)
+            yield f"load slot {index} devno"
+            device = mem.load((index, "device"))
+            name = mem.load((index, "name"))
+            yield f"load slot {index} device, name"
+        finally:
+            self.readers -= 1
         return SlotView(index, bool(valid), bool(error), bool(dax_err), devno, device, name)
 
     def read_slot(self, index: int) -> SlotView | None:
@@ -152,12 +167,25 @@ class DaxdevTable:
     def valid_indices(self) -> list[int]:
         return [i for i in range(self.nslots) if self.mem.load((i, "valid"), False)]
 
+    def clear_steps(self) -> Generator[str, None, None]:
+        """Teardown under the write side of the lock: invalidate, then detach every slot."""
+        while self.locking and (self.writer or self.readers):
+            yield "wait for write lock"
+        self.writer = True
+        try:
+            for i in range(self.nslots):
+                if self.mem.load((i, "valid"), False) or self.mem.load((i, "device")) is not None:
+                    for f in ("valid", "error", "dax_err", *FIELDS):
+                        self.mem.store((i, f), None if f in ("device", "name") else (0 if f == "devno" else False))
+                        yield f"teardown slot {i} {f}"
+            self.ndevs = 0
+        finally:
+            self.mem.release()                  # up_write(): the teardown's stores precede the unlock
+            self.writer = False
+
     def clear(self) -> None:
         """Teardown: detach every slot."""
-        for i in range(self.nslots):
-            for f in ("valid", "error", "dax_err", *FIELDS):
-                self.mem.store((i, f), None if f in ("device", "name") else (0 if f == "devno" else False))
-        self.ndevs = 0
+        _finish(self.clear_steps())
 
 
 def _finish(steps: Generator[str, None, Any]) -> Any:

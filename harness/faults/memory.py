@@ -39,6 +39,11 @@ class WeakMemory:
     def barrier(self) -> None:
         self.epochs[self.cpu] = self.epochs.get(self.cpu, 0) + 1
 
+    def release(self) -> None:
+        """A lock release: the current CPU's stores all become visible before the lock is free."""
+        for p in self.buffers.pop(self.cpu, []):
+            self.shared[p.loc] = p.value
+
     def load(self, loc: Hashable, default: Any = None) -> Any:
         for p in reversed(self.buffers.get(self.cpu, [])):
             if p.loc == loc:

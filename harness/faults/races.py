@@ -123,3 +123,24 @@ def discovery_case(choose: Callable[[int], int], probe: Probe, *, files: tuple[i
     sched = Scheduler(mem, choose)
     out = sched.run(tasks)
     return RaceResult(sched.trace, out)
+
+
+def teardown_case(choose: Callable[[int], int], probe: Probe, *, readers: int = 2, locking: bool = True) -> RaceResult:
+    """Teardown (cpu0) detaches the table while readers look up a published slot."""
+    mem = WeakMemory()
+    table = DaxdevTable(4, mem, locking=locking)
+    dev = FakeDev("dax1.0", 0x0FA1)
+    mem.cpu = "cpu0"
+    table.install(1, dev.devno, dev, dev.name)
+    mem.drain_all()
+
+    def reader() -> Task:
+        view = yield from table.read_steps(1)
+        ok = view is not None and view.valid
+        probe.lookup("n", 1, view.name if ok else None, view.devno if ok else 0, 0 if ok else errno.EIO)
+        return None
+
+    tasks: dict[str, Task] = {"cpu0": table.clear_steps()}
+    tasks.update({f"cpu{k + 1}": reader() for k in range(readers)})
+    sched = Scheduler(mem, choose)
+    return RaceResult(sched.trace, sched.run(tasks))

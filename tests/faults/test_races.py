@@ -83,3 +83,18 @@ def test_visible_states_respect_the_barrier():
     states = [sorted(off for off, _ in s) for s in visible_states(program)]
     assert [0, 1] in states and [2] not in states and [0, 2] not in states
     assert states == [[], [0], [1], [0, 1], [0, 1, 2]]
+
+
+def test_teardown_without_the_lock_is_found(tmp_path):
+    runner, data, sig, took = find(lambda d: discovery_race_case(b"\x01" + d, locking=False), tmp_path)
+    assert sig.what == "TBL-PUBLISH"
+    assert reproduce(Exec(runner), data, sig, times=10).k == 10
+
+
+def test_a_schedule_replays_the_identical_interleaving():
+    data = bytes(random.Random(4).randbytes(40))
+    traces = set()
+    for _ in range(10):
+        checker = LookupChecker(expected=PUBLISH_EXPECTED[0], names=PUBLISH_EXPECTED[1])
+        traces.add(tuple(publish_case(byte_chooser(data), checker, readers=2, reads=2, barrier=False).trace))
+    assert len(traces) == 1
