@@ -56,13 +56,14 @@ class CaseRunner:
     """Runs inputs through `target`, recording findings in `store` (if any)."""
 
     def __init__(self, target: Target, store: CrashStore | None = None, *, seed: int | None = None,
-                 mode: str = "", rss_limit_mb: int = 2048, engine: str = ""):
+                 mode: str = "", rss_limit_mb: int = 2048, engine: str = "", repro_times: int = 10):
         self.target = target
         self.store = store
         self.seed = seed
         self.mode = mode
         self.engine = engine
         self.rss_limit = rss_limit_mb << 20
+        self.repro_times = repro_times          # a new crash is re-run this often, rate recorded
         self.stats = Stats(target.name)
         self._proc: Any = None
         self._use_alarm = True
@@ -105,6 +106,8 @@ class CaseRunner:
                                             extra={"engine": self.engine})
                 if is_new:
                     st.new[sig.key] = sig.title
+                    k = sum(1 for _ in range(self.repro_times) if self.outcome(data)[0] == sig)
+                    self.store.set_reproduced(self.target.name, sig.key, k, self.repro_times)
         return sig
 
     def _rss_check(self) -> tuple[Signature | None, str]:

@@ -118,3 +118,37 @@ class Fake:
 def test_reproduce_counts_k_of_n(pattern, k):
     r = reproduce(Fake(pattern), b"x", Signature.of("invariant", "DATA"), times=10)
     assert (r.k, r.n) == (k, 10)
+
+
+def _runner(tmp_path, one_input, **kw):
+    from harness.engine.registry import Target
+    from harness.engine.runner import CaseRunner
+    return CaseRunner(Target(name="t", one_input=one_input, timeout_s=0.2), CrashStore(tmp_path), **kw)
+
+
+def test_a_hang_is_a_timeout_finding(tmp_path):
+    def hang(data: bytes) -> None:
+        while True:
+            time.sleep(0.01)
+    r = _runner(tmp_path, hang, repro_times=1)
+    sig = r.run_one(b"x")
+    assert sig is not None and sig.kind == "timeout"
+    assert CrashStore(tmp_path).fetch("t", sig.key).reproduced == "1/1"
+
+
+def test_an_rss_blow_up_is_a_finding(tmp_path):
+    hog = []
+    r = _runner(tmp_path, lambda d: hog.append(bytearray(1 << 20)), rss_limit_mb=1, repro_times=0)
+    sigs = {r.run_one(b"x") for _ in range(64)}
+    assert any(s is not None and s.kind == "rss" for s in sigs)
+
+
+def test_a_new_crash_gets_its_reproduction_rate(tmp_path):
+    flaky = iter([True, True, False] * 10)
+
+    def once(data: bytes) -> None:
+        if next(flaky):
+            raise ValueError("boom")
+    r = _runner(tmp_path, once, repro_times=4)
+    sig = r.run_one(b"x")
+    assert CrashStore(tmp_path).fetch("t", sig.key).reproduced == "3/4"      # T, F, T, T after the first

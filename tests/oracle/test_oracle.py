@@ -88,3 +88,26 @@ def test_wire_rules_accept_what_famfs_sends(gen):
         msg = wire.encode_fmap(wire.fmap_from_file(f, gen), gen)
         assert reasons(msg, gen) == [], (gen.name, f.path)
     assert reasons(b"\0" * 31, gen)
+
+
+def test_data_wrong_bytes_are_found():
+    """DATA: the bytes a read returns differ from what lies at the file's extents."""
+    from harness.oracle.case import check_reads
+    from harness.oracle.model import verdict
+    from tests.common.nodes import cluster
+    c = cluster()
+    try:
+        c.add_node("A", [0, 1, 2])
+        checker = c.checker()
+        d = c.daemon("A", probe=checker)
+        primary = c.built.devices[0]
+        expected = verdict(bytes(primary[: (2 << 20) + c.built.spec.log_len]), len(primary))
+        bufs = [bytearray(b) for b in c.built.devices]
+        assert check_reads(d, expected, bufs, checker) > 0          # the truth: clean
+        f = c.built.image.expected.files["c"]
+        bufs[2][f.fmap.extents[0].offset + 7] ^= 0xFF                 # the model now expects other bytes
+        with pytest.raises(InvariantViolation) as v:
+            check_reads(d, expected, bufs, checker)
+        assert v.value.invariant == Invariant.DATA
+    finally:
+        c.close()
