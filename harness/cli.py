@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any, Callable, Sequence
 
 from harness.famfs.errors import FamfsError
@@ -151,7 +152,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
     from harness.engine.campaign import fuzz
     from harness.engine.crashstore import HarnessError
-    progress = None if args.json else (lambda line: print(line, flush=True))
+    progress = None if args.json else _progress_printer()
     try:
         r = fuzz(args.target, engine=args.engine, max_time=args.max_time, runs=args.runs, jobs=args.jobs,
                  corpus=Path(args.corpus) if args.corpus else None, crashers=Path(args.crashers),
@@ -245,6 +246,52 @@ def cmd_compare_abi(args: argparse.Namespace) -> int:
         return "\n".join(lines)
     _emit(args, doc, text)
     return EXIT_CLEAN
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.engine import report
+    from harness.engine.crashstore import HarnessError
+    from harness.engine.nightly import nightly
+    out = Path(args.out or f"runs/nightly-{time.strftime('%Y%m%d-%H%M%S')}")
+    progress = None if args.json else _progress_printer()
+    try:
+        result = nightly(out, budget=args.budget, jobs=args.jobs, targets=args.targets,
+                         crashers=Path(args.crashers), stop_on_new=args.stop_on_crash, progress=progress)
+    except HarnessError as e:
+        return _harness_error(args, e)
+    summary = report.summary_of(result)
+    paths = report.write(out, summary)
+    _emit(args, {**summary, "reports": [str(p) for p in paths]}, lambda: "\n".join(
+        [f"nightly: {summary['execs']:,} execs, {summary['lookups_checked']:,} lookups checked, "
+         f"{summary['new_findings']} new signatures, {len(summary['crashers'])} crashers re-checked"]
+        + [f"  {p}" for p in paths]))
+    return EXIT_FINDINGS if summary["new_findings"] or any(c["status"] != "fixed" for c in summary["crashers"]) \
+        else EXIT_CLEAN
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.engine import report
+    try:
+        summary = json.loads((Path(args.run_dir) / "summary.json").read_text())
+    except (OSError, ValueError) as e:
+        return _harness_error(args, e)
+    paths = report.write(Path(args.run_dir), summary)
+    _emit(args, {"reports": [str(p) for p in paths]}, lambda: "\n".join(str(p) for p in paths))
+    return EXIT_CLEAN
+
+
+def _progress_printer() -> Callable[[str], None]:
+    """Live progress: one rewritten line on a terminal, plain lines otherwise."""
+    if sys.stdout.isatty():
+        def show(line: str) -> None:
+            sys.stdout.write("\r\x1b[K" + line.strip()[:160])
+            sys.stdout.flush()
+        return show
+    return lambda line: print(line, flush=True)
 
 
 # -- operations --------------------------------------------------------------------------------------
@@ -356,6 +403,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = verb("compare-abi", cmd_compare_abi, "run the same cases under every kernel ABI generation")
     sp.add_argument("--cases", type=int, default=300)
     sp.add_argument("--seed", type=int, default=0)
+    sp = verb("nightly", cmd_nightly, "fuzz every target within a budget, merge corpora, re-check crashers, report")
+    sp.add_argument("--budget", type=float, default=3600.0, help="seconds in all (default 3600)")
+    sp.add_argument("--jobs", type=int, default=2, help="campaigns at a time (default 2)")
+    sp.add_argument("--targets", nargs="*", default=[], help="default: all")
+    sp.add_argument("--out", default=None, help="run directory (default runs/nightly-DATE)")
+    sp.add_argument("--crashers", default="crashers")
+    sp.add_argument("--stop-on-crash", action="store_true", help="PR mode: end at the first new signature")
+    sp = verb("report", cmd_report, "write summary.json, junit.xml and report.html of a run directory again")
+    sp.add_argument("run_dir")
     sp = verb("bench", cmd_bench, "measure replay speed against the CRC-only floor")
     sp.add_argument("--repeat", type=int, default=5, help="timings per figure; the best is kept")
     sp.add_argument("--no-fuse", action="store_true", help="skip the FUSE mount measurements")

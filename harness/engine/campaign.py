@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,7 @@ class FuzzResult:
     signatures: dict[str, str] = field(default_factory=dict)
     new: dict[str, str] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
+    series: list[dict[str, Any]] = field(default_factory=list)     # one sample a second
 
     @property
     def execs_per_s(self) -> float:
@@ -47,7 +49,8 @@ class FuzzResult:
         return {"target": self.target, "engine": self.engine, "execs": self.execs,
                 "seconds": round(self.seconds, 2), "execs_per_s": round(self.execs_per_s, 1),
                 "lookups_checked": self.lookups, "findings": self.findings,
-                "signatures": self.signatures, "new_signatures": self.new, "logs": self.logs}
+                "signatures": self.signatures, "new_signatures": self.new, "logs": self.logs,
+                "series": self.series}
 
     def add(self, s: dict[str, Any]) -> None:
         self.execs += s.get("execs", 0)
@@ -87,6 +90,7 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
     work_corpus.mkdir(parents=True, exist_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     procs = []
+    series: list[dict[str, Any]] = []
     started = time.monotonic()
     for j in range(jobs):
         stats = run_dir / f"stats-{j}.json"
@@ -106,20 +110,28 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
         with open(log, "w") as out:
             procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), stats, log))
     try:
+        last_line = last_sample = started
         while any(p.poll() is None for p, _, _ in procs):
-            time.sleep(0.5)
-            if stop_on_new and any(_read(s).get("new_signatures") for _, s, _ in procs):
+            time.sleep(0.25)
+            now = time.monotonic()
+            stats_now = [_read(s) for _, s, _ in procs]
+            if stop_on_new and any(st.get("new_signatures") for st in stats_now):
                 for p, _, _ in procs:
                     p.terminate()
-            if progress and time.monotonic() - started >= 5 and int(time.monotonic() - started) % 5 == 0:
-                progress(_line(name, started, [_read(s) for _, s, _ in procs], max_time))
-                time.sleep(0.5)
+            if now - last_sample >= 1.0:
+                last_sample = now
+                series.append(_sample(now - started, stats_now, work_corpus, [lg for _, _, lg in procs]))
+            if progress and now - last_line >= 5.0:
+                last_line = now
+                progress(_line(name, started, stats_now, max_time))
     except KeyboardInterrupt:
         for p, _, _ in procs:
             p.terminate()
         for p, _, _ in procs:
             p.wait()
     result = FuzzResult(name, "atheris", seconds=time.monotonic() - started)
+    series.append(_sample(result.seconds, [_read(s) for _, s, _ in procs], work_corpus, [lg for _, _, lg in procs]))
+    result.series = series
     for p, stats, log in procs:
         result.add(_read(stats))
         result.logs.append(str(log))
@@ -127,6 +139,35 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
             raise RuntimeError(f"atheris job died (exit {p.returncode}); see {log}:\n"
                                + log.read_text()[-2000:])
     return result
+
+
+_COV = re.compile(rb"cov: (\d+) ft: (\d+)")
+
+
+def _coverage(logs: list[Path]) -> int:
+    """The highest libFuzzer 'cov:' (edges of harness.famfs) in the tail of the jobs' logs."""
+    best = 0
+    for log in logs:
+        try:
+            with open(log, "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 8192))
+                found = _COV.findall(f.read())
+            if found:
+                best = max(best, int(found[-1][0]))
+        except OSError:
+            pass
+    return best
+
+
+def _sample(t: float, stats: list[dict[str, Any]], corpus: Path, logs: list[Path]) -> dict[str, Any]:
+    try:
+        size = sum(1 for _ in corpus.iterdir())
+    except OSError:
+        size = 0
+    return {"t": round(t, 2), "execs": sum(s.get("execs", 0) for s in stats),
+            "lookups": sum(s.get("lookups_checked", 0) for s in stats),
+            "signatures": len({k for s in stats for k in s.get("signatures", {})}),
+            "corpus": size, "cov": _coverage(logs)}
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -225,10 +266,11 @@ def merge(target_name: str, corpora: Path, into: Path | None = None, workdir: Pa
         shutil.rmtree(fresh, ignore_errors=True)
         raise RuntimeError(f"merge of {target_name} failed (exit {done.returncode}); corpus left as it was:\n"
                            + (done.stdout or "")[-1500:])
-    for p in dest.iterdir():
-        if p.is_file() and p.name != "README.md":
-            p.unlink()
-    for p in kept:
+    names = {p.name for p in kept}
+    for p in kept:                                       # the kept inputs land first ...
         os.replace(p, dest / p.name)
+    for p in dest.iterdir():                             # ... then the redundant ones go: a kill in
+        if p.is_file() and p.name != "README.md" and p.name not in names:   # between loses nothing
+            p.unlink()
     shutil.rmtree(fresh, ignore_errors=True)
     return len(kept) + (sum(1 for _ in regress.iterdir()) if regress.is_dir() else 0)

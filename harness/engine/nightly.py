@@ -1,0 +1,161 @@
+"""The nightly run: every target within a budget, then corpus merge, crasher re-checks and reports.
+
+Schedule: a first round gives every target an equal share of 60 % of the budget; the remaining
+40 % goes to the targets whose coverage or corpus still grew in the second half of their first
+round (more time where new behaviour is still being found), `jobs` campaigns at a time. After
+fuzzing: each target's corpus is merged (coverage kept, safe against a kill), every recorded
+crasher is re-run (3 times) and marked fixed (its input moves to corpora/<target>/regress/) or
+still failing, and `report.write` produces summary.json, junit.xml and report.html.
+
+Guards: leftover FUSE mounts and mount daemons under the run directory are cleaned at start and
+end; the run refuses to start with less than `min_free_mb` of free disk. Everything a run records
+(crash folders, corpus files) is written atomically, so a nightly killed at any point and run
+again loses nothing.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from harness.engine.campaign import FuzzResult, fuzz, merge
+from harness.engine.crashers import repro
+from harness.engine.crashstore import CrashStore, HarnessError
+from harness.engine.registry import names
+
+
+@dataclass
+class NightlyResult:
+    out: str
+    budget: float
+    jobs: int
+    started: float
+    seconds: float = 0.0
+    rounds: list[list[FuzzResult]] = field(default_factory=list)
+    crashers: list[dict[str, Any]] = field(default_factory=list)
+    merges: dict[str, Any] = field(default_factory=dict)
+    coverage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def results(self) -> list[FuzzResult]:
+        return [r for rnd in self.rounds for r in rnd]
+
+    @property
+    def new_findings(self) -> int:
+        return sum(len(r.new) for r in self.results)
+
+
+def clean_leftovers(out: Path) -> int:
+    """Unmount famfs FUSE mounts below `out` and kill mount daemons serving them."""
+    n = 0
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return 0
+    root = str(out.resolve())
+    for line in mounts:
+        parts = line.split()
+        if len(parts) > 2 and parts[2].startswith("fuse") and parts[1].startswith(root):
+            subprocess.run(["fusermount3", "-u", "-z", parts[1]], check=False, capture_output=True)
+            n += 1
+    subprocess.run(["pkill", "-f", f"harness.cli mount .*{root}"], check=False, capture_output=True)
+    return n
+
+
+def _grew(r: FuzzResult) -> float:
+    """How much a round-one campaign still found in its second half (coverage + corpus growth)."""
+    s = r.series
+    if len(s) < 2:
+        return 0.0
+    mid = s[len(s) // 2]
+    return max(0, s[-1]["cov"] - mid["cov"]) + 0.5 * max(0, s[-1]["corpus"] - mid["corpus"])
+
+
+def nightly(out: Path, *, budget: float = 600.0, jobs: int = 2, targets: Sequence[str] = (),
+            crashers: Path = Path("crashers"), corpora: Path = Path("corpora"), stop_on_new: bool = False,
+            min_free_mb: int = 512, progress: Callable[[str], None] | None = None) -> NightlyResult:
+    out.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(out).free >> 20
+    if free < min_free_mb:
+        raise HarnessError(f"only {free} MiB free under {out}; nightly needs {min_free_mb} MiB")
+    clean_leftovers(out)
+    chosen = list(targets) or names()
+    result = NightlyResult(str(out), budget, jobs, time.time())
+    start = time.monotonic()
+    say = progress or (lambda line: None)
+
+    def run_round(plan: list[tuple[str, float]]) -> list[FuzzResult]:
+        def one(item: tuple[str, float]) -> FuzzResult:
+            name, secs = item
+            say(f"nightly: {name} for {secs:.0f} s")
+            return fuzz(name, max_time=secs, crashers=crashers, corpora=corpora, workdir=out / "work",
+                        progress=progress, stop_on_new=stop_on_new)
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            return list(pool.map(one, plan))
+
+    share = max(3.0, 0.6 * budget * jobs / len(chosen))
+    result.rounds.append(run_round([(n, share) for n in chosen]))
+    stop_now = stop_on_new and result.new_findings
+    left = budget - (time.monotonic() - start)
+    if left > 10 and not stop_now:
+        weights = {r.target: _grew(r) for r in result.rounds[0]}
+        total = sum(weights.values())
+        plan = [(n, left * jobs * w / total) for n, w in weights.items() if total and w / total * left * jobs >= 3]
+        if plan:
+            result.rounds.append(run_round(plan))
+    for name in chosen:
+        try:
+            result.merges[name] = {"files": merge(name, corpora, workdir=out / "work")}
+        except RuntimeError as e:
+            result.merges[name] = {"error": str(e)[:300]}
+    result.crashers = recheck(CrashStore(crashers), corpora, say)
+    result.coverage = famfs_coverage(out, corpora, chosen)
+    clean_leftovers(out)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def recheck(store: CrashStore, corpora: Path, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Re-run every recorded crasher; fixed ones move to the regression corpus."""
+    out = []
+    for rec in store.list():
+        r = repro(rec.path, times=3)
+        status = "still failing" if r.reproduces else "fixed"
+        entry = {"target": rec.target, "key": rec.key, "title": rec.title, "count": rec.count,
+                 "first_seen": rec.first_seen, "last_seen": rec.last_seen, "mode": rec.mode,
+                 "reproduced": f"{r.k}/{r.n}", "status": status, "repro": rec.repro}
+        if not r.reproduces:
+            entry["moved_to"] = str(store.move_to_regress(rec.target, rec.key, corpora))
+        say(f"crasher {rec.target}/{rec.key}: {status} ({r.k}/{r.n})")
+        out.append(entry)
+    return out
+
+
+def famfs_coverage(out: Path, corpora: Path, targets: Sequence[str]) -> dict[str, Any]:
+    """Line coverage of harness/famfs (coverage.py) over a replay of the in-process targets'
+    corpora; the FUSE targets' daemons run in other processes and are not measured here."""
+    import json
+    import sys
+
+    from harness.engine.registry import load
+    in_process = [t for t in targets if not load(t).uses_fuse]
+    data = out / ".coverage"
+    cmd = [sys.executable, "-m", "coverage", "run", f"--data-file={data}", "--source=harness.famfs",
+           "-m", "harness.cli", "regress", "--all", "--corpora", str(corpora), *in_process]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode not in (0, 1):
+        return {"error": (run.stderr or run.stdout)[-500:]}
+    report = out / "coverage.json"
+    subprocess.run([sys.executable, "-m", "coverage", "json", f"--data-file={data}", "-o", str(report)],
+                   capture_output=True, text=True)
+    try:
+        doc = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return {"error": "coverage json missing"}
+    files = {Path(f).as_posix().split("harness/famfs/")[-1]: round(v["summary"]["percent_covered"], 1)
+             for f, v in doc["files"].items()}
+    return {"total": round(doc["totals"]["percent_covered"], 1), "files": files}
