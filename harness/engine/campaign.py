@@ -60,6 +60,14 @@ class FuzzResult:
         self.new.update(s.get("new_signatures", {}))
 
 
+def die_with_parent() -> None:
+    """In a child: SIGTERM when the parent dies (PR_SET_PDEATHSIG), so a killed campaign leaves
+    no fuzzing process or mount daemon behind."""
+    import ctypes
+    import signal
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+
+
 def corpus_inputs(dirs: Sequence[Path]) -> list[bytes]:
     out = []
     for d in dirs:
@@ -108,7 +116,8 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
                *flags, *libfuzzer_args, *dirs]
         env = dict(os.environ, FAMFS_FUZZ_RUN_DIR=str(run_dir.resolve()))
         with open(log, "w") as out:
-            procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), stats, log))
+            procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                           preexec_fn=die_with_parent), stats, log))
     try:
         last_line = last_sample = started
         while any(p.poll() is None for p, _, _ in procs):

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.engine.campaign import die_with_parent
 from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant
 from harness.famfs.layout import Superblock
@@ -74,7 +75,7 @@ class E2EMount:
         cmd = [sys.executable, "-m", "harness.cli", "mount", *[f"{p}=dax{i}.0" for i, p in enumerate(self.paths)],
                str(self.mnt), "--node", "e2e", "--reloadable", "--probe-log", str(self.log)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=die_with_parent)   # libFuzzer exits without clean-up
         line = self._line()
         if "mounted on" not in line:
             raise DaemonDied(f"mount did not come up: {line!r}")
@@ -256,13 +257,6 @@ class E2EMount:
         for e in self.new_lookups():
             checker.lookup(e["node"], e["index"], e["name"], e["devno"], e["errno"])
         return checker.check()
-
-
-def _die_with_parent() -> None:
-    """In the mount child: get SIGTERM when the fuzzing process dies (libFuzzer ends with exit(),
-    which runs no Python clean-up), so the daemon unmounts instead of lingering."""
-    import ctypes
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # PR_SET_PDEATHSIG
 
 
 def _clean_dead(base: Path) -> None:
