@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -153,6 +154,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from harness.engine.campaign import fuzz
     from harness.engine.crashstore import HarnessError
     progress = None if args.json else _progress_printer()
+    if args.cmd:                                # the external target's command, for every job
+        os.environ.update({"FAMFS_FUZZ_EXTERNAL_CMD": args.cmd, "FAMFS_FUZZ_EXTERNAL_DEVICES": str(args.devices),
+                           "FAMFS_FUZZ_EXTERNAL_TIMEOUT": str(args.timeout),
+                           "FAMFS_FUZZ_EXTERNAL_BATCH": "1" if args.batch else "0",
+                           "FAMFS_FUZZ_DIFFERENTIAL": "1" if args.differential else "0"})
     try:
         r = fuzz(args.target, engine=args.engine, max_time=args.max_time, runs=args.runs, jobs=args.jobs,
                  corpus=Path(args.corpus) if args.corpus else None, crashers=Path(args.crashers),
@@ -384,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--crashers", default="crashers", help="crash store root (default crashers/)")
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--stop-on-crash", action="store_true", help="end at the first new signature")
+    sp.add_argument("--cmd", help="external target: the command, with {image} / {image0}.. / {images}")
+    sp.add_argument("--devices", type=int, default=1, help="external target: device images per case")
+    sp.add_argument("--timeout", type=float, default=10.0, help="external target: seconds per run")
+    sp.add_argument("--batch", action="store_true", help="external target: one process reads paths on stdin")
+    sp.add_argument("--differential", action="store_true", help="external target: compare with our replay")
     sp.add_argument("libfuzzer", nargs="*", metavar="-- LIBFUZZER_FLAG", help="passed to libFuzzer after --")
     sp = verb("repro", cmd_repro, "replay a recorded crash; exits 1 if it still happens")
     sp.add_argument("crasher", metavar="CRASHER_DIR")

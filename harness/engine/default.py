@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.engine.campaign import FuzzResult, fuzz
-from harness.engine.registry import names
+from harness.engine.registry import default_names
 
 
 @dataclass
@@ -33,7 +33,7 @@ class DefaultRun:
 
 def run_default(out: Path, budget: float = 180.0, crashers: Path = Path("crashers"),
                 progress: Callable[[str], None] | None = None) -> DefaultRun:
-    targets = names()
+    targets = default_names()
     share = max(5.0, budget / len(targets))
     run = DefaultRun()
     for name in targets:

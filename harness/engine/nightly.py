@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 from harness.engine.campaign import FuzzResult, fuzz, merge
 from harness.engine.crashers import repro
 from harness.engine.crashstore import CrashStore, HarnessError
-from harness.engine.registry import names
+from harness.engine.registry import default_names
 
 
 @dataclass
@@ -83,7 +83,7 @@ def nightly(out: Path, *, budget: float = 600.0, jobs: int = 2, targets: Sequenc
     if free < min_free_mb:
         raise HarnessError(f"only {free} MiB free under {out}; nightly needs {min_free_mb} MiB")
     clean_leftovers(out)
-    chosen = list(targets) or names()
+    chosen = list(targets) or default_names()
     result = NightlyResult(str(out), budget, jobs, time.time())
     start = time.monotonic()
     say = progress or (lambda line: None)

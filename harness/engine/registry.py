@@ -62,3 +62,8 @@ def load(name: str) -> Target:
 
 def all_targets() -> list[Target]:
     return [load(n) for n in names()]
+
+
+def default_names() -> list[str]:
+    """Targets that run with no configuration (not `external`, which needs a command)."""
+    return [n for n in names() if not load(n).extra.get("needs")]

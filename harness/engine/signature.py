@@ -16,7 +16,8 @@ from typing import Any
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _FAMFS = os.path.join("harness", "famfs") + os.sep
 MAX_FRAMES = 5
-KINDS = ("exception", "invariant", "timeout", "rss", "daemon-death", "wrong-data")
+KINDS = ("exception", "invariant", "timeout", "rss", "daemon-death", "wrong-data", "sanitizer", "signal",
+         "exit", "differential")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,9 @@ class Signature:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> "Signature":
+        carried = getattr(exc, "signature", None)
+        if isinstance(carried, Signature):              # a finding that names itself (external targets)
+            return carried
         invariant = getattr(exc, "invariant", None)
         is_violation = type(exc).__name__ == "InvariantViolation" and invariant is not None
         kind = "invariant" if is_violation else ("daemon-death" if type(exc).__name__ == "DaemonDied" else "exception")

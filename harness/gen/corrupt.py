@@ -204,7 +204,11 @@ def field_edit(device: bytearray, rng: random.Random) -> Corruption | None:
     if where not in ("superblock", "log_header") and not es:
         return None
     field = rng.choice(FIELDS[where])
-    i = rng.randrange(len(es)) if es else 0
+    kind = {"file_meta": 0, "interleave_meta": 0, "mkdir": 1, "add_daxdev": 3}.get(where)
+    fitting = [k for k, e in enumerate(es) if kind is None or entry_type(e) == kind]
+    if where not in ("superblock", "log_header") and not fitting:
+        return None
+    i = rng.choice(fitting) if fitting else 0            # a payload field of an entry of its own type
     _, size = L.field_span(where, field)
     if field == "relpath":
         value: int | bytes = rng.choice([b"", b"/abs", b"../up", b"a/../../x", b"x" * 80, b".meta/x",

@@ -78,3 +78,11 @@ def fmap_replies() -> Iterator[bytes]:
         for f in result.namespace.files.values():
             for k, gen in enumerate(wire.ABIS.values()):
                 yield bytes([k]) + wire.encode_fmap(wire.fmap_from_file(f, gen), gen)
+
+
+def external_inputs() -> Iterator[bytes]:
+    """Seeds of the external target: compact images (byte 0 even), choice streams (odd)."""
+    for img in compact_images():
+        yield b"\x00" + img
+    for stream in choice_streams():
+        yield b"\x01" + stream

@@ -1,0 +1,21 @@
+"""external: another famfs implementation (a C fsck, logplay, a future daemon) run on image files.
+
+Input   byte 0 even: a raw compact image (as log_replay); odd: a structured spec + any corruption
+        operator; the images are written to files and handed to the command (engine.external)
+Checks  the program's exit status (0 accept, 1 refuse), signals, hangs and sanitizer reports
+        (ASan / UBSan / LSan: bug type, access, top frames -> one signature per distinct bug);
+        with --differential, its verdict and file set against our replay's
+Seeds   the log_replay seeds with byte 0 = 0, and choice streams with byte 0 = 1
+Masks   none; needs `famfs-fuzz fuzz external --cmd 'PROGRAM ARGS {image}'`
+"""
+from harness.engine.external import external_case
+from harness.engine.registry import Target
+from harness.gen import seeds
+
+
+def one_input(data: bytes) -> int | None:
+    return external_case(data)
+
+
+TARGET = Target(name="external", one_input=one_input, seeds=seeds.external_inputs, max_len=4096, timeout_s=30.0,
+                extra={"needs": "cmd"})
