@@ -37,6 +37,9 @@ PLANTS = {
         "log_replay", "harness/famfs/replay.py",
         "        if check_crc and crc32(log[at:at + 536]) != _U64.unpack_from(log, at + 536)[0]:\n",
         "        if False:\n", "LOG-PREFIX"),
+    "discovery race: slot published without its write barrier": (
+        "publish_order", "harness/famfs/daxtable.py",
+        "        if self.use_barrier:\n", "        if False:\n", "TBL-PUBLISH"),
     "ADD_DAXDEV claiming index 0 not refused as IDX-PRIMARY": (
         "missing_primary", "harness/famfs/index.py",
         "        if add.index == 0:\n", "        if add.index == -1:\n", "IDX-PRIMARY"),
