@@ -24,7 +24,7 @@ def summary_of(result: Any) -> dict[str, Any]:
     """The JSON document of a `nightly.NightlyResult`."""
     return {"out": result.out, "budget_s": result.budget, "jobs": result.jobs, "started": result.started,
             "seconds": round(result.seconds, 1),
-            "targets": [r.as_dict() for r in result.results],
+            "targets": [{**r.as_dict(), "round": k + 1} for k, rnd in enumerate(result.rounds) for r in rnd],
             "new_findings": result.new_findings, "crashers": result.crashers, "merges": result.merges,
             "coverage": result.coverage,
             "lookups_checked": sum(r.lookups for r in result.results),
@@ -103,13 +103,13 @@ def render(summary: dict[str, Any]) -> str:
     rate, cov, sigs, looks = {}, {}, {}, {}
     for t in targets:
         s = t.get("series") or []
-        key = t["target"]
+        key = t["target"] + (f" (round {t['round']})" if t.get("round", 1) > 1 else "")
         rate[key] = [(b["t"], (b["execs"] - a["execs"]) / max(b["t"] - a["t"], 1e-9)) for a, b in zip(s, s[1:])]
         cov[key] = [(p["t"], p["cov"]) for p in s]
         sigs[key] = [(p["t"], p["signatures"]) for p in s]
         looks[key] = [(p["t"], p["lookups"]) for p in s]
     rows = "".join(
-        f"<tr><td>{html.escape(t['target'])}</td><td>{t['execs']:,}</td><td>{t['execs_per_s']:,.0f}</td>"
+        f"<tr><td>{html.escape(t['target'])}</td><td>{t.get('round', 1)}</td><td>{t['execs']:,}</td><td>{t['execs_per_s']:,.0f}</td>"
         f"<td>{t['lookups_checked']:,}</td><td>{t['findings']}</td><td>{len(t['new_signatures'])}</td></tr>"
         for t in targets)
     crashes = "".join(
@@ -127,7 +127,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}code{{font-size:12p
 <body><h1>famfs-fuzz nightly</h1>
 <p id="totals">{summary['execs']:,} executions, {summary['lookups_checked']:,} index lookups checked,
 {summary['new_findings']} new signatures, {len(summary['crashers'])} recorded crashers, in {summary.get('seconds', 0):.0f} s.</p>
-<h2>Targets</h2><table id="targets"><tr><th>target</th><th>execs</th><th>exec/s</th><th>lookups checked</th>
+<h2>Targets</h2><table id="targets"><tr><th>target</th><th>round</th><th>execs</th><th>exec/s</th><th>lookups checked</th>
 <th>findings</th><th>new signatures</th></tr>{rows}</table>
 <h2>Over time</h2>
 {_chart("exec/s per target", rate, "exec/s")}
