@@ -20,7 +20,6 @@ from harness.famfs.errors import FamfsError
 from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant
 from harness.famfs.kernel import KernelError, KernelMount
-from harness.famfs.layout import Superblock
 from harness.famfs.replay import replay
 from harness.gen import decode
 from harness.gen.corrupt import Corruption, corrupt
@@ -73,9 +72,7 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
     bufs = built.devices
     order = view.order or tuple(range(len(bufs)))
     primary_buf = bufs[view.primary]
-    sb = Superblock.decode(primary_buf)
-    head_end = min(len(primary_buf), max(sb.log_offset + sb.log_len, 4096)) if sb.log_offset < len(primary_buf) else len(primary_buf)
-    expected = verdict(primary_buf[:head_end], len(primary_buf), check_crc=check_crc)
+    expected = verdict(primary_buf[:decode.head_end(primary_buf)], len(primary_buf), check_crc=check_crc)
     devices = [DaxDevice.in_memory(bufs[i], f"dax{k}.0", node=view.name)
                for k, i in enumerate(order) if i not in view.missing]
     carried = {i: carried_uuid(bufs[i]) for i in order if i not in view.missing}

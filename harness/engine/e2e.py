@@ -26,7 +26,6 @@ from typing import Any
 from harness.engine.campaign import die_with_parent
 from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant
-from harness.famfs.layout import Superblock
 from harness.gen import decode
 from harness.gen.corrupt import corrupt
 from harness.gen.spec import BufferPool, build
@@ -138,9 +137,8 @@ class E2EMount:
             if c.int(0, 3):
                 import random
                 corrupt(built.primary, random.Random(rng_seed), None)
-            sb = Superblock.decode(built.primary)
-            head_end = min(DEV_SIZE, sb.log_offset + sb.log_len) if sb.log_offset < DEV_SIZE else 4096
-            expected = verdict(built.primary[:max(head_end, 4096)], DEV_SIZE)
+            head_end = decode.head_end(built.primary)
+            expected = verdict(built.primary[:head_end], DEV_SIZE)
             self._publish(built.devices, expected, head_end)
             state = self.reload()
             if expected.image_error:
@@ -150,7 +148,7 @@ class E2EMount:
                 self.new_lookups()
                 return 0
             if state.startswith("rejected"):
-                raise InvariantViolation(Invariant(state.split()[1]), f"mount refused an image the model accepts")
+                raise InvariantViolation(Invariant(state.split()[1]), "mount refused an image the model accepts")
             return self._check(built, expected)
         finally:
             self.pool.give_back()
@@ -165,8 +163,7 @@ class E2EMount:
         point = c.int(0, 2)
         built = build(spec, self.pool, data="stamp")
         try:
-            sb = Superblock.decode(built.primary)
-            head_end = sb.log_offset + sb.log_len
+            head_end = decode.head_end(built.primary)
             expected = verdict(built.primary[:head_end], DEV_SIZE)
             self._publish(built.devices, expected, head_end)
             self.reload()

@@ -214,7 +214,6 @@ def external_case(data: bytes) -> int:
     import random
 
     from harness.famfs.errors import FamfsError
-    from harness.famfs.layout import Superblock
     from harness.famfs.replay import replay
     from harness.gen import decode
     from harness.gen.corrupt import corrupt
@@ -241,9 +240,7 @@ def external_case(data: bytes) -> int:
         try:
             if c.int(0, 3):
                 corrupt(built.primary, random.Random(decode.corruption_seed(c)), None)
-            sb = Superblock.decode(built.primary)
-            end = min(len(built.primary), sb.log_offset + sb.log_len) if sb.log_offset < len(built.primary) else 4096
-            images = [bytes(built.primary[:end])] + [bytes(d[:4096]) for d in built.devices[1:ndev]]
+            images = [bytes(built.primary[:decode.head_end(built.primary)])] + [bytes(d[:4096]) for d in built.devices[1:ndev]]
             size = len(built.primary)
         finally:
             _POOL.give_back()

@@ -166,22 +166,23 @@ def shuffle_entries(device: bytearray, rng: random.Random) -> Corruption | None:
 # -- fix-all: field edits with CRCs recomputed ----------------------------------------------------
 
 
-def add_claims_index_zero(device: bytearray, rng: random.Random) -> Corruption | None:
+def _edit_an_add(device: bytearray, rng: random.Random, field: str, value: int | bytes, op: str,
+                 what: str) -> Corruption | None:
     a = adds(entries(device))
     if not a:
         return None
     i = rng.choice(a)
-    set_field(device, "add_daxdev", "index", 0, i)
-    return Corruption("add_claims_index_zero", "fix-all", f"ADD_DAXDEV entry {i} claims index 0")
+    set_field(device, "add_daxdev", field, value, i)
+    return Corruption(op, "fix-all", f"ADD_DAXDEV entry {i} {what}")
+
+
+def add_claims_index_zero(device: bytearray, rng: random.Random) -> Corruption | None:
+    return _edit_an_add(device, rng, "index", 0, "add_claims_index_zero", "claims index 0")
 
 
 def add_primary_uuid(device: bytearray, rng: random.Random) -> Corruption | None:
-    a = adds(entries(device))
-    if not a:
-        return None
-    i = rng.choice(a)
-    set_field(device, "add_daxdev", "uuid", L.Superblock.decode(device).dev_uuid, i)
-    return Corruption("add_primary_uuid", "fix-all", f"ADD_DAXDEV entry {i} re-adds the primary's UUID")
+    return _edit_an_add(device, rng, "uuid", L.Superblock.decode(device).dev_uuid, "add_primary_uuid",
+                        "re-adds the primary's UUID")
 
 
 FIELDS = {

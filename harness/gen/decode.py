@@ -33,6 +33,13 @@ class LogImage:
     size: int
 
 
+def head_end(device: bytes | bytearray | memoryview) -> int:
+    """Where the primary's superblock says its log ends (at least 4 KiB), clipped to the device:
+    the bytes a replay, a model verdict or an external program needs of it."""
+    sb = L.Superblock.decode(device)
+    return min(len(device), max(4096, sb.log_offset + sb.log_len))
+
+
 def encode_image(device: bytes | bytearray | memoryview) -> bytes:
     """Compact form of a primary device: superblock + log through the last used entry."""
     sb = L.Superblock.decode(device)

@@ -6,7 +6,6 @@ import errno
 import mmap
 import os
 import subprocess
-import uuid
 
 import pytest
 

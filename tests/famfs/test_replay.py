@@ -5,7 +5,6 @@ and no bytes whatever make replay raise anything but a typed error."""
 from __future__ import annotations
 
 import errno
-import random
 import uuid
 
 import pytest
@@ -13,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from harness.famfs import layout as L
 from harness.famfs.errors import FamfsError
-from harness.famfs.image import Image, Interleave, pattern
+from harness.famfs.image import Image, pattern
 from harness.famfs.replay import replay
 from harness.gen.corrupt import set_field
 from harness.gen.spec import build
@@ -203,7 +202,7 @@ def test_ns_conflict_duplicate_mkdir():
 @pytest.mark.parametrize("index, err", [(5, errno.ERANGE), (1, errno.ERANGE)])
 def test_idx_dense_gap_and_repeat(index, err):
     img, devs = image()
-    i = img.add_daxdev(uuid.UUID(int=0xDD).bytes, 16 * MiB, index=index)
+    img.add_daxdev(uuid.UUID(int=0xDD).bytes, 16 * MiB, index=index)
     e = one(devs[0])
     assert (e.invariant, e.errno, e.entry) == ("IDX-DENSE", err, img.log.next_index - 1)
 
