@@ -314,6 +314,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"CRC + seqnum check only, same entries:          {result.crc_only_s * 1e3:.1f} ms",
         f"ratio replay / CRC-only:                         {result.replay_over_crc:.1f}x"]
     doc: dict[str, Any] = {"replay": result.as_dict()}
+    if args.targets:
+        doc["targets"] = bench.target_rates(seconds=args.target_seconds)
+        lines += [f"{n:18} {r['execs_per_s']:>9,.0f} exec/s  {r['lookups_checked']:>9,} lookups"
+                  for n, r in doc["targets"].items()]
     if not args.no_fuse:
         with tempfile.TemporaryDirectory(prefix="famfs-bench-") as tmp:
             golden = bench.golden_file(tmp)
@@ -426,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = verb("bench", cmd_bench, "measure replay speed against the CRC-only floor")
     sp.add_argument("--repeat", type=int, default=5, help="timings per figure; the best is kept")
     sp.add_argument("--no-fuse", action="store_true", help="skip the FUSE mount measurements")
+    sp.add_argument("--targets", action="store_true", help="also exec/s of every target, in process")
+    sp.add_argument("--target-seconds", type=float, default=3.0)
     sp = verb("fuzz-default", cmd_fuzz_default, "the README's main job: every target, mount_e2e included")
     sp.add_argument("--out", default="runs/default", help="run directory (default runs/default)")
     sp.add_argument("--max-time", type=float, default=180.0, help="total seconds, shared by the targets (default 180)")

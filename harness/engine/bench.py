@@ -192,3 +192,30 @@ def golden_file(workdir: str) -> str | None:
         out.write(gzip.decompress(f.read()))
         out.truncate(1 << 30)
     return path
+
+
+def target_rates(seconds: float = 3.0, names: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """exec/s and lookups of each target in this process (no instrumentation): its corpus inputs,
+    then random one-byte mutations of them, for `seconds` each."""
+    import random as _random
+    from pathlib import Path
+
+    from harness.engine.campaign import corpus_inputs
+    from harness.engine.registry import default_names, load
+    from harness.engine.runner import CaseRunner
+    out = {}
+    rng = _random.Random(1)
+    for name in names or default_names():
+        target = load(name)
+        inputs = corpus_inputs([Path("corpora") / name]) or [b""]
+        runner = CaseRunner(target, engine="bench", repro_times=0)
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            data = bytearray(rng.choice(inputs))
+            if data:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            runner.run_one(bytes(data))
+        el = time.perf_counter() - start
+        out[name] = {"execs_per_s": round(runner.stats.execs / el, 1), "lookups_checked": runner.stats.lookups,
+                     "findings": runner.stats.findings}
+    return out
