@@ -1,6 +1,7 @@
 """daemon_session: a live session, master appending while two client daemons replay and read.
 
-Input   steps chosen by the bytes (engine.session.run_choices); under Hypothesis the same steps
+Input   steps chosen by the bytes (engine.session.run_choices: mkdir, create, add a daxdev,
+        logplay, read, restart a client daemon); under Hypothesis the same steps
         are a RuleBasedStateMachine (engine.session.SessionMachine, tests/targets)
 Checks  after every step: each client's files == the master's, its index table == the master's
         (IDX-CLUSTER), bytes read == bytes written (DATA), every index lookup (IDX-LOOKUP)

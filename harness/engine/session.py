@@ -2,7 +2,8 @@
 
 `Session` holds the state and one method per step: the master makes a directory, creates a file
 (on any index defined so far, or striped), or adds the next daxdev; a client replays the log
-(logplay); a client reads a file through the kernel side. After every step `check()` verifies
+(logplay); a client reads a file through the kernel side; a client's daemon dies and a new
+one mounts the same memory (its replay must give the same namespace). After every step `check()` verifies
 each client's namespace against what the master wrote (for the prefix it has replayed), every
 byte read, and every index lookup (IDX-LOOKUP, IDX-CLUSTER, TBL-PUBLISH).
 
@@ -52,6 +53,7 @@ class Session:
             devs = [DaxDevice.in_memory(self.bufs[i], f"dax{k}.0", node=node) for k, i in enumerate(order)]
             host = Resolver(node, devs)
             self.daemons[node] = Daemon.mount(host, abi=abi, probe=self.checker, primary=host.primary())
+        self.abi = abi
         self.made: list[str] = []
         self.counter = 0
         self.lookups = 0
@@ -87,6 +89,14 @@ class Session:
 
     def logplay(self, node: str) -> None:
         self.daemons[node].refresh()
+
+    def restart(self, node: str) -> None:
+        """The client's daemon dies (all its state is lost) and a new one mounts the same memory:
+        its replay must give the master's namespace again (checked by `check`)."""
+        old = self.daemons[node]
+        self.daemons[node] = Daemon.mount(old.host, abi=self.abi, probe=self.checker, primary=old.primary)
+        if sorted(f.path for f in self.daemons[node].files()) != sorted(self.master.expected.files):
+            raise InvariantViolation(Invariant.LOG_PREFIX, f"node {node}: after a restart the replay misses files")
 
     def read(self, node: str, pick: int) -> None:
         d = self.daemons[node]
@@ -145,6 +155,10 @@ class SessionMachine(RuleBasedStateMachine):
     def read(self, node: str, pick: int) -> None:
         self.s.read(node, pick)
 
+    @rule(node=st.sampled_from(sorted(NODES)))
+    def restart(self, node: str) -> None:
+        self.s.restart(node)
+
     @invariant()
     def consistent(self) -> None:
         self.s.check()
@@ -165,7 +179,7 @@ def run_choices(data: bytes, max_steps: int = 24) -> int:
 
 def _steps(c: Choices, s: Session, max_steps: int) -> int:
     for _ in range(c.int(1, max_steps)):
-        step = c.int(0, 5)
+        step = c.int(0, 6)
         if step == 0:
             s.mkdir(c.int(0, 8))
         elif step == 1:
@@ -174,6 +188,8 @@ def _steps(c: Choices, s: Session, max_steps: int) -> int:
             s.add_device()
         elif step == 3:
             s.logplay(c.pick(sorted(NODES)))
+        elif step == 6:
+            s.restart(c.pick(sorted(NODES)))
         else:
             s.read(c.pick(sorted(NODES)), c.int(0, 64))
         s.check()
