@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shlex
 import signal
 import subprocess
@@ -127,7 +128,8 @@ class External:
         self.timeout = timeout
         self.batch = batch
         self.dir = workdir or tempfile.mkdtemp(prefix="famfs-external-")
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pending = b""
         self.stderr_path = os.path.join(self.dir, "stderr")
 
     def write(self, images: Sequence[bytes]) -> list[str]:
@@ -154,39 +156,53 @@ class External:
         return ExternalOutcome(p.returncode == 0 and sig is None, sig, files, p.stderr[-2000:] if sig else "")
 
     def _batch(self, paths: list[str]) -> ExternalOutcome:
-        import select
         if self.proc is None or self.proc.poll() is not None:
-            self.err = open(self.stderr_path, "w+")
+            self.err = open(self.stderr_path, "w+b")
             self.proc = subprocess.Popen(_fill(self.cmd, paths)[:1] + ["--batch"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=self.err, text=True, env=_env(),
-                                         errors="replace")
+                                         stdout=subprocess.PIPE, stderr=self.err, env=_env(), bufsize=0)
+            self.pending = b""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
-            self.proc.stdin.write(paths[0] + "\n")
-            self.proc.stdin.flush()
+            self.proc.stdin.write(paths[0].encode() + b"\n")
         except BrokenPipeError:
             pass
         files: list[str] = []
         hang = False
         while True:
-            ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
-            if not ready:
+            line = self._line()
+            if line is None:
                 hang = True
                 break
-            line = self.proc.stdout.readline()
             if line.startswith("file "):
-                files.append(line[5:].rstrip("\n"))
+                files.append(line[5:])
                 continue
-            if line.strip() in ("ok", "reject"):
-                return ExternalOutcome(line.strip() == "ok", files=files)
+            if line in ("ok", "reject"):
+                return ExternalOutcome(line == "ok", files=files)
             break                                       # EOF or garbage: the process died or lied
         if hang or self.proc.poll() is None:
             self.proc.kill()
         rc = self.proc.wait()
         self.err.seek(0)
-        text = self.err.read()
+        text = self.err.read().decode(errors="replace")
         self.proc = None
         return ExternalOutcome(False, classify(rc, text, hang, "external"), detail=text[-2000:])
+
+    def _line(self) -> str | None:
+        """The batch process's next stdout line ("" at EOF), None if none came within the timeout.
+        Lines are cut from our own buffer: a buffered reader would hold a second line that select()
+        on the pipe can no longer see, and a case would hang for the whole timeout."""
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.pending:
+            ready, _, _ = select.select([fd], [], [], self.timeout)
+            if not ready:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return ""
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line.decode(errors="replace").strip()
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

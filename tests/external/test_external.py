@@ -115,3 +115,20 @@ def test_parse_sanitizer_reports():
     ub = parse_sanitizer("/src/x.c:10:5: runtime error: shift exponent 70 is too large for 64-bit type\n")
     assert ub.tool == "UndefinedBehaviorSanitizer" and ub.bug.startswith("shift-exponent")
     assert parse_sanitizer("all good") is None
+
+
+def test_batch_mode_reads_lines_that_arrive_in_one_chunk(tmp_path):
+    """A batch program that writes its `file` lines and its verdict in one write: every line is
+    seen at once, none waits in a reader's buffer until the timeout (the flake CI once showed)."""
+    prog = tmp_path / "one_write.py"
+    prog.write_text("import sys\nfor _ in sys.stdin:\n    sys.stdout.write('file a\\nfile b\\nok\\n')\n"
+                    "    sys.stdout.flush()\n")
+    wrapper = tmp_path / "one_write"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {prog} \"$@\"\n")
+    wrapper.chmod(0o755)
+    e = External(f"{wrapper} {{image}}", batch=True, timeout=30)
+    start = time.monotonic()
+    outcomes = [e.run([b"image"]) for _ in range(3)]
+    e.close()
+    assert [(o.accepted, o.files) for o in outcomes] == [(True, ["a", "b"])] * 3
+    assert time.monotonic() - start < 15, "a verdict waited for the timeout"
