@@ -1,0 +1,99 @@
+"""The host-side checks of the real-DAX lane fail when they should (no guest needed): wrong bytes,
+a missing file, a device in the wrong place, a lookup of the wrong device, two nodes that
+disagree; and the set-up helpers (module closure, kernel extraction) on small inputs."""
+from __future__ import annotations
+
+import copy
+import lzma
+import uuid
+
+import pytest
+
+from harness.engine.realdax import (
+    STAGE1, RealdaxError, _check_guest, _check_lookups, compare_namespace, expected_namespace,
+    extract_vmlinux, module_closure,
+)
+from harness.famfs.index import uuid_str
+from harness.oracle.lookups import LookupChecker
+
+U = [uuid.UUID(int=0xA0 + i).bytes for i in range(2)]
+SIZES = [64 << 20, 64 << 20]
+
+
+def _doc(node: str = "A", order: tuple[int, int] = (0, 1)) -> dict:
+    names = {f"dax{k}.0": uuid_str(U[i]) for k, i in enumerate(order)}
+    return {"ok": True, "names": names, "sizes": {f"dax{k}.0": SIZES[i] for k, i in enumerate(order)},
+            "after": copy.deepcopy(expected_namespace(STAGE1)),
+            "lookups": [{"node": node, "index": i, "name": f"dax{order.index(i)}.0", "devno": 1, "errno": 0}
+                        for i in (0, 1)]}
+
+
+def _checker() -> LookupChecker:
+    return LookupChecker(expected={0: uuid_str(U[0]), 1: uuid_str(U[1])})
+
+
+def test_a_clean_guest_result_passes() -> None:
+    checker = _checker()
+    problems, files, nbytes = _check_guest("A", _doc(), [0, 1], U, SIZES, expected_namespace(STAGE1), checker)
+    assert problems == [] and files == 3 and nbytes == 4096 + (5 << 20) + (16 << 20)
+    assert _check_lookups(checker, problems) == 2 and problems == []
+
+
+def test_wrong_bytes_and_missing_files_are_findings() -> None:
+    want = expected_namespace(STAGE1)
+    seen = copy.deepcopy(want)
+    seen["dirA/f2"]["sha256"] = "0" * 64
+    del seen["f1"]
+    seen["dirA/striped"] = {"type": "f", "errno": 5}
+    problems = compare_namespace("B", seen, want)
+    assert any(p.startswith("DATA: node B: 'dirA/f2'") for p in problems)
+    assert any(p.startswith("NS-CONFLICT: node B: 'f1' missing") for p in problems)
+    assert any(p.startswith("DATA: node B: 'dirA/striped': read failed, errno 5") for p in problems)
+
+
+def test_a_device_in_the_wrong_place_is_reported() -> None:
+    doc = _doc(order=(1, 0))                        # the guest's dax0.0 is the second backing file
+    problems, _, _ = _check_guest("A", doc, [0, 1], U, SIZES, expected_namespace(STAGE1), _checker())
+    assert any("device order" in p for p in problems)
+
+
+def test_a_lookup_of_the_wrong_device_and_a_split_cluster_are_findings() -> None:
+    checker = _checker()
+    doc = _doc()
+    doc["lookups"][1]["name"] = "dax0.0"            # index 1 answered with the primary
+    _check_guest("A", doc, [0, 1], U, SIZES, expected_namespace(STAGE1), checker)
+    problems: list[str] = []
+    _check_lookups(checker, problems)
+    assert problems and problems[0].startswith("IDX-LOOKUP")
+
+    checker = LookupChecker(expected={0: uuid_str(U[0])})     # index 1 unknown to the host: cluster only
+    a, b = _doc("A", (0, 1)), _doc("B", (1, 0))
+    b["lookups"][1]["name"] = "dax1.0"              # on B, dax1.0 is U[0]: index 1 -> U[0] there
+    for node, doc, order in (("A", a, [0, 1]), ("B", b, [1, 0])):
+        _check_guest(node, doc, order, U, SIZES, expected_namespace(STAGE1), checker)
+    problems = []
+    _check_lookups(checker, problems)
+    assert problems and problems[0].startswith("IDX-CLUSTER")
+
+
+def test_no_lookups_is_a_finding() -> None:
+    problems: list[str] = []
+    assert _check_lookups(_checker(), problems) == 0
+    assert problems and "nothing was checked" in problems[0]
+
+
+def test_module_closure_puts_dependencies_first() -> None:
+    dep = ("kernel/a/fuse.ko:\nkernel/b/9p.ko: kernel/c/9pnet.ko kernel/d/netfs.ko\n"
+           "kernel/c/9pnet.ko:\nkernel/d/netfs.ko: kernel/c/9pnet.ko\n")
+    assert module_closure(dep, ["9p", "fuse"]) == ["kernel/c/9pnet.ko", "kernel/d/netfs.ko",
+                                                   "kernel/b/9p.ko", "kernel/a/fuse.ko"]
+    with pytest.raises(RealdaxError):
+        module_closure(dep, ["nfit"])
+
+
+def test_extract_vmlinux_finds_the_elf_inside() -> None:
+    elf = b"\x7fELF" + bytes(range(256)) * 8
+    bz = b"MZ" + b"\0" * 500 + b"\xfd7zXZ\x00junk" + lzma.compress(elf, format=lzma.FORMAT_XZ) + b"\0" * 64
+    assert extract_vmlinux(bz) == elf
+    with pytest.raises(RealdaxError):
+        extract_vmlinux(b"MZ" + b"\0" * 100)
