@@ -652,8 +652,17 @@ def _check_lookups(checker: LookupChecker, problems: list[str]) -> int:
 
 
 def _summary(doc: dict, run: GuestRun) -> dict:
+    """What a guest saw, for the report: timings, each file's SHA-256 after the last replay, and
+    which local device answered each index (e.g. index 1 is dax1.0 on A, dax0.0 on B)."""
+    by_index: dict[str, dict[str, int]] = {}
+    for e in doc.get("lookups", []):
+        if not e["errno"]:
+            names = by_index.setdefault(str(e["index"]), {})
+            names[e["name"]] = names.get(e["name"], 0) + 1
+    files = {p: d.get("sha256", d.get("errno")) for p, d in doc.get("after", {}).items() if d.get("type") == "f"}
     return {"uptime_at_result_s": doc.get("uptime"), "timings": doc.get("timings", {}),
-            "qemu_s": round(run.seconds, 2), "timed_out": run.timed_out, "qemu_exit": run.returncode}
+            "qemu_s": round(run.seconds, 2), "timed_out": run.timed_out, "qemu_exit": run.returncode,
+            "lookups_by_index": by_index, "files": files}
 
 
 def _finish(work: Path, console: str, result: LaneResult, keep: bool) -> None:
@@ -707,11 +716,11 @@ def two_nodes(kit: Kit, say: Say = _quiet, keep: bool = False, timeout: float = 
         except RealdaxError as e:
             problems.append(f"HARNESS: node {node}: {e}")
     for node, doc in docs.items():
-        p1, _, _ = _check_guest(node, doc, orders[node], uuids, sizes, expected_namespace(STAGE1), checker, "before")
-        p2, f, b = _check_guest(node, dict(doc, lookups=[]), orders[node], uuids, sizes,
-                                expected_namespace(STAGE1 + STAGE2), checker, "after")
+        p1, f1, b1 = _check_guest(node, doc, orders[node], uuids, sizes, expected_namespace(STAGE1), checker, "before")
+        p2, f2, b2 = _check_guest(node, dict(doc, lookups=[]), orders[node], uuids, sizes,
+                                  expected_namespace(STAGE1 + STAGE2), checker, "after")
         problems += p1 + [p for p in p2 if not p.startswith("HARNESS")]
-        nfiles, nbytes = nfiles + f, nbytes + b
+        nfiles, nbytes = nfiles + f1 + f2, nbytes + b1 + b2
     lookups = _check_lookups(checker, problems)
     if len(docs) == 2:
         per_node = {n for n in (e["node"] for d in docs.values() for e in d.get("lookups", []))}

@@ -1,0 +1,25 @@
+"""Two qemu guests on one memory (the same share=on NVDIMM backing files, in opposite order): the
+master in A makes the famfs with the project's appender on its /dev/daxN.0 and later appends
+ADD_DAXDEV, a file on index 1 and a cross-device interleave; the client in B replays and reads.
+A file written by A is read identically by B, and every lookup of both nodes is checked in one
+checker (IDX-LOOKUP per node, IDX-CLUSTER across them)."""
+from __future__ import annotations
+
+import pytest
+
+from harness.engine.realdax import STAGE1, STAGE2, Kit, expected_namespace, two_nodes
+
+
+@pytest.mark.slow
+def test_file_written_by_a_is_read_identically_by_b(kit: Kit) -> None:
+    r = two_nodes(kit)
+    assert r.ok, "\n".join(r.problems) + f"\nrun folder: {r.run_dir}"
+    a, b = r.guests["A"], r.guests["B"]
+    want = {p: d["sha256"] for p, d in expected_namespace(STAGE1 + STAGE2).items() if d["type"] == "f"}
+    assert a["files"] == b["files"] == want                     # stage 2 files: written by A's master
+    # One UUID, two local names: index 1 is A's second NVDIMM (dax1.0) and B's first (dax0.0).
+    assert set(a["lookups_by_index"]["1"]) == {"dax1.0"}
+    assert set(b["lookups_by_index"]["1"]) == {"dax0.0"}
+    assert set(a["lookups_by_index"]["0"]) == {"dax0.0"} and set(b["lookups_by_index"]["0"]) == {"dax1.0"}
+    assert r.lookups_checked == sum(sum(v.values()) for g in (a, b) for v in g["lookups_by_index"].values())
+    assert r.files_checked == 2 * (3 + 5)
