@@ -132,7 +132,7 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
                 series.append(_sample(now - started, stats_now, work_corpus, [lg for _, _, lg in procs]))
             if progress and now - last_line >= 5.0:
                 last_line = now
-                progress(_line(name, started, stats_now, max_time))
+                progress(_line(name, started, stats_now, max_time, corpus=series[-1]["corpus"] if series else None))
     except KeyboardInterrupt:
         for p, _, _ in procs:
             p.terminate()
@@ -186,13 +186,16 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _line(name: str, started: float, stats: list[dict[str, Any]], budget: float | None) -> str:
+def _line(name: str, started: float, stats: list[dict[str, Any]], budget: float | None,
+          corpus: int | None = None) -> str:
     el = time.monotonic() - started
     execs = sum(s.get("execs", 0) for s in stats)
     crashes = len({k for s in stats for k in s.get("signatures", {})})
     lookups = sum(s.get("lookups_checked", 0) for s in stats)
     b = f"/{budget:.0f}" if budget else ""
-    return f"  {name}: {el:5.0f}{b} s  {execs} execs  {execs / max(el, 1e-9):,.0f}/s  {lookups} lookups  {crashes} signatures"
+    c = f"  corpus {corpus}" if corpus is not None else ""
+    return (f"  {name}: {el:5.0f}{b} s  {execs} execs  {execs / max(el, 1e-9):,.0f}/s{c}  {lookups} lookups  "
+            f"{crashes} signatures")
 
 
 class _Stop(BaseException):
