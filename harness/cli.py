@@ -160,10 +160,16 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                            "FAMFS_FUZZ_EXTERNAL_BATCH": "1" if args.batch else "0",
                            "FAMFS_FUZZ_DIFFERENTIAL": "1" if args.differential else "0"})
     try:
-        r = fuzz(args.target, engine=args.engine, max_time=args.max_time, runs=args.runs, jobs=args.jobs,
-                 corpus=Path(args.corpus) if args.corpus else None, crashers=Path(args.crashers),
-                 seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress,
-                 stop_on_new=args.stop_on_crash)
+        if args.dax == "real":                  # the cases run in a qemu guest on real devdax
+            from harness.engine.realdax import fuzz_real
+            r = fuzz_real(args.target, max_time=args.max_time, runs=args.runs, seed=args.seed,
+                          crashers=Path(args.crashers), inputs=[Path(p) for p in args.input],
+                          say=progress or (lambda line: None))
+        else:
+            r = fuzz(args.target, engine=args.engine, max_time=args.max_time, runs=args.runs, jobs=args.jobs,
+                     corpus=Path(args.corpus) if args.corpus else None, crashers=Path(args.crashers),
+                     seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress,
+                     stop_on_new=args.stop_on_crash)
     except HarnessError as e:
         return _harness_error(args, e)
     doc = r.as_dict()
@@ -264,7 +270,8 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     progress = None if args.json else _progress_printer()
     try:
         result = nightly(out, budget=args.budget, jobs=args.jobs, targets=args.targets,
-                         crashers=Path(args.crashers), stop_on_new=args.stop_on_crash, progress=progress)
+                         crashers=Path(args.crashers), stop_on_new=args.stop_on_crash, progress=progress,
+                         real_dax=args.dax_real)
     except HarnessError as e:
         return _harness_error(args, e)
     summary = report.summary_of(result)
@@ -399,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=10.0, help="external target: seconds per run")
     sp.add_argument("--batch", action="store_true", help="external target: one process reads paths on stdin")
     sp.add_argument("--differential", action="store_true", help="external target: compare with our replay")
+    sp.add_argument("--dax", choices=["emulated", "real"], default="emulated",
+                    help="real: run the cases in a qemu guest on real device-dax (mount_e2e, daemon_kill)")
+    sp.add_argument("--input", action="append", default=[], metavar="FILE",
+                    help="--dax real: run exactly these inputs (e.g. a crash folder's input)")
     sp.add_argument("libfuzzer", nargs="*", metavar="-- LIBFUZZER_FLAG", help="passed to libFuzzer after --")
     sp = verb("repro", cmd_repro, "replay a recorded crash; exits 1 if it still happens")
     sp.add_argument("crasher", metavar="CRASHER_DIR")
@@ -425,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=None, help="run directory (default runs/nightly-DATE)")
     sp.add_argument("--crashers", default="crashers")
     sp.add_argument("--stop-on-crash", action="store_true", help="PR mode: end at the first new signature")
+    sp.add_argument("--dax-real", type=float, default=0.0, metavar="SECONDS",
+                    help="also run mount_e2e on real device-dax in a qemu guest for SECONDS (skipped, "
+                         "with the reason, where qemu cannot run)")
     sp = verb("report", cmd_report, "write summary.json, junit.xml and report.html of a run directory again")
     sp.add_argument("run_dir")
     sp = verb("bench", cmd_bench, "measure replay speed against the CRC-only floor")

@@ -39,6 +39,7 @@ class NightlyResult:
     crashers: list[dict[str, Any]] = field(default_factory=list)
     merges: dict[str, Any] = field(default_factory=dict)
     coverage: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)      # lanes that could not run here, and why
 
     @property
     def results(self) -> list[FuzzResult]:
@@ -77,7 +78,8 @@ def _grew(r: FuzzResult) -> float:
 
 def nightly(out: Path, *, budget: float = 600.0, jobs: int = 2, targets: Sequence[str] = (),
             crashers: Path = Path("crashers"), corpora: Path = Path("corpora"), stop_on_new: bool = False,
-            min_free_mb: int = 512, progress: Callable[[str], None] | None = None) -> NightlyResult:
+            min_free_mb: int = 512, progress: Callable[[str], None] | None = None,
+            real_dax: float = 0.0) -> NightlyResult:
     out.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out).free >> 20
     if free < min_free_mb:
@@ -107,6 +109,17 @@ def nightly(out: Path, *, budget: float = 600.0, jobs: int = 2, targets: Sequenc
         plan = [(n, left * jobs * w / total) for n, w in weights.items() if total and w / total * left * jobs >= 3]
         if plan:
             result.rounds.append(run_round(plan))
+    if real_dax > 0:                          # the real-DAX lane: one qemu guest, mount_e2e cases
+        from harness.engine.realdax import RealdaxError, fuzz_real
+        try:
+            say(f"nightly: mount_e2e on real device-dax for {real_dax:.0f} s")
+            result.rounds.append([fuzz_real("mount_e2e", max_time=real_dax, crashers=crashers,
+                                            corpora=corpora, say=say)])
+        except RealdaxError as e:
+            if e.skip_reason is None:
+                raise
+            result.skipped.append(f"real-DAX lane: {e.skip_reason}")
+            say(f"nightly: real-DAX lane skipped: {e.skip_reason}")
     for name in chosen:
         try:
             result.merges[name] = {"files": merge(name, corpora, workdir=out / "work")}
@@ -123,6 +136,12 @@ def recheck(store: CrashStore, corpora: Path, say: Callable[[str], None]) -> lis
     """Re-run every recorded crasher; fixed ones move to the regression corpus."""
     out = []
     for rec in store.list():
+        if rec.mode == "real-dax":            # found in a qemu guest: re-checked only by the real lane
+            say(f"crasher {rec.target}/{rec.key}: real-DAX finding, not re-checked here ({rec.repro})")
+            out.append({"target": rec.target, "key": rec.key, "title": rec.title, "count": rec.count,
+                        "first_seen": rec.first_seen, "last_seen": rec.last_seen, "mode": rec.mode,
+                        "reproduced": rec.reproduced, "status": "real-dax", "repro": rec.repro})
+            continue
         r = repro(rec.path, times=3)
         status = "still failing" if r.reproduces else "fixed"
         entry = {"target": rec.target, "key": rec.key, "title": rec.title, "count": rec.count,

@@ -11,6 +11,8 @@ Verbs:
   only observes, as the oracle would in-process.
 * `master` / `client`: the two-node lane's two roles (see `realdax.two_nodes`); they meet
   through flag files in the share.
+* `cases`: the fuzz lane (`famfs-fuzz fuzz TARGET --dax real`): a batch of inputs through a
+  target's case function with the images on the real devices, one outcome line per case.
 
 The result document always has `ok` and, on failure, `error`; the console gets progress lines.
 """
@@ -81,6 +83,10 @@ def cmd_format(args: argparse.Namespace) -> dict[str, Any]:
     made = []
     for r in regs:
         ns = f"namespace{r.removeprefix('region')}.0"
+        try:                # the region's default 16 MiB alignment refuses small NVDIMMs; 2 MiB is a subsection
+            Path(f"/sys/bus/nd/devices/{r}/align").write_text(str(args.align))
+        except OSError as e:
+            say(f"{r}: align {args.align} refused: {e}")
         p = subprocess.run(["ndctl", "create-namespace", "-f", "-e", ns, "--mode=devdax", "--map=mem"],
                            capture_output=True, text=True)
         if p.returncode != 0:
@@ -298,7 +304,94 @@ def cmd_client(args: argparse.Namespace) -> dict[str, Any]:
             "lookups": lookups, "timings": t}
 
 
-VERBS = {"format": cmd_format, "mount": cmd_mount, "master": cmd_master, "client": cmd_client}
+# -- the fuzz lane: a batch of cases on the real devices ------------------------------------------------
+
+
+def real_e2e_mount(paths: list[str], workdir: str = "/tmp/e2e") -> Any:
+    """The mount_e2e machinery (`harness.engine.e2e.E2EMount`) on this guest's /dev/daxN.0 instead
+    of shared files: each case's image is written into the devdax mappings, and the daemon child
+    (`famfs-fuzz mount /dev/dax0.0=dax0.0 ...`) replays and serves the real devices."""
+    import mmap
+
+    from harness.engine.crashstore import HarnessError
+    from harness.engine.e2e import DEV_SIZE, NDEV, E2EMount
+    from harness.famfs.devices import DaxDevice
+    from harness.gen.spec import BufferPool
+    if len(paths) < NDEV:
+        raise HarnessError(f"the e2e cases need {NDEV} devdax devices, the guest has {paths}")
+    m = E2EMount.__new__(E2EMount)              # not __init__: that makes device files; these are devices
+    m.dir = Path(workdir)
+    m.timeout = 90.0                            # Python in a TCG guest starts ~10x slower than natively
+    m.paths = [Path(p) for p in paths[:NDEV]]
+    m.mnt = m.dir / "mnt"
+    m.mnt.mkdir(parents=True, exist_ok=True)
+    m.log = m.dir / "probe.jsonl"
+    m.log.touch()
+    m.maps = []
+    for p in m.paths:
+        with DaxDevice.real(p) as dev:          # checks it is a devdax of the size the cases assume
+            if dev.size != DEV_SIZE:
+                raise HarnessError(f"{p} is {dev.size:#x} bytes; the e2e cases assume {DEV_SIZE:#x}")
+        fd = os.open(p, os.O_RDWR)
+        m.maps.append(mmap.mmap(fd, DEV_SIZE, mmap.MAP_SHARED))
+        os.close(fd)
+    m.proc = None
+    m.log_at = 0
+    m.pool = BufferPool()
+    return m
+
+
+def read_cases(path: str) -> list[bytes]:
+    """The host's batch: records of a little-endian u32 length and that many bytes."""
+    data = Path(path).read_bytes()
+    out, at = [], 0
+    while at + 4 <= len(data):
+        n = int.from_bytes(data[at:at + 4], "little")
+        out.append(data[at + 4:at + 4 + n])
+        at += 4 + n
+    return out
+
+
+def cmd_cases(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the host's batch of cases through `args.target`'s case function on the real devices
+    until the batch or `--max-time` runs out. One line per case goes to `--outcomes` before
+    (`start`) and after (`done`, with the signature and traceback of a finding, and how many of
+    `REPRO` re-runs hit it again), so the host knows the case in flight if the guest dies."""
+    from harness.engine.registry import Target
+    from harness.engine.runner import CaseRunner
+    manifest = json.loads(Path(args.manifest).read_text())
+    cases = read_cases(manifest["cases"])
+    t0 = uptime()
+    mount = real_e2e_mount(_devices(manifest["ndev"]))
+    fn = {"mount_e2e": mount.case, "daemon_kill": mount.kill_case}[args.target]
+    runner = CaseRunner(Target(args.target, one_input=fn, timeout_s=float(manifest["timeout_s"])))
+    execs = lookups = findings = 0
+    deadline = t0 + float(manifest["max_time"])
+    with open(manifest["outcomes"], "a", buffering=1) as out:
+        for i, data in enumerate(cases):
+            if uptime() > deadline:
+                break
+            out.write(json.dumps({"i": i, "ev": "start"}) + "\n")
+            sig, tb, n = runner.outcome(data)
+            rec: dict[str, Any] = {"i": i, "ev": "done", "lookups": n}
+            if sig is not None:
+                findings += 1
+                again = sum(1 for _ in range(REPRO) if runner.outcome(data)[0] == sig)
+                rec.update(signature=sig.as_dict(), traceback=tb, reproduced=[again, REPRO])
+                say(f"case {i}: {sig.title} ({again}/{REPRO} on re-run)")
+            out.write(json.dumps(rec) + "\n")
+            execs, lookups = execs + 1, lookups + n
+    mount.close()
+    seconds = uptime() - t0
+    say(f"{execs} cases in {seconds:.1f} s, {lookups} lookups checked, {findings} findings")
+    return {"ok": True, "execs": execs, "lookups": lookups, "findings": findings, "seconds": seconds}
+
+
+REPRO = 3
+
+
+VERBS = {"format": cmd_format, "mount": cmd_mount, "master": cmd_master, "client": cmd_client,
+         "cases": cmd_cases}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--result", required=True)
     ap.add_argument("--manifest")
     ap.add_argument("--node", default="")
+    ap.add_argument("--target", default="mount_e2e", help="cases: the target whose case function runs")
+    ap.add_argument("--align", type=int, default=2 << 20, help="format: region alignment")
     args = ap.parse_args(argv)
     say(f"{args.verb} at {uptime():.2f} s")
     try:

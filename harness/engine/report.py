@@ -26,7 +26,7 @@ def summary_of(result: Any) -> dict[str, Any]:
             "seconds": round(result.seconds, 1),
             "targets": [{**r.as_dict(), "round": k + 1} for k, rnd in enumerate(result.rounds) for r in rnd],
             "new_findings": result.new_findings, "crashers": result.crashers, "merges": result.merges,
-            "coverage": result.coverage,
+            "coverage": result.coverage, "skipped": list(getattr(result, "skipped", [])),
             "lookups_checked": sum(r.lookups for r in result.results),
             "execs": sum(r.execs for r in result.results)}
 

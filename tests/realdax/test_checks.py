@@ -97,3 +97,28 @@ def test_extract_vmlinux_finds_the_elf_inside() -> None:
     assert extract_vmlinux(bz) == elf
     with pytest.raises(RealdaxError):
         extract_vmlinux(b"MZ" + b"\0" * 100)
+
+
+def test_nightly_recheck_leaves_real_dax_findings_alone(tmp_path) -> None:
+    """A finding of the real lane is not 'fixed' because the emulated repro passes: it stays."""
+    from harness.engine.crashstore import CrashStore
+    from harness.engine.nightly import recheck
+    from harness.engine.signature import Signature
+    store = CrashStore(tmp_path / "crashers")
+    sig = Signature.of("invariant", "DATA", ["devices.py:read"])
+    store.save("mount_e2e", sig, b"\x01\x02", mode="real-dax",
+               repro_cmd="famfs-fuzz fuzz mount_e2e --dax real --input x/input")
+    out = recheck(store, tmp_path / "corpora", lambda line: None)
+    assert [e["status"] for e in out] == ["real-dax"]
+    assert (tmp_path / "crashers" / "mount_e2e" / sig.key / "crash.json").exists()
+    assert not (tmp_path / "corpora").exists()
+
+
+def test_case_inputs_are_deterministic_and_bounded(tmp_path) -> None:
+    from harness.engine.realdax import case_inputs
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "seed1").write_bytes(b"\x05" * 40)
+    a = case_inputs("t", count=30, seed=7, corpora=tmp_path, max_len=64)
+    assert a == case_inputs("t", count=30, seed=7, corpora=tmp_path, max_len=64)
+    assert a[0] == b"\x05" * 40 and len(a) == 31 and all(1 <= len(x) <= 64 for x in a)
+    assert a != case_inputs("t", count=30, seed=8, corpora=tmp_path, max_len=64)
