@@ -16,6 +16,7 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Iterator, NamedTuple, Union
 
 # -- constants (famfs-spec.md section 1, 2, 3.1) -------------------------------------------------
@@ -101,6 +102,11 @@ class StructDesc:
     def names(self) -> list[str]:
         return [name for name, code in self.fields if not code.endswith("x")]
 
+    def head(self, upto: str) -> struct.Struct:
+        """The codec of this struct's fields before field `upto` (a prefix read on its own)."""
+        stop = [name for name, _ in self.fields].index(upto)
+        return struct.Struct("<" + "".join(code for _, code in self.fields[:stop]))
+
 
 def _pad(n: int) -> tuple[str, str]:
     return ("_pad", f"{n}x")
@@ -156,17 +162,28 @@ assert SUPERBLOCK.size == 200 and HEADER_SIZE == 48 and ENTRY_SIZE == 544
 assert INTERLEAVE_META.size == 520 and FILE_META.size == 504   # the union's largest arm fills the payload
 assert FMAP_OFFSET == 104
 
-# Whole-entry codecs for the replay hot path: one unpack per entry, CRC included.
-_FILE_ENTRY = struct.Struct("<QI4xQIIII80sI4xI4x50QQ")
+# Codecs for the replay hot path, derived from the tables above. Replay reads an entry in three
+# unpacks (head, the payload's scalar fields, the fmap words in use) and builds no LogEntry.
+_FILE_ENTRY = struct.Struct("<QI4xQIIII80sI4xI4x50QQ")     # whole entries, for encode
 _MKDIR_ENTRY = struct.Struct("<QI4xIII80s")
 _ADD_ENTRY = struct.Struct("<QI4xQ16sI")
 _ENTRY_HEAD = struct.Struct("<QI")
 _U64 = struct.Struct("<Q")
+FILE_HEAD = FILE_META.head("se0_devindex")                   # size .. nextents (at PAYLOAD)
+FMAP_WORDS = FILE_META.offsets["se0_devindex"]               # the fmap union's 50 u64 words
+MKDIR_BODY = MKDIR.codec                                     # (at PAYLOAD)
+ADD_DAXDEV_BODY = ADD_DAXDEV.codec                           # (at PAYLOAD)
+_EXTENT = struct.Struct("<QQQ")                              # devindex, offset, len
+_U64_PAIR = struct.Struct("<QQ")                             # an interleaved extent's nstrips, chunk_size
+_UNION = struct.Struct("<50Q")                               # the fmap union as words (RawFmap)
+_ZERO_BYTES = bytes(_EXTENT.size * MAX_SIMPLE_EXTENTS)
+assert FILE_HEAD.size == FMAP_WORDS - PAYLOAD and FMAP_WORDS + _UNION.size == 536
+assert INTERLEAVE_META.offsets["nstrips"] == FMAP_WORDS and INTERLEAVE_META.offsets["st0_devindex"] == FMAP_WORDS + 16
 
 
-def crc32(data: bytes | bytearray | memoryview) -> int:
-    """famfs's CRC: zlib crc32 seeded with 0."""
-    return zlib.crc32(data) & 0xFFFFFFFF
+# famfs's CRC: zlib crc32 seeded with 0, `crc32(data) -> int`. zlib's own function, not a wrapper:
+# replay calls it once per entry, and since Python 3 it returns the unsigned 32-bit value already.
+crc32 = zlib.crc32
 
 
 def log_slots(log_len: int) -> int:
@@ -326,29 +343,39 @@ class RawFmap:
 Fmap = Union[SimpleFmap, InterleavedFmap, RawFmap]
 
 
-_ZERO_WORDS = (0,) * 48
+# Extent slots are NamedTuples built straight from unpacked (devindex, offset, len) triples;
+# `tuple.__new__` skips the NamedTuple's Python-level __new__, which costs more than the tuple.
+_extent = partial(tuple.__new__, SimpleExtent)
+_ZERO_SLOTS = tuple((ZERO_EXTENT,) * (MAX_SIMPLE_EXTENTS - k) for k in range(MAX_SIMPLE_EXTENTS + 1))
 
 
-def _extents_from_words(w: tuple[int, ...], start: int, count: int) -> tuple[SimpleExtent, ...]:
-    """The 16 extent slots in words w[start:start+48]; slots past `count` that are all zero (what
-    famfs writes) share one cached tuple, so decoding costs only the used slots."""
-    used = min(max(count, 0), 16)
-    stop = start + 3 * used
-    head = tuple(SimpleExtent(w[i], w[i + 1], w[i + 2]) for i in range(start, stop, 3))
-    if w[stop:start + 48] == _ZERO_WORDS[: 48 - 3 * used]:
-        return head + _ZERO_SLOTS[used]
-    return head + tuple(SimpleExtent(w[i], w[i + 1], w[i + 2]) for i in range(stop, start + 48, 3))
+def extents_at(buf: bytes | bytearray | memoryview, offset: int, used: int) -> tuple[SimpleExtent, ...]:
+    """The 16 extent slots whose words start at `offset`, of which the first `used` (0..16) are in
+    use. Only those are unpacked when the rest are zero bytes (all famfs writes): the unused slots
+    are then one shared tuple. Otherwise every slot is read, so `encode` gives the bytes back."""
+    stop = offset + 24 * used
+    end = offset + 24 * MAX_SIMPLE_EXTENTS
+    # bytes(): a memoryview compares with bytes item by item, a bytes object with memcmp
+    if bytes(buf[stop:end]) != _ZERO_BYTES[: end - stop]:
+        return tuple(map(_extent, _EXTENT.iter_unpack(buf[offset:end])))
+    if used == 1:                                                  # the common case, unrolled
+        return (_extent(_EXTENT.unpack_from(buf, offset)),) + _ZERO_SLOTS[1]
+    return tuple(map(_extent, _EXTENT.iter_unpack(buf[offset:stop]))) + _ZERO_SLOTS[used]
 
 
-_ZERO_SLOTS = tuple((ZERO_EXTENT,) * (16 - k) for k in range(17))
+_SIMPLE, _INTERLEAVE = int(ExtType.SIMPLE), int(ExtType.INTERLEAVE)   # plain ints: enum lookups cost
 
 
-def _fmap_from_words(ext_type: int, count: int, w: tuple[int, ...]) -> Fmap:
-    if ext_type == ExtType.SIMPLE:
-        return SimpleFmap(count, _extents_from_words(w, 0, count))
-    if ext_type == ExtType.INTERLEAVE:
-        return InterleavedFmap(count, w[0], w[1], _extents_from_words(w, 2, w[0] if w[0] < 16 else 16))
-    return RawFmap(ext_type, count, tuple(w))
+def fmap_at(buf: bytes | bytearray | memoryview, offset: int, ext_type: int, count: int) -> "Fmap":
+    """Decode the fmap union whose 50 words start at `offset` (`FMAP_WORDS` inside an entry), given
+    its ext_type and count words. Never validates: replay checks the shape."""
+    if ext_type == _SIMPLE:
+        return SimpleFmap(count, extents_at(buf, offset, min(count, MAX_SIMPLE_EXTENTS)))
+    if ext_type == _INTERLEAVE:
+        nstrips, chunk = _U64_PAIR.unpack_from(buf, offset)
+        strips = extents_at(buf, offset + _U64_PAIR.size, min(nstrips, MAX_STRIPS))
+        return InterleavedFmap(count, nstrips, chunk, strips)
+    return RawFmap(ext_type, count, _UNION.unpack_from(buf, offset))
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,16 +433,16 @@ class LogEntry:
     def decode(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> "LogEntry":
         seqnum, etype = _ENTRY_HEAD.unpack_from(buf, offset)
         crc = _U64.unpack_from(buf, offset + 536)[0]
+        at = offset + PAYLOAD
         if etype == EntryType.FILE:
-            v = _FILE_ENTRY.unpack_from(buf, offset)
-            payload: Payload = FileMeta(v[2], v[3], v[4], v[5], v[6], v[7].rstrip(b"\0"),
-                                        _fmap_from_words(v[8], v[9], v[10:60]))
+            size, flags, uid, gid, mode, relpath, ext_type, count = FILE_HEAD.unpack_from(buf, at)
+            payload: Payload = FileMeta(size, flags, uid, gid, mode, relpath.rstrip(b"\0"),
+                                        fmap_at(buf, offset + FMAP_WORDS, ext_type, count))
         elif etype == EntryType.MKDIR:
-            v = _MKDIR_ENTRY.unpack_from(buf, offset)
-            payload = Mkdir(v[2], v[3], v[4], v[5].rstrip(b"\0"))
+            uid, gid, mode, relpath = MKDIR_BODY.unpack_from(buf, at)
+            payload = Mkdir(uid, gid, mode, relpath.rstrip(b"\0"))
         elif etype == EntryType.ADD_DAXDEV:
-            v = _ADD_ENTRY.unpack_from(buf, offset)
-            payload = AddDaxdev(v[2], v[3], v[4])
+            payload = AddDaxdev(*ADD_DAXDEV_BODY.unpack_from(buf, at))
         else:
             payload = RawPayload(bytes(buf[offset + PAYLOAD: offset + 536]))
         return cls(seqnum, etype, payload, crc)

@@ -67,14 +67,16 @@ class Namespace:
     files: dict[str, File] = field(default_factory=dict)
     children: dict[str, list[str]] = field(default_factory=lambda: {"": []})
 
-    def add_dir(self, d: Dir) -> None:
+    def add_dir(self, d: Dir, parent: str | None = None) -> None:
+        """Add `d` under `parent` (default: computed from its path; replay passes the one it checked)."""
         self.dirs[d.path] = d
         self.children[d.path] = []
-        self.children[parent_of(d.path)].append(d.path)
+        self.children[parent_of(d.path) if parent is None else parent].append(d.path)
 
-    def add_file(self, f: File) -> None:
+    def add_file(self, f: File, parent: str | None = None) -> None:
+        """Add `f` under `parent` (default: computed from its path)."""
         self.files[f.path] = f
-        self.children[parent_of(f.path)].append(f.path)
+        self.children[parent_of(f.path) if parent is None else parent].append(f.path)
 
     def is_dir(self, path: str) -> bool:
         return path == "" or path in self.dirs

@@ -32,16 +32,20 @@ from typing import Union
 from harness.famfs.errors import EntryRejected, FamfsError, LogHeaderRejected, SuperblockRejected
 from harness.famfs.index import IndexTable
 from harness.famfs.layout import (
-    ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_SIZE, HEADER_SIZE, LOG_MAGIC, MAX_DAXDEVS,
-    MAX_INTERLEAVED_EXTENTS, MAX_PATHLEN, MAX_SIMPLE_EXTENTS, MAX_STRIPS, SECONDARY_SB, SUPER_MAGIC,
-    SUPERBLOCK, SUPERBLOCK_SIZE, U64_MAX, AddDaxdev, EntryType, FileMeta, InterleavedFmap, LogEntry,
-    LogHeader, Mkdir, SimpleExtent, SimpleFmap, Superblock, crc32, log_slots,
+    ADD_DAXDEV_BODY, ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_SIZE, FILE_HEAD, FMAP_WORDS, HEADER_SIZE,
+    LOG_MAGIC, MAX_DAXDEVS, MAX_INTERLEAVED_EXTENTS, MAX_PATHLEN, MAX_SIMPLE_EXTENTS, MAX_STRIPS,
+    MKDIR_BODY, PAYLOAD, SECONDARY_SB, SUPER_MAGIC, SUPERBLOCK, SUPERBLOCK_SIZE, U64_MAX, AddDaxdev,
+    EntryType, ExtType, InterleavedFmap, LogHeader, SimpleExtent, SimpleFmap, Superblock, crc32,
+    fmap_at, log_slots,
 )
 from harness.famfs.namespace import META_DIR, Dir, File, Namespace, parent_of
 from harness.famfs.probe import NULL_PROBE, Probe
 
 _U64 = struct.Struct("<Q")
-_HEAD = struct.Struct("<Q")          # seqnum
+_ENTRY_HEAD = struct.Struct("<QI")   # seqnum, type
+# Plain ints for the per-entry dispatch: comparing with an IntEnum member costs an enum lookup.
+_FILE, _MKDIR, _ADD_DAXDEV = int(EntryType.FILE), int(EntryType.MKDIR), int(EntryType.ADD_DAXDEV)
+_SIMPLE, _INTERLEAVE = int(ExtType.SIMPLE), int(ExtType.INTERLEAVE)
 
 
 @dataclass(frozen=True)
@@ -125,21 +129,21 @@ def replay(device: Union[bytes, bytearray, memoryview], *, device_size: int | No
         probe.index_assigned(0, table[0].uuid_text, size0, None)
     player = _Player(sb, table, probe)
     log = memoryview(device)[sb.log_offset: sb.log_offset + sb.log_len]
+    head = _ENTRY_HEAD.unpack_from
     stopped_at = None
-    i = 0
     for i in range(header.next_index):
         at = HEADER_SIZE + ENTRY_SIZE * i
         if check_crc and crc32(log[at:at + 536]) != _U64.unpack_from(log, at + 536)[0]:
             player.reject(EntryRejected.torn(i, "entry CRC mismatch"))
             stopped_at = i
             break
-        seqnum = _HEAD.unpack_from(log, at)[0]
+        seqnum, etype = head(log, at)
         if seqnum != i:
             player.reject(EntryRejected.torn(i, f"seqnum {seqnum} in slot {i}"))
             stopped_at = i
             break
         try:
-            player.apply(i, LogEntry.decode(log, at))
+            player.apply(i, etype, log, at)
         except FamfsError as e:
             player.reject(e)
     read = (stopped_at + 1) if stopped_at is not None else header.next_index
@@ -147,7 +151,11 @@ def replay(device: Union[bytes, bytearray, memoryview], *, device_size: int | No
 
 
 class _Player:
-    """Applies entries one at a time to a namespace and index table."""
+    """Applies entries one at a time to a namespace and index table.
+
+    Each entry kind has one method taking the entry's place in the log (`at`, from the log start);
+    it reads the fields it needs straight from the log with `layout`'s codecs (no `LogEntry`
+    value in between) and raises the first typed rejection the entry earns."""
 
     def __init__(self, sb: Superblock, table: IndexTable, probe: Probe):
         self.au = sb.alloc_unit
@@ -162,47 +170,53 @@ class _Player:
         if self.probe.enabled:
             self.probe.rejected(e)
 
-    def apply(self, i: int, e: LogEntry) -> None:
-        p = e.payload
-        if e.type == EntryType.FILE:
-            assert isinstance(p, FileMeta)
-            self.file(i, p)
-        elif e.type == EntryType.MKDIR:
-            assert isinstance(p, Mkdir)
-            path = self.path(i, p.relpath)
-            self.place(i, path)
-            self.ns.add_dir(Dir(path, p.mode & 0o7777, p.uid, p.gid, i))
-        elif e.type == EntryType.ADD_DAXDEV:
-            assert isinstance(p, AddDaxdev)
-            dev = self.table.add(i, p)
-            if self.probe.enabled:
-                self.probe.index_assigned(dev.index, dev.uuid_text, dev.size, i)
+    def apply(self, i: int, etype: int, log: memoryview, at: int) -> None:
+        """Apply entry `i` of type `etype` (ENTRY-TYPE: famfs writes no other type)."""
+        if etype == _FILE:
+            self.file(i, log, at)
+        elif etype == _MKDIR:
+            self.mkdir(i, log, at)
+        elif etype == _ADD_DAXDEV:
+            self.add_daxdev(i, log, at)
         else:
-            raise EntryRejected.bad_type(i, e.type)
+            raise EntryRejected.bad_type(i, etype)
 
-    def file(self, i: int, p: FileMeta) -> None:
-        path = self.path(i, p.relpath)
-        fmap = p.fmap
-        if isinstance(fmap, SimpleFmap):
-            extents = self.simple_shape(i, p.size, fmap)
-        elif isinstance(fmap, InterleavedFmap):
-            extents = self.interleave_shape(i, p.size, fmap)
+    def mkdir(self, i: int, log: memoryview, at: int) -> None:
+        uid, gid, mode, raw = MKDIR_BODY.unpack_from(log, at + PAYLOAD)
+        path = self.path(i, raw)
+        parent = self.place(i, path)
+        self.ns.add_dir(Dir(path, mode & 0o7777, uid, gid, i), parent)
+
+    def add_daxdev(self, i: int, log: memoryview, at: int) -> None:
+        dev = self.table.add(i, AddDaxdev(*ADD_DAXDEV_BODY.unpack_from(log, at + PAYLOAD)))
+        if self.probe.enabled:
+            self.probe.index_assigned(dev.index, dev.uuid_text, dev.size, i)
+
+    def file(self, i: int, log: memoryview, at: int) -> None:
+        size, flags, uid, gid, mode, raw, ext_type, count = FILE_HEAD.unpack_from(log, at + PAYLOAD)
+        path = self.path(i, raw)
+        fmap = fmap_at(log, at + FMAP_WORDS, ext_type, count)
+        if ext_type == _SIMPLE:
+            extents = self.simple_shape(i, size, fmap)  # type: ignore[arg-type]
+        elif ext_type == _INTERLEAVE:
+            extents = self.interleave_shape(i, size, fmap)  # type: ignore[arg-type]
         else:
-            raise EntryRejected.bad_fmap(i, f"unknown ext_type {fmap.ext_type}")
+            raise EntryRejected.bad_fmap(i, f"unknown ext_type {ext_type}")
         for ext in extents:
             if not self.table.defined(ext.devindex):
                 raise EntryRejected.undefined_index(i, ext.devindex, len(self.table))
-        for ext in extents:
-            self.bounds(i, ext)
-        self.place(i, path)
-        self.ns.add_file(File(path, p.size, p.flags, p.mode & 0o7777, p.uid, p.gid, fmap, i))
+        self.bounds(i, extents)
+        parent = self.place(i, path)
+        self.ns.add_file(File(path, size, flags, mode & 0o7777, uid, gid, fmap, i), parent)  # type: ignore[arg-type]
 
     # -- checks, each raising one typed rejection ---------------------------------------------
 
-    def path(self, i: int, raw: bytes) -> str:
-        if len(raw) >= MAX_PATHLEN and b"\0" not in raw[:MAX_PATHLEN]:
+    def path(self, i: int, field: bytes) -> str:
+        """The path named by a raw 80-byte relpath field (NS-CONTAINED)."""
+        end = field.find(0, 0, MAX_PATHLEN)
+        if end < 0:
             raise EntryRejected.escapes(i, f"relpath not NUL-terminated within {MAX_PATHLEN} bytes")
-        raw = raw.split(b"\0", 1)[0]
+        raw = field[:end]
         if not raw:
             raise EntryRejected.escapes(i, "empty relpath")
         if raw.startswith(b"/"):
@@ -211,30 +225,34 @@ class _Player:
             path = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise EntryRejected.escapes(i, f"relpath {raw!r} is not UTF-8") from None
-        for part in path.split("/"):
-            if part in ("", ".", ".."):
-                raise EntryRejected.escapes(i, f"relpath {path!r} has an empty, '.' or '..' component")
+        # A component can be empty, "." or ".." only if the path has a ".", a "//" or a trailing
+        # "/" (a leading one was refused above); most paths have none, so they skip the split.
+        if "." in path or "//" in path or path.endswith("/"):
+            for part in path.split("/"):
+                if part in ("", ".", ".."):
+                    raise EntryRejected.escapes(i, f"relpath {path!r} has an empty, '.' or '..' component")
         return path
 
-    def place(self, i: int, path: str) -> None:
+    def place(self, i: int, path: str) -> str:
+        """Check that `path` can be created (NS-CONFLICT); return its parent directory."""
         ns = self.ns
-        if path == META_DIR or path.startswith(META_DIR + "/"):
+        if path.startswith(META_DIR) and (path == META_DIR or path.startswith(META_DIR + "/")):
             raise EntryRejected.conflict(i, f"{path!r} is inside the reserved {META_DIR}/", errno.EPERM)
         if path in ns.files or path in ns.dirs:
             raise EntryRejected.conflict(i, f"{path!r} already exists")
         parent = parent_of(path)
         if parent in ns.files:
             raise EntryRejected.conflict(i, f"parent {parent!r} of {path!r} is a file", errno.ENOTDIR)
-        if not ns.is_dir(parent):
+        if parent and parent not in ns.dirs:
             raise EntryRejected.conflict(i, f"parent {parent!r} of {path!r} does not exist", errno.ENOENT)
+        return parent
 
     def simple_shape(self, i: int, size: int, fmap: SimpleFmap) -> tuple[SimpleExtent, ...]:
-        if not 1 <= fmap.nextents <= MAX_SIMPLE_EXTENTS:
-            raise EntryRejected.bad_fmap(i, f"nextents {fmap.nextents} not in 1..{MAX_SIMPLE_EXTENTS}")
-        extents = fmap.extents
-        for ext in extents:
-            self.aligned(i, ext)
-        total = sum(e.len for e in extents)
+        n = fmap.nextents
+        if not 1 <= n <= MAX_SIMPLE_EXTENTS:
+            raise EntryRejected.bad_fmap(i, f"nextents {n} not in 1..{MAX_SIMPLE_EXTENTS}")
+        extents = fmap.slots[:n]
+        total = self.aligned(i, extents)
         if total < size:
             raise EntryRejected.bad_fmap(i, f"extents cover {total:#x} bytes, file size is {size:#x}")
         return extents
@@ -247,9 +265,8 @@ class _Player:
             raise EntryRejected.bad_fmap(i, f"nstrips {n} not in 1..{MAX_STRIPS}")
         if chunk == 0 or chunk & (chunk - 1) or chunk % self.au:
             raise EntryRejected.bad_fmap(i, f"chunk size {chunk:#x} not a power of two multiple of {self.au:#x}")
-        strips = fmap.strips
-        for ext in strips:
-            self.aligned(i, ext)
+        strips = fmap.strip_slots[:n]
+        self.aligned(i, strips)
         nchunks = -(-size // chunk)
         for k, strip in enumerate(strips):
             need = strip_bytes_needed(size, chunk, n, k, nchunks)
@@ -257,25 +274,34 @@ class _Player:
                 raise EntryRejected.bad_fmap(i, f"strip {k} holds {strip.len:#x} bytes, the file needs {need:#x}")
         return strips
 
-    def aligned(self, i: int, ext: SimpleExtent) -> None:
-        if ext.len == 0:
-            raise EntryRejected.bad_fmap(i, "zero-length extent")
-        if ext.offset % self.au or ext.len % self.au:
-            raise EntryRejected.bad_fmap(i, f"extent [{ext.offset:#x}, +{ext.len:#x}) not aligned to {self.au:#x}")
+    def aligned(self, i: int, extents: tuple[SimpleExtent, ...]) -> int:
+        """Check that no extent is empty or unaligned (FMAP-SHAPE); return the bytes they cover."""
+        au, total = self.au, 0
+        for ext in extents:
+            if ext.len == 0:
+                raise EntryRejected.bad_fmap(i, "zero-length extent")
+            if ext.offset % au or ext.len % au:
+                raise EntryRejected.bad_fmap(i, f"extent [{ext.offset:#x}, +{ext.len:#x}) not aligned to {au:#x}")
+            total += ext.len
+        return total
 
-    def bounds(self, i: int, ext: SimpleExtent) -> None:
-        end = ext.offset + ext.len
-        if end > U64_MAX:
-            raise EntryRejected.out_of_bounds(i, f"extent [{ext.offset:#x}, +{ext.len:#x}) overflows u64")
-        size = self.table[ext.devindex].size
-        if end > size:
-            raise EntryRejected.out_of_bounds(
-                i, f"extent [{ext.offset:#x}, {end:#x}) past the end of daxdev {ext.devindex} ({size:#x})")
-        reserved = self.reserved0 if ext.devindex == 0 else SUPERBLOCK_SIZE
-        if ext.offset < reserved:
-            what = "superblock and log" if ext.devindex == 0 else "superblock"
-            raise EntryRejected.out_of_bounds(
-                i, f"extent at {ext.offset:#x} overlaps the {what} of daxdev {ext.devindex} (< {reserved:#x})")
+    def bounds(self, i: int, extents: tuple[SimpleExtent, ...]) -> None:
+        """Check that every extent lies inside its (defined) daxdev, clear of its superblock and,
+        on the primary, of the log (EXT-BOUNDS)."""
+        table = self.table
+        for ext in extents:
+            end = ext.offset + ext.len
+            if end > U64_MAX:
+                raise EntryRejected.out_of_bounds(i, f"extent [{ext.offset:#x}, +{ext.len:#x}) overflows u64")
+            size = table[ext.devindex].size
+            if end > size:
+                raise EntryRejected.out_of_bounds(
+                    i, f"extent [{ext.offset:#x}, {end:#x}) past the end of daxdev {ext.devindex} ({size:#x})")
+            reserved = self.reserved0 if ext.devindex == 0 else SUPERBLOCK_SIZE
+            if ext.offset < reserved:
+                what = "superblock and log" if ext.devindex == 0 else "superblock"
+                raise EntryRejected.out_of_bounds(
+                    i, f"extent at {ext.offset:#x} overlaps the {what} of daxdev {ext.devindex} (< {reserved:#x})")
 
 
 def strip_bytes_needed(size: int, chunk: int, nstrips: int, k: int, nchunks: int | None = None) -> int:
