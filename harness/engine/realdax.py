@@ -217,9 +217,9 @@ def setup(say: Say = _quiet, cache: Path = CACHE) -> Kit:
     files are in the cache; a second call only checks."""
     with _locked(cache):
         kit = _setup_kit(say, cache)
-        header = cache / f"header-{DEV_FILE_SIZE}.bin"
-        if not header.exists() or not header.with_suffix(".json").exists():
-            _format_header(DEV_FILE_SIZE, kit, say, cache)
+        sizes = [n for n in (DEV_FILE_SIZE, FUZZ_FILE_SIZE) if not (cache / f"header-{n}.json").exists()]
+        if sizes:
+            _format_headers(sizes, kit, say, cache)
     return kit
 
 
@@ -409,35 +409,40 @@ def backing_file(path: Path, size: int, kit: Kit, say: Say = _quiet, cache: Path
     if not header.exists() or not header.with_suffix(".json").exists():
         with _locked(cache):
             if not header.with_suffix(".json").exists():
-                _format_header(size, kit, say, cache)
+                _format_headers([size], kit, say, cache)
     with open(path, "wb") as f:
         f.write(header.read_bytes())
         f.truncate(size)
     return path
 
 
-def _format_header(size: int, kit: Kit, say: Say, cache: Path) -> None:
-    work = cache / f"format-{size}"
+def _format_headers(sizes: Sequence[int], kit: Kit, say: Say, cache: Path) -> None:
+    """Format one NVDIMM of each size in one guest (ndctl), and cache each one's header and
+    devdax size. Region N of the guest is the N-th NVDIMM (checked by the lanes' device order)."""
+    work = cache / "format"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    raw = work / "nvdimm.img"
-    with open(raw, "wb") as f:
-        f.truncate(size)
-    say(f"realdax: formatting a {size >> 20} MiB NVDIMM as devdax (--map=mem), once")
-    run = Guest(kit, "format", [raw], work, guest_script("format", "--result", "/tmp/rd/result.json"),
+    raws = []
+    for i, size in enumerate(sizes):
+        raws.append(work / f"nvdimm{i}.img")
+        with open(raws[-1], "wb") as f:
+            f.truncate(size)
+    say(f"realdax: formatting NVDIMMs of {', '.join(f'{s >> 20} MiB' for s in sizes)} as devdax (--map=mem), once")
+    run = Guest(kit, "format", raws, work, guest_script("format", "--result", "/tmp/rd/result.json"),
                 timeout=240).run()
     result = _result(work / "result.json", run)
     if not result.get("ok"):
         raise RealdaxError(f"formatting failed in the guest: {result.get('error')}", console=run.console)
-    with open(raw, "rb") as f:
-        head = f.read(DATA_OFFSET)
-    if head[HEADER_BYTES:].strip(b"\0"):
-        raise RealdaxError(f"the formatted NVDIMM has data past {HEADER_BYTES} bytes before the devdax data")
-    dax_sizes = set(result["sizes"].values())
-    if len(dax_sizes) != 1:
-        raise RealdaxError(f"the formatted NVDIMM gave devdax sizes {result['sizes']}")
-    cache.joinpath(f"header-{size}.bin").write_bytes(head[:HEADER_BYTES])
-    cache.joinpath(f"header-{size}.json").write_text(json.dumps({"dax_size": dax_sizes.pop(), "ndctl": result["namespaces"]}))
+    for i, (raw, size) in enumerate(zip(raws, sizes)):
+        with open(raw, "rb") as f:
+            head = f.read(DATA_OFFSET)
+        if head[HEADER_BYTES:].strip(b"\0"):
+            raise RealdaxError(f"the formatted NVDIMM has data past {HEADER_BYTES} bytes before the devdax data")
+        got = result["sizes"].get(f"/dev/dax{i}.0")
+        if not got or not 0 < size - got <= 2 * DATA_OFFSET:
+            raise RealdaxError(f"a {size}-byte NVDIMM gave devdax sizes {result['sizes']}")
+        cache.joinpath(f"header-{size}.bin").write_bytes(head[:HEADER_BYTES])
+        cache.joinpath(f"header-{size}.json").write_text(json.dumps({"dax_size": got}))
     shutil.rmtree(work, ignore_errors=True)
 
 
