@@ -255,6 +255,8 @@ def cmd_compare_abi(args: argparse.Namespace) -> int:
             inv = ", ".join(f"{k} {v}" for k, v in sorted(r.by_invariant.items())) or "none"
             lines.append(f"{r.abi:24} {r.failing:4}/{r.cases:<4} {d['registrations_per_case']:9} "
                          f"{d['id_map_entries_per_case']:6} {d['ms_per_case']:8}  {inv}")
+        lines.append("minimal counterexamples (shrunk while the same invariant breaks):")
+        lines += [f"  {r.abi} {what}: {m['famfs']}" for r in rows for what, m in sorted(r.minimal.items())]
         return "\n".join(lines)
     _emit(args, doc, text)
     return EXIT_CLEAN
