@@ -216,13 +216,14 @@ class Daemon:
             return None
         return [(self.inodes[k].path.rpartition("/")[2], self.inodes[k].attr) for k in kids]
 
-    def read(self, ino: int, offset: int, length: int) -> bytes:
-        """read(2) through the kernel side: GET_FMAP, the daxdev table, DAX memory."""
+    def read(self, ino: int, offset: int, length: int, *, zero_copy: bool = False) -> bytes | memoryview:
+        """read(2) through the kernel side: GET_FMAP, the daxdev table, DAX memory. `zero_copy`:
+        a view of DAX memory where one run covers the read (`KernelMount.read_steps`)."""
         inode = self.inodes.get(ino)
         if inode is None or inode.file is None:
             raise DaemonError.no_fmap(ino)
         self._before_serving(inode.file)
-        return self.kernel.read(ino, offset, length)
+        return self.kernel.read(ino, offset, length, zero_copy=zero_copy)
 
     # -- what the kernel asks ------------------------------------------------------------------
 
@@ -305,5 +306,5 @@ class RefusedImage:
     def readdir(self, ino: int) -> list[tuple[str, Attr]] | None:
         return [] if ino == ROOT_INO else None
 
-    def read(self, ino: int, offset: int, length: int) -> bytes:
+    def read(self, ino: int, offset: int, length: int, *, zero_copy: bool = False) -> bytes:
         raise self.error

@@ -27,7 +27,7 @@ fails with EHWPOISON where Python knows it, else EIO) and `fail_nth(op, n)` (the
 flag `_faulty`; the switches are only consulted when it is set.
 
 Operations, as counted by `fail_nth`: "open" is a resolver scanning the device's superblock,
-"map" is `view()`, "read" is `read()`, "write" is `write()`.
+"map" is `view()`, "read" is `read()` or `read_view()`, "write" is `write()`.
 
 Invariant IDs on errors: EXT-BOUNDS for out-of-range accesses; IDX-RESOLVE for devices that cannot
 be opened, mapped or resolved (and for name/dev_t/UUID ambiguity); IDX-PRIMARY for `primary()`;
@@ -285,13 +285,22 @@ class DaxDevice:
 
     def read(self, offset: int, length: int) -> bytes:
         """`length` bytes at device `offset`."""
+        self._check_read(offset, length)
+        return self._mm[offset:offset + length]  # type: ignore[index]
+
+    def read_view(self, offset: int, length: int) -> memoryview:
+        """`read` without the copy, for a caller that hands the bytes straight on (the FUSE read
+        reply): the same checks and the same "read" for `fail_nth`, but a view of the mapping."""
+        self._check_read(offset, length)
+        return memoryview(self._mm)[offset:offset + length]  # type: ignore[arg-type]
+
+    def _check_read(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0 or offset + length > self.size:
             raise DaxDeviceError.out_of_bounds(self.name, offset, length, self.size)
         if self._faulty:
             self._trip("read", offset, length)
         if self.on_access is not None:
             self.on_access(self.node, self.name, offset, length, False)
-        return self._mm[offset:offset + length]  # type: ignore[index]
 
     def write(self, offset: int, data: Bytes) -> None:
         """Store `data` at device `offset` (visible at once to every mapping of this memory)."""

@@ -109,8 +109,8 @@ class FamfsOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=inode, keep_cache=False)
 
     @_errors
-    async def read(self, fh: int, off: int, size: int) -> bytes:
-        return self.daemon.read(fh, off, size)
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
+        return self.daemon.read(fh, off, size, zero_copy=True)     # pyfuse3 replies from the buffer
 
     @_errors
     async def release(self, fh: int) -> None:

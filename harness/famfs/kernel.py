@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import Any, Generator, Protocol, Sequence
+from typing import Any, Generator, Protocol, Sequence, Union
 
 from harness.famfs import wire
 from harness.famfs.daxtable import DaxdevTable, SlotView, _finish
@@ -35,6 +35,7 @@ from harness.famfs.probe import NULL_PROBE, Probe
 
 
 Steps = Generator[str, None, Any]
+Bytes = Union[bytes, memoryview]
 
 
 class KernelError(FamfsError):
@@ -66,6 +67,10 @@ class Device(Protocol):
     size: int
 
     def read(self, offset: int, length: int) -> bytes: ...
+
+    def read_view(self, offset: int, length: int) -> memoryview:
+        """`read` without the copy (only zero-copy reads call it)."""
+        ...
 
 
 class Host(Protocol):
@@ -294,8 +299,11 @@ class KernelMount:
     def lookup(self, index: int) -> SlotView:
         return _finish(self.lookup_steps(index))
 
-    def read_steps(self, nodeid: int, offset: int, length: int) -> Steps:
-        """read(2) of a famfs file: resolve each run through the table and copy from DAX memory."""
+    def read_steps(self, nodeid: int, offset: int, length: int, *, zero_copy: bool = False) -> Steps:
+        """read(2) of a famfs file: resolve each run through the table and copy from DAX memory.
+        `zero_copy`: when one run covers the read, return a view of the DAX memory instead of a
+        copy (the FUSE adapter hands it to the kernel, which copies it once, into the reader's
+        buffer); bytes otherwise."""
         kf = yield from self.fmap_steps(nodeid)
         if kf.bad:
             raise KernelError(errno.EIO, Invariant.IDX_LOOKUP, "file marked bad: a referenced daxdev is missing")
@@ -310,17 +318,22 @@ class KernelMount:
             if view.device is None:                     # a half-published slot: the kernel would oops
                 raise KernelError(errno.EFAULT, Invariant.TBL_PUBLISH, f"slot {run.index} valid without a device")
             try:
-                out.append(view.device.read(run.dev_offset, n))
+                if zero_copy:
+                    out.append(view.device.read_view(run.dev_offset, n))
+                else:
+                    out.append(view.device.read(run.dev_offset, n))
             except FamfsError as e:
                 raise KernelError(e.errno, e.invariant, e.message) from None
             if self.probe.enabled:
                 self.probe.extent_resolved(self.node, str(nodeid), offset, run.index, run.dev_offset, n)
             offset += n
+        if zero_copy and len(out) == 1:
+            return out[0]
         return b"".join(out)
 
-    def read(self, nodeid: int, offset: int, length: int) -> bytes:
+    def read(self, nodeid: int, offset: int, length: int, *, zero_copy: bool = False) -> Bytes:
         """read(2), run to completion (no scheduler)."""
-        return _finish(self.read_steps(nodeid, offset, length))
+        return _finish(self.read_steps(nodeid, offset, length, zero_copy=zero_copy))
 
     def teardown(self) -> None:
         self.table.clear()

@@ -79,6 +79,25 @@ def test_odd_offsets_and_lengths(two_nodes):
         assert d.read(ino, off, n) == want[off:off + n], (off, n)
 
 
+def test_zero_copy_reads_the_same_bytes_through_the_same_lookups(two_nodes):
+    """The FUSE adapter's read: the bytes and probe-checked lookups of a copying read; where one
+    run covers the read, a view of the DAX memory itself."""
+    probe = two_nodes.checker()
+    d = two_nodes.daemon("A", probe=probe)
+    for f in two_nodes.built.image.expected.files.values():
+        ino = d.ino_of(f.path)
+        for off in range(0, f.size, 768 << 10):
+            assert d.read(ino, off, 1 << 20, zero_copy=True) == d.read(ino, off, 1 << 20), (f.path, off)
+    assert probe.check() == d.kernel.lookups > 0
+    big = d.ino_of("d/big")                              # 2 MiB chunks striped over indices 2, 1
+    assert isinstance(d.read(big, 2 * MiB - 3, 7, zero_copy=True), bytes)
+    c = two_nodes.built.image.expected.files["c"]       # one extent on index 2 (local dax2.0)
+    view = d.read(d.ino_of("c"), 0, 4, zero_copy=True)
+    two_nodes.nodes["A"][2].write(c.fmap.extents[0].offset, b"new!")
+    assert view == b"new!"
+    view.release()
+
+
 def test_two_nodes_agree_on_every_index(two_nodes):
     probe = two_nodes.checker()
     a = two_nodes.daemon("A", probe=probe)

@@ -229,7 +229,8 @@ BAD_RANGES = [(-1, 1), (-1, 0), (SMALL, 1), (SMALL - 1, 2), (0, SMALL + 1), (0, 
 def test_out_of_bounds_is_ext_bounds(dev: DaxDevice, offset: int, length: int) -> None:
     seen: list[tuple] = []
     dev.on_access = lambda *a: seen.append(a)
-    for call in (lambda: dev.read(offset, length), lambda: dev.view(offset, length)):
+    for call in (lambda: dev.read(offset, length), lambda: dev.read_view(offset, length),
+                 lambda: dev.view(offset, length)):
         with pytest.raises(DeviceError) as e:
             call()
         assert_device_error(e.value, errno.ERANGE, Invariant.EXT_BOUNDS)
@@ -358,6 +359,23 @@ def test_fail_nth_read_write_map(dev: DaxDevice) -> None:
         with pytest.raises(DeviceError):
             dev.read(0, 1)
     dev.read(0, 1)
+
+
+def test_read_view_is_a_read_without_the_copy(dev: DaxDevice) -> None:
+    seen: list[tuple] = []
+    dev.on_access = lambda *a: seen.append(a)
+    dev.write(8, b"abc")
+    view = dev.read_view(8, 3)
+    assert view == b"abc"
+    dev.write(8, b"xyz")
+    assert view == b"xyz"                                                # the mapping itself, not a copy
+    view.release()
+    assert seen[1] == ("A", "dax0.0", 8, 3, False)                       # heard as a read
+    dev.fail_nth("read", 2)
+    dev.read(0, 1)
+    with pytest.raises(DeviceError) as e:                                # counted with read()
+        dev.read_view(0, 1)
+    assert_device_error(e.value, errno.EIO, Invariant.DATA)
 
 
 def test_fail_nth_counts_ops_failed_by_other_faults(dev: DaxDevice) -> None:

@@ -49,7 +49,7 @@ def test_errors_become_fuse_errors(ops, caplog):
 def test_an_internal_error_is_eio_and_reported(ops, caplog):
     seen = []
     ops.daemon.probe = type("P", (), {"internal_error": lambda self, where, err: seen.append(where)})()
-    ops.daemon.read = lambda *a: 1 / 0
+    ops.daemon.read = lambda *a, **kw: 1 / 0
     with pytest.raises(pyfuse3.FUSEError) as e:
         run(ops.read, 5, 0, 10)
     assert e.value.errno == errno.EIO and seen == ["read"]
