@@ -1,10 +1,12 @@
 """`famfs-fuzz fuzz mount_e2e --dax real` finds a bug that only real device-dax shows, files it
 as an ordinary crash folder with the guest's console attached, and the same input passes on main.
 
-The bug is planted in a copy of the package (as tests/quality does): `DaxDevice.read` returns
-zeros for devices of kind "real" (a /dev/daxX.Y), so every emulated lane stays green and only
-the guest, where the daemon serves /dev/dax0.0.., reads wrong bytes (DATA). The copy lives in the
-real-DAX cache folder, not under /tmp: the guest mounts its own tmpfs on /tmp.
+The bug is planted in a copy of the package (as tests/quality does): a `DaxDevice` of kind
+"real" (a /dev/daxX.Y) keeps a private copy of the device taken when it was opened instead of
+the shared mapping (what MAP_PRIVATE would do), so the daemon never sees the images written
+onto the device later. Every emulated lane stays green; only the guest, where the daemon serves
+/dev/dax0.0.., disagrees with the model. The copy lives in the real-DAX cache folder, not under
+/tmp: the guest mounts its own tmpfs on /tmp.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ import pytest
 from harness.engine.realdax import CACHE, REPO, Kit
 
 PLANT = ("harness/famfs/devices.py",
-         "        return self._mm[offset:offset + length]  # type: ignore[index]\n",
-         "        return bytes(length) if self.kind == \"real\" else self._mm[offset:offset + length]  # type: ignore[index]\n")
+         "        self._mm: mmap.mmap | None = mm\n",
+         "        self._mm: mmap.mmap | None = bytearray(mm) if kind == \"real\" else mm  # type: ignore[assignment]\n")
 
 
 def _cli(cwd: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
@@ -48,9 +50,9 @@ def test_real_lane_files_a_real_devdax_only_bug_with_its_console(kit: Kit) -> No
         doc = json.loads(run.stdout)
         assert doc["engine"] == "real-dax" and doc["execs"] >= 1 and doc["new_signatures"], doc
         key, title = next(iter(doc["new_signatures"].items()))
-        assert "DATA" in title, title
         folder = crashers / "mount_e2e" / key
         record = json.loads((folder / "crash.json").read_text())
+        assert record["signature"]["kind"] == "invariant", title          # the oracle's finding
         assert record["mode"] == "real-dax" and record["extra"]["dax"] == "real"
         assert "realdax: up" in (folder / "console.log").read_text()       # the guest's console
         assert record["reproduced"] and record["reproduced"].startswith("3/"), record["reproduced"]
