@@ -97,6 +97,8 @@ class FuseResult:
     fuse_mb_s: float
     mmap_copy_mb_s: float
     fuse_over_mmap: float
+    floor_mb_s: float              # the same reads from `fusefloor`: the mount's adapter, no famfs work
+    floor_over_mmap: float
     golden_mount_s: float          # spawn `famfs-fuzz mount` on the golden image until it serves
     golden_daemon_mount_s: float   # in-process Daemon.mount on the golden image (replay + resolve)
 
@@ -107,7 +109,8 @@ class FuseResult:
 def fuse_read(workdir: str, golden: str | None = None, size: int = 64 << 20, read_size: int = 128 << 10,
               repeat: int = 3) -> FuseResult:
     """Mount a one-file image in a child process and time 128 KiB reads of the whole file through
-    the mount, against a plain copy of the same extents out of the device mapping."""
+    the mount, against a plain copy of the same extents out of the device mapping; and the same
+    reads from the floor (`fusefloor`: the same adapter and mount, a constant buffer behind it)."""
     import mmap
     import os
     import select
@@ -127,9 +130,9 @@ def fuse_read(workdir: str, golden: str | None = None, size: int = 64 << 20, rea
         out.write(dev)
     del dev
 
-    def spawn(args: list[str]) -> tuple[subprocess.Popen[str], float]:
+    def spawn(argv: list[str]) -> tuple[subprocess.Popen[str], float]:
         t = time.perf_counter()
-        p = subprocess.Popen([sys.executable, "-m", "harness.cli", "mount", *args, mnt],
+        p = subprocess.Popen([sys.executable, "-m", *argv],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert p.stdout is not None
         ready, _, _ = select.select([p.stdout], [], [], 30)
@@ -143,18 +146,22 @@ def fuse_read(workdir: str, golden: str | None = None, size: int = 64 << 20, rea
         subprocess.run(["fusermount3", "-u", mnt], check=False, capture_output=True)
         p.wait(timeout=30)
 
-    proc, _ = spawn([dev_path])
-    try:
-        def via_fuse() -> None:
-            fd = os.open(os.path.join(mnt, "big"), os.O_RDONLY)
-            try:
-                while os.read(fd, read_size):
-                    pass
-            finally:
-                os.close(fd)
-        t_fuse = _best(via_fuse, repeat)
-    finally:
-        stop(proc)
+    def via_fuse() -> None:
+        fd = os.open(os.path.join(mnt, "big"), os.O_RDONLY)
+        try:
+            while os.read(fd, read_size):
+                pass
+        finally:
+            os.close(fd)
+
+    def timed_reads(argv: list[str]) -> float:
+        proc, _ = spawn(argv)
+        try:
+            return _best(via_fuse, repeat)
+        finally:
+            stop(proc)
+    t_fuse = timed_reads(["harness.cli", "mount", dev_path, mnt])
+    t_floor = timed_reads(["harness.engine.fusefloor", mnt, str(size)])
     ext = f.fmap.extents[0]
     with open(dev_path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         def via_mmap() -> None:
@@ -165,14 +172,15 @@ def fuse_read(workdir: str, golden: str | None = None, size: int = 64 << 20, rea
         t_mmap = _best(via_mmap, repeat)
     golden_s = daemon_s = float("nan")
     if golden:
-        proc, golden_s = spawn([golden])
+        proc, golden_s = spawn(["harness.cli", "mount", golden, mnt])
         stop(proc)
         with DaxDevice.emulated_file(golden, name="dax0.0") as g:
             t = time.perf_counter()
             Daemon.mount(Resolver("bench", [g]), primary=g)
             daemon_s = time.perf_counter() - t
     mb = size / 1e6
-    return FuseResult(size, read_size, mb / t_fuse, mb / t_mmap, t_mmap / t_fuse, golden_s, daemon_s)
+    return FuseResult(size, read_size, mb / t_fuse, mb / t_mmap, t_mmap / t_fuse, floor_mb_s=mb / t_floor,
+                      floor_over_mmap=t_mmap / t_floor, golden_mount_s=golden_s, golden_daemon_mount_s=daemon_s)
 
 
 GOLDEN_RESOURCE = ("tests", "golden", "famfs-5d0919f", "primary-head.img.gz")
