@@ -161,7 +161,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                            "FAMFS_FUZZ_DIFFERENTIAL": "1" if args.differential else "0"})
     try:
         if args.dax == "real":                  # the cases run in a qemu guest on real devdax
-            from harness.engine.realdax import fuzz_real
+            from harness.engine.realdax_fuzz import fuzz_real
             r = fuzz_real(args.target, max_time=args.max_time, runs=args.runs, seed=args.seed,
                           crashers=Path(args.crashers), inputs=[Path(p) for p in args.input],
                           say=progress or (lambda line: None))

@@ -110,7 +110,8 @@ def nightly(out: Path, *, budget: float = 600.0, jobs: int = 2, targets: Sequenc
         if plan:
             result.rounds.append(run_round(plan))
     if real_dax > 0:                          # the real-DAX lane: one qemu guest, mount_e2e cases
-        from harness.engine.realdax import RealdaxError, fuzz_real
+        from harness.engine.realdax import RealdaxError
+        from harness.engine.realdax_fuzz import fuzz_real
         try:
             say(f"nightly: mount_e2e on real device-dax for {real_dax:.0f} s")
             result.rounds.append([fuzz_real("mount_e2e", max_time=real_dax, crashers=crashers,

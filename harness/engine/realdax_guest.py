@@ -247,7 +247,7 @@ def cmd_mount(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_master(args: argparse.Namespace) -> dict[str, Any]:
     """Node A: mkfs + stage 1 with the project's appender on the real devdax, mount, read; after
     the client has mounted, append stage 2, logplay, read again."""
-    from harness.engine.realdax import STAGE1, STAGE2, apply_ops, mkfs_ops
+    from harness.engine.realdax_lanes import STAGE1, STAGE2, apply_ops, mkfs_ops
     from harness.famfs.devices import DaxDevice
     manifest = json.loads(Path(args.manifest).read_text())
     uuids = [uuid.UUID(u).bytes for u in manifest["uuids"]]

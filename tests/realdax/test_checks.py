@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from harness.engine.realdax import (
-    STAGE1, RealdaxError, _check_guest, _check_lookups, compare_namespace, expected_namespace,
-    extract_vmlinux, module_closure,
+from harness.engine.realdax import RealdaxError, extract_vmlinux, module_closure
+from harness.engine.realdax_lanes import (
+    STAGE1, _check_guest, _check_lookups, compare_namespace, expected_namespace,
 )
 from harness.famfs.index import uuid_str
 from harness.oracle.lookups import LookupChecker
@@ -115,7 +115,7 @@ def test_nightly_recheck_leaves_real_dax_findings_alone(tmp_path) -> None:
 
 
 def test_case_inputs_are_deterministic_and_bounded(tmp_path) -> None:
-    from harness.engine.realdax import case_inputs
+    from harness.engine.realdax_fuzz import case_inputs
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "seed1").write_bytes(b"\x05" * 40)
     a = case_inputs("t", count=30, seed=7, corpora=tmp_path, max_len=64)

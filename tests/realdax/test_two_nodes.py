@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engine.realdax import STAGE1, STAGE2, Kit, expected_namespace, two_nodes
+from harness.engine.realdax import Kit
+from harness.engine.realdax_lanes import STAGE1, STAGE2, expected_namespace, two_nodes
 
 
 @pytest.mark.slow
