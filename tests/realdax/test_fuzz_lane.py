@@ -1,11 +1,9 @@
-"""`famfs-fuzz fuzz mount_e2e --dax real` finds a bug that only real device-dax shows, files it
-as an ordinary crash folder with the guest's console attached, and the same input passes on main.
+"""`famfs-fuzz fuzz mount_e2e --dax real` files findings as ordinary crash folders with the
+guest's console attached: a bug that only real device-dax shows (and the same input passes on
+main), and a guest whose kernel dies inside a case.
 
-The bug is planted in a copy of the package (as tests/quality does): a `DaxDevice` of kind
-"real" (a /dev/daxX.Y) keeps a private copy of the device taken when it was opened instead of
-the shared mapping (what MAP_PRIVATE would do), so the daemon never sees the images written
-onto the device later. Every emulated lane stays green; only the guest, where the daemon serves
-/dev/dax0.0.., disagrees with the model. The copy lives in the real-DAX cache folder, not under
+Bugs are planted in a copy of the package (as tests/quality does), appended to a module so they
+keep working while its insides change. The copy lives in the real-DAX cache folder, not under
 /tmp: the guest mounts its own tmpfs on /tmp.
 """
 from __future__ import annotations
@@ -21,9 +19,46 @@ import pytest
 
 from harness.engine.realdax import CACHE, REPO, Kit
 
-PLANT = ("harness/famfs/devices.py",
-         "        self._mm: mmap.mmap | None = mm\n",
-         "        self._mm: mmap.mmap | None = bytearray(mm) if kind == \"real\" else mm  # type: ignore[assignment]\n")
+# A DaxDevice of kind "real" (a /dev/daxX.Y) keeps a private copy of the device taken when it was
+# opened instead of the shared mapping (what MAP_PRIVATE would do), so the daemon never sees the
+# images written onto the device later. Every emulated lane stays green; only the guest disagrees
+# with the model.
+PRIVATE_COPY = ("harness/famfs/devices.py", """
+
+_planted_init = DaxDevice.__init__
+
+
+def _private_copy_init(self, mm, *args, kind, **kw):   # planted: a real device reads a private copy
+    _planted_init(self, bytearray(mm) if kind == "real" else mm, *args, kind=kind, **kw)
+
+
+DaxDevice.__init__ = _private_copy_init
+""")
+
+# A rescan on real devdax (every case's reload does one) crashes the guest's kernel.
+PANIC = ("harness/famfs/devices.py", """
+
+_planted_rescan = Resolver.rescan
+
+
+def _panicking_rescan(self, devices=()):        # planted: a rescan on real devdax kills the kernel
+    if any(d.kind == "real" for d in self.devices):
+        open("/proc/sysrq-trigger", "w").write("c")
+    return _planted_rescan(self, devices)
+
+
+Resolver.rescan = _panicking_rescan
+""")
+
+
+def _planted_copy(file: str, plant: str) -> Path:
+    copy = CACHE / f"planted-{os.getpid()}"
+    shutil.rmtree(copy, ignore_errors=True)
+    for part in ("harness", "targets", "corpora"):
+        shutil.copytree(REPO / part, copy / part, ignore=shutil.ignore_patterns("__pycache__", "regress"))
+    with open(copy / file, "a") as f:
+        f.write(plant)
+    return copy
 
 
 def _cli(cwd: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
@@ -34,15 +69,8 @@ def _cli(cwd: Path, *args: str, timeout: float = 400) -> subprocess.CompletedPro
 
 @pytest.mark.slow
 def test_real_lane_files_a_real_devdax_only_bug_with_its_console(kit: Kit) -> None:
-    copy = CACHE / f"planted-{os.getpid()}"
-    shutil.rmtree(copy, ignore_errors=True)
+    copy = _planted_copy(*PRIVATE_COPY)
     try:
-        for part in ("harness", "targets", "corpora"):
-            shutil.copytree(REPO / part, copy / part, ignore=shutil.ignore_patterns("__pycache__", "regress"))
-        file, old, new = PLANT
-        text = (copy / file).read_text()
-        assert text.count(old) == 1, f"plant site not found in {file}"
-        (copy / file).write_text(text.replace(old, new))
         crashers = copy / "crashers"
         run = _cli(copy, "fuzz", "mount_e2e", "--dax", "real", "--runs", "12", "--max-time", "60",
                    "--seed", "1", "--crashers", str(crashers), "--json")
@@ -61,5 +89,25 @@ def test_real_lane_files_a_real_devdax_only_bug_with_its_console(kit: Kit) -> No
                      "--crashers", str(copy / "crashers-main"), "--json")
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
         assert json.loads(fixed.stdout)["execs"] == 1
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_guest_that_dies_in_a_case_is_a_finding_against_that_case(kit: Kit) -> None:
+    copy = _planted_copy(*PANIC)
+    try:
+        crashers = copy / "crashers"
+        run = _cli(copy, "fuzz", "mount_e2e", "--dax", "real", "--runs", "3", "--seed", "2",
+                   "--crashers", str(crashers), "--json")
+        assert run.returncode == 1, run.stdout + run.stderr
+        doc = json.loads(run.stdout)
+        assert doc["execs"] == 1 and doc["findings"] == 1, doc      # the first case never finished
+        key = next(iter(doc["new_signatures"]))
+        folder = crashers / "mount_e2e" / key
+        record = json.loads((folder / "crash.json").read_text())
+        assert record["signature"]["kind"] == "guest-death", record["title"]
+        assert "sysrq: Trigger a crash" in (folder / "console.log").read_text()
+        assert (folder / "input").read_bytes()
     finally:
         shutil.rmtree(copy, ignore_errors=True)
