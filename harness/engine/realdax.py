@@ -148,12 +148,16 @@ def _static(path: Path) -> bool:
 
 
 def _kernel_package() -> str:
-    """The versioned package behind `linux-image-amd64` (e.g. linux-image-6.1.0-56-amd64)."""
-    out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        dep = line.strip().removeprefix("Depends:").strip()
-        if line.strip().startswith("Depends:") and dep.startswith("linux-image-"):
-            return dep
+    """The versioned package behind `linux-image-amd64` (e.g. linux-image-6.1.0-56-amd64). A fresh
+    machine may have empty package lists: then `apt-get update` once (as root) and ask again."""
+    for attempt in range(2):
+        out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            dep = line.strip().removeprefix("Depends:").strip()
+            if line.strip().startswith("Depends:") and dep.startswith("linux-image-"):
+                return dep
+        if attempt == 0 and os.geteuid() == 0:
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
     raise RealdaxError("no linux-image-amd64 in the apt cache (run apt-get update)",
                        skip_reason="no Debian kernel package available from apt")
 
