@@ -122,3 +122,24 @@ def test_case_inputs_are_deterministic_and_bounded(tmp_path) -> None:
     assert a == case_inputs("t", count=30, seed=7, corpora=tmp_path, max_len=64)
     assert a[0] == b"\x05" * 40 and len(a) == 31 and all(1 <= len(x) <= 64 for x in a)
     assert a != case_inputs("t", count=30, seed=8, corpora=tmp_path, max_len=64)
+
+
+def test_nightly_says_why_the_real_lane_skips_where_it_cannot_run(tmp_path, monkeypatch) -> None:
+    """Where the lane cannot be installed, `nightly --dax-real` records the reason and goes on;
+    the fuzz verb itself refuses with a typed error (exit 2 at the CLI)."""
+    from harness.engine import nightly as nightly_mod
+    from harness.engine import realdax
+    from harness.engine.campaign import FuzzResult
+    from harness.engine.realdax_fuzz import fuzz_real
+    monkeypatch.setattr(realdax, "missing_tools", lambda: ["qemu-system-x86"])
+    with pytest.raises(RealdaxError) as e:
+        fuzz_real("mount_e2e")
+    assert e.value.skip_reason and "qemu-system-x86" in e.value.skip_reason
+    monkeypatch.setattr(nightly_mod, "fuzz", lambda name, **kw: FuzzResult(name, "atheris", execs=1, seconds=1.0))
+    monkeypatch.setattr(nightly_mod, "merge", lambda *a, **kw: 0)
+    monkeypatch.setattr(nightly_mod, "famfs_coverage", lambda *a, **kw: {})
+    lines: list[str] = []
+    r = nightly_mod.nightly(tmp_path / "n", budget=1, targets=["superblock"], crashers=tmp_path / "c",
+                            corpora=tmp_path / "corpora", progress=lines.append, real_dax=30)
+    assert r.skipped and "qemu-system-x86" in r.skipped[0]
+    assert any("real-DAX lane skipped" in line for line in lines)
