@@ -183,7 +183,7 @@ def smoke(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 150.0
     lookups = _check_lookups(checker, problems)
     result = LaneResult("smoke", problems, nfiles, nbytes, lookups, {"A": round(t_result, 2)},
                         time.monotonic() - t0, {"A": _summary(doc, run)}, show_path(work))
-    _finish(work, run.console, result, keep)
+    _finish(work, result, keep)
     return result
 
 
@@ -212,7 +212,8 @@ def _summary(doc: dict, run: GuestRun) -> dict:
             "lookups_by_index": by_index, "files": files}
 
 
-def _finish(work: Path, console: str, result: LaneResult, keep: bool) -> None:
+def _finish(work: Path, result: LaneResult, keep: bool) -> None:
+    """Record the lane result in its run folder; a passing run drops its backing files."""
     (work / "lane.json").write_text(json.dumps(result.as_dict(), indent=1))
     if result.ok and not keep:
         for p in work.glob("nvdimm*.img"):
@@ -276,7 +277,7 @@ def two_nodes(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 2
     result = LaneResult("two-nodes", problems, nfiles, nbytes, lookups,
                         {n: round(t, 2) for n, (_, t) in runs.items()}, time.monotonic() - t0,
                         {n: _summary(docs.get(n, {}), r) for n, (r, _) in runs.items()}, show_path(work))
-    _finish(work, "", result, keep)
+    _finish(work, result, keep)
     return result
 
 
