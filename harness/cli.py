@@ -336,6 +336,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"FUSE read, {fr.read_size >> 10} KiB reads of {fr.file_bytes >> 20} MiB: {fr.fuse_mb_s:,.0f} MB/s",
             f"direct copy from the mapping, same bytes:     {fr.mmap_copy_mb_s:,.0f} MB/s",
             f"ratio FUSE / mmap copy:                        {fr.fuse_over_mmap:.2f}",
+            f"FUSE floor (same adapter, constant buffer):    {fr.floor_mb_s:,.0f} MB/s, "
+            f"ratio {fr.floor_over_mmap:.2f}",
             f"golden image: famfs-fuzz mount until serving {fr.golden_mount_s * 1e3:.0f} ms; "
             f"in-process Daemon.mount {fr.golden_daemon_mount_s * 1e3:.1f} ms"]
     _emit(args, doc, lambda: "\n".join(lines))
