@@ -111,7 +111,11 @@ fi
 mount --bind /proc /host/proc
 mount --bind /sys /host/sys
 mount --bind /dev /host/dev
+mkdir -p /hosttmp
+mount --bind /host/tmp /hosttmp
 mount -t tmpfs -o size=256m tmp /host/tmp
+for w in $(cat /proc/cmdline); do case $w in rdkeep=*)
+    d=${w#rdkeep=}; mkdir -p /host/tmp/$d; mount --bind /hosttmp/$d /host/tmp/$d;; esac; done
 mkdir -p /host/tmp/rd
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none rd /host/tmp/rd
 S=run.sh
@@ -330,7 +334,8 @@ class Guest:
         cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", memory,
                "-machine", "pc,nvdimm=on", "-smp", "1,maxcpus=2", "-nographic", "-no-reboot",
                "-nic", "none", "-vga", "none", "-kernel", str(self.kit.kernel), "-initrd", str(self.kit.initrd),
-               "-append", f"console=ttyS0 panic=-1 quiet loglevel=3 rdscript={self.script_name}"]
+               "-append", f"console=ttyS0 panic=-1 quiet loglevel=3 rdscript={self.script_name}"
+               + "".join(f" rdkeep={d}" for d in kept_tmp_dirs())]
         for i, (path, size) in enumerate(zip(self.backing, sizes)):
             cmd += ["-object", f"memory-backend-file,id=mem{i},share=on,mem-path={path},size={size}",
                     "-device", f"nvdimm,memdev=mem{i},id=nv{i}"]
@@ -391,6 +396,20 @@ class Guest:
             return self.wait_for(result)
         finally:
             self.kill()
+
+
+def kept_tmp_dirs() -> list[str]:
+    """The guest mounts its own tmpfs over /tmp; a checkout or interpreter that lives under the
+    host's /tmp would vanish behind it. These are the top-level /tmp directories (names, one
+    component) that the guest binds back from the host root, read-only as the rest of it."""
+    keep = set()
+    for p in (REPO, Path(sys.prefix), Path(sys.executable)):
+        parts = p.resolve().parts
+        if len(parts) > 2 and parts[:2] == ("/", "tmp"):
+            if any(c.isspace() for c in parts[2]) or parts[2] == "rd":
+                raise RealdaxError(f"{p} is under /tmp/{parts[2]}, which a guest cannot keep; move it")
+            keep.add(parts[2])
+    return sorted(keep)
 
 
 def guest_script(*args: str) -> str:

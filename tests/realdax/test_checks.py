@@ -143,3 +143,22 @@ def test_nightly_says_why_the_real_lane_skips_where_it_cannot_run(tmp_path, monk
                             corpora=tmp_path / "corpora", progress=lines.append, real_dax=30)
     assert r.skipped and "qemu-system-x86" in r.skipped[0]
     assert any("real-DAX lane skipped" in line for line in lines)
+
+
+def test_a_tree_under_the_hosts_tmp_is_kept_visible_in_the_guest(monkeypatch) -> None:
+    """The guest mounts a tmpfs over /tmp; a checkout (or venv) under the host's /tmp is bound back
+    by its top-level directory name, and one the guest cannot keep is refused with the reason."""
+    import sys
+    from pathlib import Path
+
+    from harness.engine import realdax
+    monkeypatch.setattr(sys, "prefix", "/opt/venv")
+    monkeypatch.setattr(sys, "executable", "/opt/venv/bin/python")
+    monkeypatch.setattr(realdax, "REPO", Path("/srv/famfs-fuzz"))
+    assert realdax.kept_tmp_dirs() == []
+    monkeypatch.setattr(realdax, "REPO", Path("/tmp/ci-clone/famfs-fuzz"))
+    monkeypatch.setattr(sys, "prefix", "/tmp/venvs/py311")
+    assert realdax.kept_tmp_dirs() == ["ci-clone", "venvs"]
+    monkeypatch.setattr(realdax, "REPO", Path("/tmp/rd"))
+    with pytest.raises(realdax.RealdaxError):
+        realdax.kept_tmp_dirs()
