@@ -167,7 +167,7 @@ assert FMAP_OFFSET == 104
 _FILE_ENTRY = struct.Struct("<QI4xQIIII80sI4xI4x50QQ")     # whole entries, for encode
 _MKDIR_ENTRY = struct.Struct("<QI4xIII80s")
 _ADD_ENTRY = struct.Struct("<QI4xQ16sI")
-_ENTRY_HEAD = struct.Struct("<QI")
+ENTRY_HEAD = struct.Struct("<QI")                            # seqnum, type
 _U64 = struct.Struct("<Q")
 FILE_HEAD = FILE_META.head("se0_devindex")                   # size .. nextents (at PAYLOAD)
 FMAP_WORDS = FILE_META.offsets["se0_devindex"]               # the fmap union's 50 u64 words
@@ -431,7 +431,7 @@ class LogEntry:
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> "LogEntry":
-        seqnum, etype = _ENTRY_HEAD.unpack_from(buf, offset)
+        seqnum, etype = ENTRY_HEAD.unpack_from(buf, offset)
         crc = _U64.unpack_from(buf, offset + 536)[0]
         at = offset + PAYLOAD
         if etype == EntryType.FILE:
@@ -460,7 +460,7 @@ class LogEntry:
         elif isinstance(p, AddDaxdev):
             head = _ADD_ENTRY.pack(self.seqnum, self.type, p.size, p.uuid, p.index)
         else:
-            head = _ENTRY_HEAD.pack(self.seqnum, self.type) + bytes(4) + p.data[:520]
+            head = ENTRY_HEAD.pack(self.seqnum, self.type) + bytes(4) + p.data[:520]
         return head.ljust(536, b"\0") + _U64.pack(self.crc)
 
     def computed_crc(self) -> int:

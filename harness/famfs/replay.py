@@ -38,7 +38,7 @@ from typing import Union
 from harness.famfs.errors import EntryRejected, FamfsError, LogHeaderRejected, SuperblockRejected
 from harness.famfs.index import IndexTable
 from harness.famfs.layout import (
-    ADD_DAXDEV_BODY, ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_SIZE, FILE_HEAD, FMAP_WORDS, HEADER_SIZE,
+    ADD_DAXDEV_BODY, ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_HEAD, ENTRY_SIZE, FILE_HEAD, FMAP_WORDS, HEADER_SIZE,
     LOG_MAGIC, MAX_DAXDEVS, MAX_INTERLEAVED_EXTENTS, MAX_PATHLEN, MAX_SIMPLE_EXTENTS, MAX_STRIPS,
     MKDIR_BODY, PAYLOAD, SECONDARY_SB, SUPER_MAGIC, SUPERBLOCK, SUPERBLOCK_SIZE, U64_MAX, AddDaxdev,
     EntryType, ExtType, InterleavedFmap, LogHeader, SimpleExtent, SimpleFmap, Superblock, crc32,
@@ -48,7 +48,6 @@ from harness.famfs.namespace import META_DIR, Dir, File, Namespace
 from harness.famfs.probe import NULL_PROBE, Probe
 
 _U64 = struct.Struct("<Q")
-_ENTRY_HEAD = struct.Struct("<QI")   # seqnum, type
 # Plain ints for the per-entry dispatch: comparing with an IntEnum member costs an enum lookup.
 _FILE, _MKDIR, _ADD_DAXDEV = int(EntryType.FILE), int(EntryType.MKDIR), int(EntryType.ADD_DAXDEV)
 _SIMPLE, _INTERLEAVE = int(ExtType.SIMPLE), int(ExtType.INTERLEAVE)
@@ -135,7 +134,7 @@ def replay(device: Union[bytes, bytearray, memoryview], *, device_size: int | No
         probe.index_assigned(0, table[0].uuid_text, size0, None)
     player = _Player(sb, table, probe)
     log = memoryview(device)[sb.log_offset: sb.log_offset + sb.log_len]
-    head = _ENTRY_HEAD.unpack_from
+    head = ENTRY_HEAD.unpack_from
     stopped_at = None
     for i in range(header.next_index):
         at = HEADER_SIZE + ENTRY_SIZE * i
