@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.engine.campaign import die_with_parent
+from harness.engine.probelog import replay_into
 from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant
 from harness.gen import decode
@@ -251,8 +252,7 @@ class E2EMount:
         names = {f"dax{i}.0": uuid_str(u) for i, u in enumerate(carried) if u is not None}
         checker = LookupChecker(expected={k: uuid_str(u) for k, (u, _) in enumerate(expected.table)},
                                 names={"e2e": names})
-        for e in self.new_lookups():
-            checker.lookup(e["node"], e["index"], e["name"], e["devno"], e["errno"])
+        replay_into(checker, self.new_lookups())
         return checker.check()
 
 
