@@ -1,7 +1,8 @@
 """Working with recorded crashes: reproduce one, minimize one, replay the regression corpus.
 
 A crash folder is `crashers/<target>/<key>/`; these functions take its path, as the repro command
-line recorded in `crash.json` does. Reproduction runs the input through the target in this
+line recorded in `crash.json` does, and read the target from its `crash.json` (not from the
+folder's parent), so a folder copied elsewhere works as it is. Reproduction runs the input through the target in this
 process `times` times and reports k of n runs with the recorded signature; minimization shrinks
 the input while the signature stays the same; `regress` runs every file under
 `corpora/<target>/regress/` and reports each that is a finding again.
@@ -21,10 +22,11 @@ from harness.engine.signature import Signature
 
 
 def _locate(folder: Path) -> tuple[CrashStore, str, str]:
-    folder = folder.resolve()
+    """The store, target and key of a crash folder: the target comes from its crash.json, so a
+    folder copied anywhere (a CI artifact, a bug report) reproduces as it is."""
     if not (folder / "crash.json").is_file():
-        raise HarnessError(f"{folder}: not a crash folder (no crash.json)")
-    return CrashStore(folder.parent.parent), folder.parent.name, folder.name
+        raise HarnessError(f"{folder.resolve()}: not a crash folder (no crash.json)")
+    return CrashStore.of_folder(folder)
 
 
 class _Executor:

@@ -88,10 +88,31 @@ class CrashStore:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._dirs: dict[str, Path] = {}         # target -> its directory, when opened by folder
+
+    @classmethod
+    def of_folder(cls, folder: Path) -> tuple["CrashStore", str, str]:
+        """The store holding crash folder `folder`, wherever it lies (a CI artifact, a copy in a
+        bug report), with the target named by its own `crash.json` and the folder's name as key."""
+        folder = Path(folder).resolve()
+        try:
+            doc = json.loads((folder / "crash.json").read_text())
+            target = doc["target"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise HarnessError(f"{folder}: not a crash folder (crash.json unreadable or names no target: {e})") from None
+        if not isinstance(target, str) or not target:
+            raise HarnessError(f"{folder}: crash.json names no target")
+        store = cls(folder.parent.parent)
+        store._dirs = {target: folder.parent}
+        return store, target, folder.name
+
+    def _dir(self, target: str) -> Path:
+        """The directory holding `target`'s crash folders (root/<target> unless opened by folder)."""
+        return self._dirs.get(target, self.root / target)
 
     @contextmanager
     def _locked(self, target: str) -> Iterator[Path]:
-        d = self.root / target
+        d = self._dir(target)
         d.mkdir(parents=True, exist_ok=True)
         with open(d / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -138,7 +159,7 @@ class CrashStore:
             old.unlink()
 
     def fetch(self, target: str, key: str) -> CrashRecord:
-        folder = self.root / target / key
+        folder = self._dir(target) / key
         try:
             doc = json.loads((folder / "crash.json").read_text())
             data = (folder / "input").read_bytes()
@@ -154,7 +175,7 @@ class CrashStore:
         out = []
         targets = [target] if target else sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
         for t in targets:
-            d = self.root / t
+            d = self._dir(t)
             if d.is_dir():
                 out += [self.fetch(t, p.name) for p in sorted(d.iterdir())
                         if p.is_dir() and not p.name.startswith(".") and (p / "crash.json").exists()]
@@ -168,7 +189,7 @@ class CrashStore:
             atomic_write(path, json.dumps(doc, indent=2).encode())
 
     def set_minimized(self, target: str, key: str, data: bytes) -> None:
-        atomic_write(self.root / target / key / "minimized", data)
+        atomic_write(self._dir(target) / key / "minimized", data)
 
     def set_reproduced(self, target: str, key: str, k: int, n: int) -> None:
         self._update(target, key, reproduced=f"{k}/{n}")
