@@ -28,7 +28,8 @@ class Invariant(enum.StrEnum):
                   "nothing after it is applied")
     ENTRY_TYPE = ("ENTRY-TYPE", "unknown entry types (and DELETE, never written by famfs) are rejected")
     FMAP_SHAPE = ("FMAP-SHAPE", "known ext_type, 1..16 extents, one interleaved extent, 1..16 strips, "
-                  "chunk a power of two and a multiple of the alloc unit, no zero-length or "
+                  "chunk a power of two, a multiple of the alloc unit and at most 2^31 (the GET_FMAP "
+                  "reply's chunk field is 32 bits), no zero-length or "
                   "misaligned extent, extents cover the file size")
     EXT_BOUNDS = ("EXT-BOUNDS", "every extent lies inside its device, without u64 overflow, and never "
                   "over a superblock or the log")

@@ -37,6 +37,7 @@ MAX_PATHLEN = 80
 MAX_SIMPLE_EXTENTS = 16
 MAX_INTERLEAVED_EXTENTS = 1
 MAX_STRIPS = 16
+MAX_CHUNK_SIZE = (1 << 31)           # the largest power of two a GET_FMAP reply's u32 ie_chunk_size holds
 MAX_DAXDEVS = 64
 U64_MAX = (1 << 64) - 1
 

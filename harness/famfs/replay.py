@@ -39,7 +39,7 @@ from harness.famfs.errors import EntryRejected, FamfsError, LogHeaderRejected, S
 from harness.famfs.index import IndexTable
 from harness.famfs.layout import (
     ADD_DAXDEV_BODY, ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_HEAD, ENTRY_SIZE, FILE_HEAD, FMAP_WORDS, HEADER_SIZE,
-    LOG_MAGIC, MAX_DAXDEVS, MAX_INTERLEAVED_EXTENTS, MAX_PATHLEN, MAX_SIMPLE_EXTENTS, MAX_STRIPS,
+    LOG_MAGIC, MAX_CHUNK_SIZE, MAX_DAXDEVS, MAX_INTERLEAVED_EXTENTS, MAX_PATHLEN, MAX_SIMPLE_EXTENTS, MAX_STRIPS,
     MKDIR_BODY, PAYLOAD, SECONDARY_SB, SUPER_MAGIC, SUPERBLOCK, SUPERBLOCK_SIZE, U64_MAX, AddDaxdev,
     EntryType, ExtType, InterleavedFmap, LogHeader, SimpleExtent, SimpleFmap, Superblock, crc32,
     fmap_at, log_slots,
@@ -270,6 +270,9 @@ class _Player:
             raise EntryRejected.bad_fmap(i, f"nstrips {n} not in 1..{MAX_STRIPS}")
         if chunk == 0 or chunk & (chunk - 1) or chunk % self.au:
             raise EntryRejected.bad_fmap(i, f"chunk size {chunk:#x} not a power of two multiple of {self.au:#x}")
+        if chunk > MAX_CHUNK_SIZE:              # listed but never servable: the wire's field is u32
+            raise EntryRejected.bad_fmap(i, f"chunk size {chunk:#x} does not fit the GET_FMAP reply's "
+                                            f"32-bit chunk field (at most {MAX_CHUNK_SIZE:#x})")
         strips = fmap.strip_slots[:n]
         self.aligned(i, strips)
         nchunks = -(-size // chunk)

@@ -100,15 +100,15 @@ def _fmap_extents(fm: L.Fmap, size: int, au: int) -> tuple[L.SimpleExtent, ...] 
         n, c = fm.nstrips, fm.chunk_size
         if fm.niext != 1 or not 1 <= n <= 16 or c < au or c % au or bin(c).count("1") != 1:
             return None
+        if c >= 1 << 32:                    # the GET_FMAP reply carries the chunk size in 32 bits
+            return None
         exts = fm.strip_slots[:n]
-        # brute force over chunks: each strip must hold every chunk striped onto it
-        need = [0] * n
-        chunk = 0
-        while chunk * c < size:
-            k = chunk % n
-            need[k] = (chunk // n) * c + min(c, size - chunk * c)
-            chunk += 1
-        if any(e.len < need[k] for k, e in enumerate(exts)):
+        # Each strip must hold every chunk striped onto it. Counted by stripes (one chunk on each
+        # strip): every strip holds one chunk per full stripe, and strip k also holds what of the
+        # last, partial stripe falls on its k-th chunk. Closed form: a file of 2^60 bytes costs
+        # what a file of one chunk does (a loop per chunk ran for minutes).
+        full, rest = divmod(size, c * n)
+        if any(e.len < full * c + min(c, max(0, rest - k * c)) for k, e in enumerate(exts)):
             return None
     else:
         return None

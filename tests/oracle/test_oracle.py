@@ -111,3 +111,59 @@ def test_data_wrong_bytes_are_found():
         assert v.value.invariant == Invariant.DATA
     finally:
         c.close()
+
+
+def _strip_need_by_chunks(size: int, chunk: int, n: int) -> list[int]:
+    """What each strip must hold, walked chunk by chunk (the slow, obvious way)."""
+    need, c = [0] * n, 0
+    while c * chunk < size:
+        need[c % n] = (c // n) * chunk + min(chunk, size - c * chunk)
+        c += 1
+    return need
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 1 << 22), st.sampled_from([4096, 8192, 1 << 16, 1 << 21]), st.integers(1, 16),
+       st.integers(0, 15), st.booleans())
+def test_strip_need_closed_form_matches_the_chunk_walk(size, chunk, n, short, one_short):
+    """The model's closed form accepts an interleave exactly when every strip holds what the
+    chunk-by-chunk walk says it must."""
+    from harness.famfs import layout as L
+    from harness.oracle.model import _fmap_extents
+    need = _strip_need_by_chunks(size, chunk, n)
+    lens = [max(4096, -(-x // 4096) * 4096) for x in need]
+    k = short % n
+    if one_short and lens[k] - 4096 >= 4096:
+        lens[k] -= 4096
+    fm = L.InterleavedFmap.of(chunk, [L.SimpleExtent(0, (2 + 64 * j) << 20, ln) for j, ln in enumerate(lens)])
+    accepted = _fmap_extents(fm, size, 4096) is not None
+    assert accepted == all(ln >= x for ln, x in zip(lens, need))
+
+
+def test_a_huge_interleaved_file_is_judged_without_walking_its_chunks():
+    """A 2^60-byte striped file: the model answers at once (it once looped per chunk for minutes)."""
+    from harness.famfs import layout as L
+    from harness.oracle.model import _fmap_extents
+    fm = L.InterleavedFmap.of(1 << 21, [L.SimpleExtent(0, 2 << 20, 1 << 40)] * 4)
+    assert _fmap_extents(fm, 1 << 60, 1 << 21) is None               # strips far too short
+    assert _fmap_extents(fm, 1 << 42, 1 << 21) is not None           # exactly 2^40 per strip
+
+
+@pytest.mark.parametrize("chunk, servable", [(1 << 31, True), (1 << 32, False), (1 << 40, False)])
+def test_chunk_size_is_bounded_by_the_wire_field(chunk, servable):
+    """GET_FMAP carries the chunk size in 32 bits: a chunk of 2^32 or more is refused by replay and
+    the model alike (FMAP-SHAPE), never listed and then unreadable; 2^31 is served and read."""
+    from harness.engine.cases import NodeView, node_case
+    from harness.gen.corrupt import set_field
+    built = build(base_spec(), data="stamp")
+    s = 4                                                            # entry 4: "s", striped over 0 and 1
+    set_field(built.primary, "file_meta", "size", 4096, s)
+    set_field(built.primary, "interleave_meta", "chunk_size", chunk, s)
+    head = bytes(built.primary[: (2 << 20) + built.spec.log_len])
+    expected = verdict(head, len(built.primary))
+    got = replay(head, device_size=len(built.primary))
+    check_replay(expected, got)
+    rejected = {e.entry: e.invariant.value for e in got.rejections}
+    assert ("s" in got.namespace.files) == servable
+    assert rejected.get(s) == (None if servable else "FMAP-SHAPE")
+    assert node_case(built, None, NodeView("n", (0, 1))) > 0           # every listed file reads right
