@@ -4,7 +4,9 @@
 test body, repro, regress, minimize). It never raises for a finding: an `InvariantViolation`, any
 exception escaping the target, a case over its time limit (`CaseTimeout`) or an RSS blow-up
 becomes a `Signature` and, when a crash store is attached, a crash folder. A `HarnessError` is a
-bug in our tooling and is re-raised, never filed as a famfs crasher.
+bug in our tooling and is re-raised, never filed as a famfs crasher. A case that hangs is filed
+with the stack it was stuck in: a hang inside famfs is a `timeout` finding named by famfs's frames,
+a hang in the harness is a `harness-hang` record (our bug, kept apart from famfs's).
 """
 from __future__ import annotations
 
@@ -17,12 +19,17 @@ from typing import Any
 
 from harness.engine.crashstore import CrashStore, HarnessError
 from harness.engine.registry import Target
-from harness.engine.signature import Signature
+from harness.engine.signature import Signature, frames_of_stack, in_repository, repo_frame
 
 
 class CaseTimeout(BaseException):
     """Raised inside a case that ran past its target's timeout (a BaseException, so no `except
-    Exception` in famfs can swallow it)."""
+    Exception` in famfs can swallow it). `stack` is where the case was when the time ran out,
+    innermost frame last (as libFuzzer's -timeout prints the stack of a slow unit)."""
+
+    def __init__(self, stack: list[traceback.FrameSummary] | None = None):
+        super().__init__("case timed out")
+        self.stack = stack or []
 
 
 @dataclass
@@ -49,7 +56,22 @@ class Stats:
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
-    raise CaseTimeout()
+    raise CaseTimeout(traceback.extract_stack(frame))
+
+
+def hang_signature(timeout: CaseTimeout, target: str) -> tuple[Signature, str]:
+    """What a timed-out case was doing, and who is to blame. Stuck inside harness/famfs (its
+    innermost frame of this repository lies there): a famfs hang, `timeout` with famfs's frames.
+    Stuck in the harness (the reference model, a generator, a case driver): `harness-hang`, a
+    bug of ours that is kept apart from famfs findings, named by the harness frame it sat in."""
+    text = "case ran past its timeout; stack at the timeout (innermost last):\n" + "".join(
+        traceback.format_list(timeout.stack))
+    ours = [f for f in timeout.stack if in_repository(f.filename)]
+    famfs = frames_of_stack(timeout.stack)
+    if ours and famfs and famfs[0] == repo_frame(ours[-1]):
+        return Signature.of("timeout", target, famfs), text
+    where = [repo_frame(f) for f in reversed(ours)]
+    return Signature.of("harness-hang", target, where[:1]), text
 
 
 class CaseRunner:
@@ -79,8 +101,9 @@ class CaseRunner:
         try:
             n = self.target.one_input(data)
             return None, "", n or 0
-        except CaseTimeout:
-            return Signature.of("timeout", self.target.name), f"case ran past {self.target.timeout_s} s", 0
+        except CaseTimeout as t:
+            sig, text = hang_signature(t, self.target.name)
+            return sig, f"case ran past {self.target.timeout_s} s; " + text, 0
         except HarnessError:
             raise
         except Exception as e:  # noqa: BLE001 - every other escape is a finding

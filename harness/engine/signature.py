@@ -16,7 +16,7 @@ from typing import Any
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _FAMFS = os.path.join("harness", "famfs") + os.sep
 MAX_FRAMES = 5
-KINDS = ("exception", "invariant", "timeout", "rss", "daemon-death", "wrong-data", "sanitizer", "signal",
+KINDS = ("exception", "invariant", "timeout", "harness-hang", "rss", "daemon-death", "wrong-data", "sanitizer", "signal",
          "exit", "differential")
 
 
@@ -62,12 +62,29 @@ class Signature:
 
 def famfs_frames(tb: Any) -> list[str]:
     """'harness/famfs/x.py:function' for each traceback frame inside famfs, innermost first."""
+    return frames_of_stack(traceback.extract_tb(tb))
+
+
+def frames_of_stack(stack: list[traceback.FrameSummary] | traceback.StackSummary) -> list[str]:
+    """The famfs frames of a stack given outermost first (a traceback, or a stack caught at a
+    timeout), innermost first, at most MAX_FRAMES."""
     out: list[str] = []
-    for frame in reversed(traceback.extract_tb(tb)):
-        path = os.path.abspath(frame.filename)
-        rel = os.path.relpath(path, _ROOT)
-        if rel.startswith(_FAMFS):
-            out.append(f"{rel.replace(os.sep, '/')}:{frame.name}")
+    for frame in reversed(stack):
+        name = repo_frame(frame)
+        if name.startswith(_FAMFS.replace(os.sep, "/")):
+            out.append(name)
         if len(out) >= MAX_FRAMES:
             break
     return out
+
+
+def in_repository(filename: str) -> bool:
+    """Whether `filename` is this repository's code (not the standard library, not the venv)."""
+    rel = os.path.relpath(os.path.abspath(filename), _ROOT)
+    return not rel.startswith("..") and not rel.startswith(".venv") and "site-packages" not in rel
+
+
+def repo_frame(frame: traceback.FrameSummary) -> str:
+    """'path/in/repo.py:function' of a frame (no line number)."""
+    rel = os.path.relpath(os.path.abspath(frame.filename), _ROOT)
+    return f"{rel.replace(os.sep, '/')}:{frame.name}"
