@@ -2,8 +2,9 @@
 
 `replay_case` replays a primary image and compares with the reference model. `node_case` goes
 further: it mounts a daemon on one node's view of the devices (its own device names and order,
-maybe with a device missing), replays through it, reads every file through the kernel side and
-checks bytes and every index lookup. Both raise `InvariantViolation` for a finding and return
+maybe with a device missing), replays through it, runs fsck on what it accepted (its cross-file
+answer must equal the model's), reads every file through the kernel side and checks bytes and
+every index lookup. Both raise `InvariantViolation` for a finding and return
 the number of lookups checked.
 """
 from __future__ import annotations
@@ -25,6 +26,7 @@ from harness.gen import decode
 from harness.gen.corrupt import Corruption, corrupt
 from harness.gen.spec import BufferPool, Built, build, stamp
 from harness.oracle.case import check_reads, check_replay
+from harness.oracle.crossfile import check_fsck
 from harness.oracle.invariants import InvariantViolation
 from harness.oracle.lookups import LookupChecker
 from harness.oracle.model import carried_uuid, verdict
@@ -101,6 +103,9 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
             claims.setdefault(u, []).append(bufs[i])
     index_bufs: Sequence[object] = [claims[u][0] if len(claims.get(u, ())) == 1 else None
                                     for u, _ in expected.table]
+    sb = daemon.state.superblock            # every accepted image goes through fsck too
+    check_fsck(expected, daemon.state, sb.log_offset + sb.log_len,
+               [len(b) if b is not None else None for b in index_bufs])  # type: ignore[arg-type]
     if translate_ids:                       # the kernel's ids are not indices: map them back
         checker.expected = _Translated(daemon.kernel_ids, checker.expected)
     may_fail = frozenset(k for k, (u, _) in enumerate(expected.table) if u == faulty_uuid)

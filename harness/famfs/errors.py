@@ -113,9 +113,19 @@ class EntryRejected(FamfsError):
 class FsckFinding(FamfsError):
     """Recorded by fsck for a cross-file problem (EXT-OVERLAP, EXT-BOUNDS per device)."""
 
+    daxdev: int | None = None                    # the daxdev index the finding is about
+
     @classmethod
-    def collision(cls, entry: int, message: str) -> "FsckFinding":
-        return cls(_errno.EEXIST, Invariant.EXT_OVERLAP, message, entry)
+    def collision(cls, entry: int, message: str, daxdev: int | None = None) -> "FsckFinding":
+        finding = cls(_errno.EEXIST, Invariant.EXT_OVERLAP, message, entry)
+        finding.daxdev = daxdev
+        return finding
+
+    @classmethod
+    def beyond_device(cls, entry: int, message: str, daxdev: int) -> "FsckFinding":
+        finding = cls(_errno.ERANGE, Invariant.EXT_BOUNDS, message, entry)
+        finding.daxdev = daxdev
+        return finding
 
 
 class DeviceError(FamfsError):

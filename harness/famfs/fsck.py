@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from harness.famfs.errors import EntryRejected, FamfsError, FsckFinding
+from harness.famfs.errors import FamfsError, FsckFinding
 from harness.famfs.layout import InterleavedFmap, SUPERBLOCK_SIZE
 from harness.famfs.replay import Replay
 
@@ -63,9 +63,9 @@ def fsck(result: Replay, real_sizes: Sequence[int | None] = ()) -> FsckReport:
             intervals[ext.devindex].append((ext.offset, ext.offset + ext.len, f.entry, f.path))
             real = real_sizes[ext.devindex] if ext.devindex < len(real_sizes) else None
             if real is not None and ext.offset + ext.len > real:
-                report.findings.append(EntryRejected.out_of_bounds(
+                report.findings.append(FsckFinding.beyond_device(
                     f.entry, f"{f.path!r}: extent ends at {ext.offset + ext.len:#x}, daxdev "
-                             f"{ext.devindex} here has {real:#x} bytes"))
+                             f"{ext.devindex} here has {real:#x} bytes", ext.devindex))
         for index in seen_on:
             usage[index].files += 1
     for index, spans in enumerate(intervals):
@@ -76,7 +76,7 @@ def fsck(result: Replay, real_sizes: Sequence[int | None] = ()) -> FsckReport:
             if start < end:
                 report.findings.append(FsckFinding.collision(
                     entry, f"ALLOCATION COLLISION on daxdev {index}: {path!r} at {start:#x} overlaps "
-                           f"{owner[3]!r} (entry {owner[2]}) up to {end:#x}"))
+                           f"{owner[3]!r} (entry {owner[2]}) up to {end:#x}", index))
             if stop > end:
                 end, owner = stop, span
     report.findings.sort(key=lambda e: (e.entry if e.entry is not None else -1))
