@@ -149,22 +149,28 @@ def test_entry_round_trip(seqnum, typed, crc):
 @settings(max_examples=100, deadline=None)
 @given(u64, payloads)
 def test_sealed_crc_covers_exactly_the_documented_range(seqnum, typed):
+    """The sealed entry's CRC is over exactly bytes [0, 536): not one byte fewer or more at
+    either end (a range off by one at the start or the end gives another CRC)."""
     e = L.LogEntry(seqnum, typed[0], typed[1]).sealed()
-    data = bytearray(e.encode())
-    assert e.crc == e.computed_crc() == L.crc32(data[:536])
-    data[300] ^= 1
-    assert L.crc32(data[:536]) != e.crc
+    data = bytes(e.encode())
+    assert e.crc == e.computed_crc() == L.crc32(data[:536]) == int.from_bytes(data[536:544], "little")
+    assert e.crc not in (L.crc32(data[1:536]), L.crc32(data[:535]), L.crc32(data[:537]))
+    d = bytearray(data); d[0] ^= 1                              # the first covered byte (seqnum)
+    assert L.LogEntry.decode(d).computed_crc() != e.crc
 
 
 def test_superblock_crc_range():
+    """The superblock CRC covers [0, 96): the first and last covered byte change what the
+    superblock computes; the CRC field (96..103), flags and ts_daxdev do not."""
     sb = L.Superblock(dev_uuid=b"\x01" * 16).sealed()
     data = bytearray(sb.encode())
+    assert L.Superblock.decode(data).computed_crc() == sb.crc
     for at in (0, 50, 95):
         d = bytearray(data); d[at] ^= 1
-        assert L.crc32(d[:96]) != sb.crc
-    for at in (104, 112, 150):                                # flags and ts_daxdev are not covered
+        assert L.Superblock.decode(d).computed_crc() != sb.crc, at
+    for at in (96, 103, 104, 112, 150):
         d = bytearray(data); d[at] ^= 1
-        assert L.Superblock.decode(d).computed_crc() == sb.crc
+        assert L.Superblock.decode(d).computed_crc() == sb.crc, at
 
 
 def test_header_crc_range():

@@ -24,10 +24,14 @@ PLANTS = {
     "non-dense ADD_DAXDEV accepted": (
         "add_daxdev_order", "harness/famfs/index.py",
         "        if add.index != n:\n", "        if False:\n", "IDX-DENSE"),
-    "defined-before-use check skipped": (
+    "defined-before-use check skipped": (      # undefined indices filtered out instead of refused
         "add_daxdev_order", "harness/famfs/replay.py",
-        "            if not self.table.defined(ext.devindex):\n",
-        "            if ext.devindex >= 64:\n", None),
+        "        for ext in extents:\n"
+        "            if not self.table.defined(ext.devindex):\n"
+        "                raise EntryRejected.undefined_index(i, ext.devindex, len(self.table))\n"
+        "        self.bounds(i, extents)\n",
+        "        self.bounds(i, tuple(e for e in extents if self.table.defined(e.devindex)))\n",
+        "IDX-DEFINED-BEFORE-USE"),
     "index resolved through the node's own device order": (
         "log_structured", "harness/famfs/daemon.py",
         "        self.devices = [self._resolve(d.index, d.uuid) for d in state.table]\n",
