@@ -151,7 +151,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.engine.campaign import fuzz
+    from harness.engine.campaign import counters_text, default_jobs, fuzz
     from harness.engine.crashstore import HarnessError
     progress = None if args.json else _progress_printer()
     if args.cmd:                                # the external target's command, for every job
@@ -166,7 +166,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                           crashers=Path(args.crashers), inputs=[Path(p) for p in args.input],
                           say=progress or (lambda line: None))
         else:
-            r = fuzz(args.target, engine=args.engine, max_time=args.max_time, runs=args.runs, jobs=args.jobs,
+            r = fuzz(args.target, engine=args.engine, max_time=args.max_time, runs=args.runs,
+                     jobs=args.jobs or default_jobs(),
                      corpus=Path(args.corpus) if args.corpus else None, crashers=Path(args.crashers),
                      seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress,
                      stop_on_new=args.stop_on_crash)
@@ -176,9 +177,14 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     _emit(args, doc, lambda: "\n".join(
         [f"{r.target} ({r.engine}): {r.execs} execs in {r.seconds:.1f} s ({r.execs_per_s:,.0f}/s), "
          f"{r.lookups} lookups checked, {r.findings} findings, {len(r.signatures)} signatures "
-         f"({len(r.new)} new)"] + [f"  NEW {k}  {t}" for k, t in r.new.items()]
-        + [f"  repro: famfs-fuzz repro {args.crashers}/{r.target}/{k}" for k in r.new]))
-    return EXIT_FINDINGS if r.findings else EXIT_CLEAN
+         f"({len(r.new)} new)" + (" (interrupted)" if r.interrupted else "")]
+        + ([f"  {counters_text(r)}"] if counters_text(r) else [])
+        + [f"  NEW {k}  {t}" for k, t in r.new.items()]
+        + [f"  repro: famfs-fuzz repro {args.crashers}/{r.target}/{k}" for k in r.new]
+        + [f"  WARNING job: {e.splitlines()[0]}" for e in r.errors]))
+    if r.findings:
+        return EXIT_FINDINGS
+    return 130 if r.interrupted else EXIT_UNUSABLE if r.errors else EXIT_CLEAN
 
 
 def cmd_repro(args: argparse.Namespace) -> int:
@@ -400,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--engine", choices=["atheris", "hypothesis"], default="atheris")
     sp.add_argument("--max-time", type=float, default=60.0, help="seconds (default 60)")
     sp.add_argument("--runs", type=int, default=None, help="stop after this many inputs per job")
-    sp.add_argument("--jobs", type=int, default=1, help="parallel fuzzing processes (atheris)")
+    sp.add_argument("--jobs", type=int, default=None, help="parallel fuzzing processes (atheris; default: every core)")
     sp.add_argument("--corpus", default=None, help="working corpus directory (default runs/TARGET/corpus)")
     sp.add_argument("--crashers", default="crashers", help="crash store root (default crashers/)")
     sp.add_argument("--seed", type=int, default=None)

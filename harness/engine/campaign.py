@@ -1,10 +1,20 @@
 """Fuzz campaigns: run one target under Atheris (libFuzzer, in child processes) or Hypothesis.
 
-`fuzz()` keeps going after findings (each is a crash folder), shows progress, and returns a
-`FuzzResult` with executions, exec/s, lookups checked and new signatures. Atheris jobs run as
-`python -m harness.engine.atheris_main` children, each writing its counters to a stats file;
-their libFuzzer output goes to a log in the run directory. The Hypothesis engine runs in this
-process: inputs are drawn from the target's strategy (bytes), after the corpus files were run.
+`fuzz()` keeps going after findings (each is a crash folder), shows progress, streams a line per
+new signature as it appears, and returns a `FuzzResult` with executions, exec/s, lookups checked,
+signatures and the libFuzzer coverage at the start (after loading the corpus, "INITED") and at
+the end. Atheris jobs run as `python -m harness.engine.atheris_main` children, each writing its
+counters to a stats file; their libFuzzer output goes to a log in the run directory. The
+Hypothesis engine runs in this process: inputs are drawn from the target's strategy (bytes),
+after the corpus files were run.
+
+Nothing is lost at the end of a run, however it ends (a runs or time budget, SIGINT/SIGTERM, the
+child dying): the child writes its counters after every finding, at most 0.5 s apart and from a
+C-level exit hook; then `fuzz` reconciles what the jobs said with the crash store (the counts
+recorded during this run) and with libFuzzer's own log (executed units), so the reported
+executions and findings are what happened. With `runs=N`, a job executes max(N, corpus inputs
++ 1): libFuzzer runs every corpus input (and one empty input) before it checks -runs;
+`corpus_execs` in the result says how many.
 """
 from __future__ import annotations
 
@@ -12,18 +22,35 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.engine.crashstore import CrashStore
+from harness.engine.crashstore import CrashStore, HarnessError
 from harness.engine.registry import Target, load
 from harness.engine.runner import CaseRunner, Stats
 
 ENGINES = ("atheris", "hypothesis")
+COUNTERS = ("lookups_ok", "lookups_justified", "lookups_unjustified", "internal_errors")
+
+OnFinding = Callable[[str, str, str, Path], None]          # (target, key, title, crash folder)
+
+
+def default_jobs() -> int:
+    """Every core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class EngineDied(HarnessError):
+    """An engine child ended with an error before it ran a single input (a harness problem)."""
 
 
 @dataclass
@@ -40,31 +67,95 @@ class FuzzResult:
     new: dict[str, str] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
     series: list[dict[str, Any]] = field(default_factory=list)     # one sample a second
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    internal_signatures: dict[str, str] = field(default_factory=dict)
+    cov_start: int | None = None          # libFuzzer cov/ft after loading the corpus (INITED)
+    ft_start: int | None = None
+    cov_end: int | None = None            # ... and the highest at the end
+    ft_end: int | None = None
+    corpus_execs: int = 0                 # executions spent running the corpus (libFuzzer's INITED #)
+    runs_budget: int | None = None
+    interrupted: bool = False
+    errors: list[str] = field(default_factory=list)               # jobs that died, with their log
 
     @property
     def execs_per_s(self) -> float:
         return self.execs / self.seconds if self.seconds else 0.0
+
+    @property
+    def coverage_grew(self) -> bool | None:
+        """Did libFuzzer's coverage grow past what the corpus gave (None: not measured)?"""
+        if self.ft_start is None or self.ft_end is None:
+            return None
+        return (self.ft_end or 0) > self.ft_start or (self.cov_end or 0) > (self.cov_start or 0)
 
     def as_dict(self) -> dict[str, Any]:
         return {"target": self.target, "engine": self.engine, "execs": self.execs,
                 "seconds": round(self.seconds, 2), "execs_per_s": round(self.execs_per_s, 1),
                 "lookups_checked": self.lookups, "findings": self.findings,
                 "signatures": self.signatures, "new_signatures": self.new, "logs": self.logs,
-                "series": self.series}
+                **self.counters, "internal_signatures": self.internal_signatures,
+                "cov_start": self.cov_start, "ft_start": self.ft_start, "cov_end": self.cov_end,
+                "ft_end": self.ft_end, "coverage_grew": self.coverage_grew,
+                "corpus_execs": self.corpus_execs, "runs_budget": self.runs_budget,
+                "interrupted": self.interrupted, "errors": self.errors, "series": self.series}
 
     def add(self, s: dict[str, Any]) -> None:
+        """Add one job's stats (a runner's `Stats.as_dict()`); counters it lacks count 0."""
         self.execs += s.get("execs", 0)
         self.lookups += s.get("lookups_checked", 0)
         self.findings += s.get("findings", 0)
         self.signatures.update(s.get("signatures", {}))
         self.new.update(s.get("new_signatures", {}))
+        for k in COUNTERS:
+            self.counters[k] = self.counters.get(k, 0) + int(s.get(k) or 0)
+        self.internal_signatures.update(s.get("internal_signatures") or {})
+
+    def merge(self, other: "FuzzResult") -> None:
+        """Fold another campaign of the same target into this one (a target's shares in a job)."""
+        self.execs += other.execs
+        self.seconds += other.seconds
+        self.lookups += other.lookups
+        self.findings += other.findings
+        self.signatures.update(other.signatures)
+        self.new.update(other.new)
+        self.logs += other.logs
+        for k in COUNTERS:
+            self.counters[k] = self.counters.get(k, 0) + other.counters.get(k, 0)
+        self.internal_signatures.update(other.internal_signatures)
+        if self.cov_start is None:
+            self.cov_start, self.ft_start = other.cov_start, other.ft_start
+        for attr in ("cov_end", "ft_end"):
+            mine, theirs = getattr(self, attr), getattr(other, attr)
+            if theirs is not None:
+                setattr(self, attr, theirs if mine is None else max(mine, theirs))
+        self.corpus_execs += other.corpus_execs
+        self.interrupted = self.interrupted or other.interrupted
+        self.errors += other.errors
+
+
+def counters_text(r: FuzzResult) -> str:
+    """The lookup verdicts and internal errors, for a result line (empty while nothing reports them)."""
+    c = r.counters
+    if not any(c.get(k) for k in COUNTERS):
+        return ""
+    return (f"lookups ok {c['lookups_ok']} justified {c['lookups_justified']} unjustified "
+            f"{c['lookups_unjustified']}, internal errors {c['internal_errors']}")
+
+
+def flat_warning(r: FuzzResult, shares: int = 1) -> str | None:
+    """The warning line for a target whose coverage never grew past its corpus's, or None."""
+    if r.coverage_grew is not False:
+        return None
+    over = f" in {shares} shares" if shares > 1 else ""
+    return (f"WARNING {r.target}: coverage never grew past its corpus (cov {r.cov_start} ft {r.ft_start} after "
+            f"loading it, cov {r.cov_end} ft {r.ft_end} at the end{over}, {r.execs:,} execs): a harness problem")
 
 
 def die_with_parent() -> None:
     """In a child: SIGTERM when the parent dies (PR_SET_PDEATHSIG), so a killed campaign leaves
     no fuzzing process or mount daemon behind."""
     import ctypes
-    import signal
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
 
@@ -78,21 +169,148 @@ def corpus_inputs(dirs: Sequence[Path]) -> list[bytes]:
     return out
 
 
+def store_counts(crashers: Path, target: str) -> dict[str, tuple[int, str]]:
+    """key -> (count, title) of every crash folder of `target` in the store under `crashers`."""
+    out = {}
+    d = Path(crashers) / target
+    if d.is_dir():
+        for p in d.iterdir():
+            if p.is_dir() and not p.name.startswith("."):
+                try:
+                    doc = json.loads((p / "crash.json").read_text())
+                    out[p.name] = (int(doc.get("count", 0)), str(doc.get("title", "")))
+                except (OSError, ValueError):
+                    pass
+    return out
+
+
+def reconcile(result: FuzzResult, before: dict[str, tuple[int, str]], after: dict[str, tuple[int, str]]) -> None:
+    """Make the result's findings what the crash store recorded during the run (hits counted in
+    crash.json since `before`), whatever the jobs managed to write before they ended."""
+    hits = 0
+    for key, (count, title) in after.items():
+        grew = count - before.get(key, (0, ""))[0]
+        if grew > 0:
+            hits += grew
+            result.signatures.setdefault(key, title)
+            if key not in before:
+                result.new.setdefault(key, title)
+    result.findings = max(result.findings, hits)
+
+
 def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, runs: int | None = None,
          jobs: int = 1, corpus: Path | None = None, crashers: Path = Path("crashers"),
          corpora: Path = Path("corpora"), workdir: Path = Path("runs"), seed: int | None = None,
          libfuzzer_args: Sequence[str] = (), progress: Callable[[str], None] | None = None,
-         stop_on_new: bool = False) -> FuzzResult:
+         stop_on_new: bool = False, on_finding: OnFinding | None = None,
+         stop: threading.Event | None = None, warn_flat: bool = True) -> FuzzResult:
     """Fuzz target `name`; see the module docstring. `stop_on_new` ends the campaign at the first
-    new signature (a PR-style run)."""
+    new signature (a PR-style run); `on_finding` is called once per new signature as soon as a job
+    reports it (default: a line on `progress`); setting `stop` ends the campaign (its results are
+    kept). SIGINT and SIGTERM end it the same way when it runs in the main thread."""
     target = load(name)
     seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
     seeds_dir = corpora / name
-    if engine == "hypothesis":
-        return _hypothesis(target, max_time, runs, CrashStore(crashers), [seeds_dir] + ([corpus] if corpus else []),
-                           seed, progress, stop_on_new)
-    if engine != "atheris":
+    if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
+    if on_finding is None and progress is not None:
+        def on_finding(t: str, key: str, title: str, folder: Path) -> None:
+            progress(f"  NEW {t}: {title}  -> {folder}")
+    stop = stop or threading.Event()
+    streamed: set[str] = set()
+
+    def stream(new: dict[str, str]) -> None:
+        for key, title in new.items():
+            if key not in streamed:
+                streamed.add(key)
+                if on_finding is not None:
+                    on_finding(name, key, title, Path(crashers) / name / key)
+    before = store_counts(crashers, name)
+    with _signals_stop(stop):
+        if engine == "hypothesis":
+            result = _hypothesis(target, max_time, runs, CrashStore(crashers),
+                                 [seeds_dir] + ([corpus] if corpus else []), seed, progress, stop_on_new, stop,
+                                 stream)
+        else:
+            result = _atheris(target, max_time=max_time, runs=runs, jobs=jobs, corpus=corpus, crashers=crashers,
+                              seeds_dir=seeds_dir, workdir=workdir, seed=seed, libfuzzer_args=libfuzzer_args,
+                              progress=progress, stop_on_new=stop_on_new, stream=stream, stop=stop)
+    reconcile(result, before, store_counts(crashers, name))
+    result.runs_budget = runs
+    stream(result.new)                       # what a job recorded but could not report
+    if progress is not None and warn_flat and (w := flat_warning(result)):
+        progress("  " + w)
+    for e in result.errors:
+        if progress is not None:
+            progress(f"  WARNING {name}: {e.splitlines()[0]}")
+    return result
+
+
+class _signals_stop:
+    """In the main thread: SIGINT and SIGTERM set `stop` instead of killing the campaign."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_signals_stop":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.old[s] = signal.signal(s, lambda *_: self.stop.set())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+_COV = re.compile(rb"cov: (\d+) ft: (\d+)")
+_INITED = re.compile(rb"#(\d+)\s+INITED(?: cov: (\d+) ft: (\d+))?")
+_UNITS = re.compile(rb"stat::number_of_executed_units: (\d+)")
+_PULSE = re.compile(rb"^#(\d+)\s", re.M)
+
+
+@dataclass
+class LogInfo:
+    """What a libFuzzer log says about one job."""
+
+    inited: int = 0                         # executions when the corpus was loaded
+    cov_start: int | None = None
+    ft_start: int | None = None
+    cov_end: int | None = None
+    ft_end: int | None = None
+    execs: int = 0                          # executed units: the final stat, else the last '#N' line
+    python_crash: str = ""                  # an uncaught Python exception, if atheris reported one
+
+
+def parse_log(path: Path) -> LogInfo:
+    info = LogInfo()
+    try:
+        text = Path(path).read_bytes()
+    except OSError:
+        return info
+    m = _INITED.search(text)
+    if m:
+        info.inited = int(m.group(1))
+        if m.group(2):
+            info.cov_start, info.ft_start = int(m.group(2)), int(m.group(3))
+            after = _COV.findall(text, m.end())
+            info.cov_end = max([info.cov_start] + [int(c) for c, _ in after])
+            info.ft_end = max([info.ft_start] + [int(f) for _, f in after])
+    units = _UNITS.search(text)
+    pulses = _PULSE.findall(text)
+    info.execs = int(units.group(1)) if units else (int(pulses[-1]) if pulses else 0)
+    at = text.find(b"Uncaught Python exception")
+    if at >= 0:
+        info.python_crash = text[at:at + 1500].decode(errors="replace")
+    return info
+
+
+def _atheris(target: Target, *, max_time: float | None, runs: int | None, jobs: int, corpus: Path | None,
+             crashers: Path, seeds_dir: Path, workdir: Path, seed: int, libfuzzer_args: Sequence[str],
+             progress: Callable[[str], None] | None, stop_on_new: bool, stream: Callable[[dict[str, str]], None],
+             stop: threading.Event) -> FuzzResult:
+    name = target.name
     run_dir = workdir / name
     work_corpus = corpus or (run_dir / "corpus")
     work_corpus.mkdir(parents=True, exist_ok=True)
@@ -100,7 +318,7 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
     procs = []
     series: list[dict[str, Any]] = []
     started = time.monotonic()
-    for j in range(jobs):
+    for j in range(max(1, jobs)):
         stats = run_dir / f"stats-{j}.json"
         stats.unlink(missing_ok=True)
         log = run_dir / f"fuzz-{j}.log"
@@ -118,39 +336,65 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
         with open(log, "w") as out:
             procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                            preexec_fn=die_with_parent), stats, log))
-    try:
-        last_line = last_sample = started
-        while any(p.poll() is None for p, _, _ in procs):
-            time.sleep(0.25)
-            now = time.monotonic()
-            stats_now = [_read(s) for _, s, _ in procs]
-            if stop_on_new and any(st.get("new_signatures") for st in stats_now):
-                for p, _, _ in procs:
-                    p.terminate()
-            if now - last_sample >= 1.0:
-                last_sample = now
-                series.append(_sample(now - started, stats_now, work_corpus, [lg for _, _, lg in procs]))
-            if progress and now - last_line >= 5.0:
-                last_line = now
-                progress(_line(name, started, stats_now, max_time, corpus=series[-1]["corpus"] if series else None))
-    except KeyboardInterrupt:
-        for p, _, _ in procs:
-            p.terminate()
-        for p, _, _ in procs:
-            p.wait()
-    result = FuzzResult(name, "atheris", seconds=time.monotonic() - started)
-    series.append(_sample(result.seconds, [_read(s) for _, s, _ in procs], work_corpus, [lg for _, _, lg in procs]))
+    interrupted = False
+    found = False
+    last_line = last_sample = started
+    while any(p.poll() is None for p, _, _ in procs):
+        stop.wait(0.25)
+        now = time.monotonic()
+        stats_now = [_read(s) for _, s, _ in procs]
+        for st in stats_now:
+            stream(st.get("new_signatures") or {})
+            found = found or bool(st.get("new_signatures"))
+        if stop.is_set() or (stop_on_new and found):
+            interrupted = stop.is_set()
+            _end(procs)
+            break
+        if now - last_sample >= 1.0:
+            last_sample = now
+            series.append(_sample(now - started, stats_now, work_corpus, [lg for _, _, lg in procs]))
+        if progress and now - last_line >= 5.0:
+            last_line = now
+            progress(_line(name, started, stats_now, max_time, corpus=series[-1]["corpus"] if series else None))
+    result = FuzzResult(name, "atheris", seconds=time.monotonic() - started, interrupted=interrupted)
+    final = [_read(s) for _, s, _ in procs]
+    for st in final:
+        stream(st.get("new_signatures") or {})
+    series.append(_sample(result.seconds, final, work_corpus, [lg for _, _, lg in procs]))
     result.series = series
-    for p, stats, log in procs:
-        result.add(_read(stats))
+    for (p, stats, log), st in zip(procs, final):
+        info = parse_log(log)
+        if info.execs > st.get("execs", 0):        # the job ended before its last counters landed
+            st = {**st, "execs": info.execs}
+        result.add(st)
         result.logs.append(str(log))
-        if p.returncode not in (0, None) and not _read(stats):
-            raise RuntimeError(f"atheris job died (exit {p.returncode}); see {log}:\n"
-                               + log.read_text()[-2000:])
+        result.corpus_execs += info.inited
+        if info.ft_start is not None:
+            result.cov_start = info.cov_start if result.cov_start is None else min(result.cov_start, info.cov_start)
+            result.ft_start = info.ft_start if result.ft_start is None else min(result.ft_start, info.ft_start)
+            result.cov_end = max(result.cov_end or 0, info.cov_end or 0)
+            result.ft_end = max(result.ft_end or 0, info.ft_end or 0)
+        if p.returncode not in (0, None, -signal.SIGTERM) or info.python_crash:
+            why = info.python_crash or log.read_text(errors="replace")[-1500:]
+            result.errors.append(f"job {p.args[p.args.index('--stats') + 1]} ended with exit {p.returncode}; "
+                                 f"see {log}\n{why}")
+    if result.errors and not result.execs:
+        raise EngineDied(f"atheris job died before running an input: {result.errors[0]}")
     return result
 
 
-_COV = re.compile(rb"cov: (\d+) ft: (\d+)")
+def _end(procs: list[tuple[subprocess.Popen[bytes], Path, Path]], grace: float = 10.0) -> None:
+    """SIGTERM every job (each writes its counters and exits), SIGKILL what is left after `grace`."""
+    for p, _, _ in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + grace
+    for p, _, _ in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def _coverage(logs: list[Path]) -> int:
@@ -192,10 +436,14 @@ def _line(name: str, started: float, stats: list[dict[str, Any]], budget: float 
     execs = sum(s.get("execs", 0) for s in stats)
     crashes = len({k for s in stats for k in s.get("signatures", {})})
     lookups = sum(s.get("lookups_checked", 0) for s in stats)
+    unjustified = sum(int(s.get("lookups_unjustified") or 0) for s in stats)
+    internal = sum(int(s.get("internal_errors") or 0) for s in stats)
     b = f"/{budget:.0f}" if budget else ""
     c = f"  corpus {corpus}" if corpus is not None else ""
+    extra = (f"  {unjustified} unjustified  {internal} internal errors"
+             if any(k in s for s in stats for k in ("lookups_unjustified", "internal_errors")) else "")
     return (f"  {name}: {el:5.0f}{b} s  {execs} execs  {execs / max(el, 1e-9):,.0f}/s{c}  {lookups} lookups  "
-            f"{crashes} signatures")
+            f"{crashes} signatures{extra}")
 
 
 class _Stop(BaseException):
@@ -204,33 +452,50 @@ class _Stop(BaseException):
 
 def _hypothesis(target: Target, max_time: float | None, runs: int | None, store: CrashStore,
                 dirs: list[Path], seed: int, progress: Callable[[str], None] | None,
-                stop_on_new: bool = False) -> FuzzResult:
+                stop_on_new: bool = False, stop: threading.Event | None = None,
+                stream: Callable[[dict[str, str]], None] = lambda new: None) -> FuzzResult:
     from hypothesis import HealthCheck, given, settings, strategies as st
+    stop = stop or threading.Event()
     runner = CaseRunner(target, store, seed=seed, engine="hypothesis")
-    for data in corpus_inputs(dirs):
-        runner.run_one(data)
-    strategy = target.strategy if target.strategy is not None else st.binary(max_size=min(target.max_len, 4096))
     deadline = time.monotonic() + (max_time if max_time is not None else 1e12)
     budget = runs if runs is not None else 1 << 60
-    last = [time.monotonic()]
+    interrupted = False
 
-    @settings(max_examples=1 << 30, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck), phases=[__import__("hypothesis").Phase.generate])
-    @given(strategy)
-    def one(data: bytes) -> None:
-        runner.run_one(data)
-        now = time.monotonic()
-        if progress and now - last[0] >= 5:
-            last[0] = now
-            progress(_line(target.name, runner.stats.started, [runner.stats.as_dict()], max_time))
-        if now >= deadline or runner.stats.execs >= budget or (stop_on_new and runner.stats.new):
-            raise _Stop()
-
+    def over() -> bool:
+        return (time.monotonic() >= deadline or runner.stats.execs >= budget or stop.is_set()
+                or (stop_on_new and bool(runner.stats.new)))
     try:
-        one()
+        for data in corpus_inputs(dirs):             # like libFuzzer: the whole corpus, whatever the budget
+            if runner.run_one(data) is not None:
+                stream(runner.stats.new)
+            if stop.is_set():
+                raise _Stop()
+        strategy = target.strategy if target.strategy is not None else st.binary(max_size=min(target.max_len, 4096))
+        last = [time.monotonic()]
+
+        @settings(max_examples=1 << 30, deadline=None, database=None, derandomize=False,
+                  suppress_health_check=list(HealthCheck), phases=[__import__("hypothesis").Phase.generate])
+        @given(strategy)
+        def one(data: bytes) -> None:
+            if over():
+                raise _Stop()
+            if runner.run_one(data) is not None:
+                stream(runner.stats.new)
+            now = time.monotonic()
+            if progress and now - last[0] >= 5:
+                last[0] = now
+                progress(_line(target.name, runner.stats.started, [runner.stats.as_dict()], max_time))
+            if over():
+                raise _Stop()
+
+        if not over():
+            one()
     except _Stop:
         pass
-    result = FuzzResult(target.name, "hypothesis", seconds=runner.stats.seconds)
+    except KeyboardInterrupt:
+        interrupted = True
+    interrupted = interrupted or stop.is_set()
+    result = FuzzResult(target.name, "hypothesis", seconds=runner.stats.seconds, interrupted=interrupted)
     result.add(runner.stats.as_dict())
     return result
 
