@@ -287,6 +287,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     _emit(args, {**summary, "reports": [str(p) for p in paths]}, lambda: "\n".join(
         [f"nightly: {summary['execs']:,} execs, {summary['lookups_checked']:,} lookups checked, "
          f"{summary['new_findings']} new signatures, {len(summary['crashers'])} crashers re-checked"]
+        + [f"  coverage never grew past the corpus (a harness problem): {f['target']}" for f in summary["coverage_flat"]]
         + [f"  {p}" for p in paths]))
     return EXIT_FINDINGS if summary["new_findings"] or any(c["status"] != "fixed" for c in summary["crashers"]) \
         else EXIT_CLEAN
@@ -353,13 +354,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_fuzz_default(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from harness.engine.campaign import counters_text
+    from harness.engine.crashstore import HarnessError
     from harness.engine.default import run_default
     progress = None if args.json else (lambda line: print(line, flush=True))
-    run = run_default(Path(args.out), budget=args.max_time, crashers=Path(args.crashers), progress=progress)
+    try:
+        run = run_default(Path(args.out), budget=args.max_time, crashers=Path(args.crashers), progress=progress,
+                          slots=args.jobs, targets=args.targets)
+    except HarnessError as e:
+        return _harness_error(args, e)
     doc = run.as_dict()
     _emit(args, doc, lambda: "\n".join(
         [f"{'target':18} {'execs':>8} {'exec/s':>8} {'lookups':>9} findings"]
-        + [f"{r.target:18} {r.execs:8} {r.execs_per_s:8,.0f} {r.lookups:9} {r.findings}" for r in run.results]
+        + [f"{r.target:18} {r.execs:8} {r.execs_per_s:8,.0f} {r.lookups:9} {r.findings}"
+           + (f"  ({counters_text(r)})" if counters_text(r) else "") for r in run.results]
+        + ([f"coverage never grew past the corpus: {', '.join(run.flat)}"] if run.flat else [])
         + [f"summary: {run.summary_path}; crash folders under {args.crashers}/"]))
     return EXIT_FINDINGS if run.findings else EXIT_CLEAN
 
@@ -441,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp = verb("nightly", cmd_nightly, "fuzz every target within a budget, merge corpora, re-check crashers, report")
     sp.add_argument("--budget", type=float, default=3600.0, help="seconds in all (default 3600)")
-    sp.add_argument("--jobs", type=int, default=2, help="campaigns at a time (default 2)")
+    sp.add_argument("--jobs", type=int, default=None, help="campaigns at a time (default: every core)")
     sp.add_argument("--targets", nargs="*", default=[], help="default: all")
     sp.add_argument("--out", default=None, help="run directory (default runs/nightly-DATE)")
     sp.add_argument("--crashers", default="crashers")
@@ -460,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="runs/default", help="run directory (default runs/default)")
     sp.add_argument("--max-time", type=float, default=180.0, help="total seconds, shared by the targets (default 180)")
     sp.add_argument("--crashers", default="crashers", help="crash store root (default crashers/)")
+    sp.add_argument("--jobs", type=int, default=None, help="campaigns at a time (default: every core)")
+    sp.add_argument("--targets", nargs="*", default=[], help="default: every target that needs no configuration")
     return p
 
 

@@ -226,7 +226,7 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
                 if on_finding is not None:
                     on_finding(name, key, title, Path(crashers) / name / key)
     before = store_counts(crashers, name)
-    with _signals_stop(stop):
+    with signals_stop(stop):
         if engine == "hypothesis":
             result = _hypothesis(target, max_time, runs, CrashStore(crashers),
                                  [seeds_dir] + ([corpus] if corpus else []), seed, progress, stop_on_new, stop,
@@ -246,14 +246,14 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
     return result
 
 
-class _signals_stop:
+class signals_stop:
     """In the main thread: SIGINT and SIGTERM set `stop` instead of killing the campaign."""
 
     def __init__(self, stop: threading.Event):
         self.stop = stop
         self.old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_signals_stop":
+    def __enter__(self) -> "signals_stop":
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
                 self.old[s] = signal.signal(s, lambda *_: self.stop.set())

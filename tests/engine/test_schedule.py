@@ -1,0 +1,180 @@
+"""The scheduling policy (`engine.schedule`): the sweep first, longest first; then more time to
+targets that still grow, some to every target, round robin when nothing grows; the slot runner
+with fake campaigns: every slot busy, the budget kept, findings streamed."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from harness.engine.campaign import FuzzResult
+from harness.engine.schedule import Gain, Schedule
+from harness.engine.slots import by_target, run_shares
+
+TARGETS = ["a", "b", "c", "d"]
+
+
+def play(s: Schedule, gains, shares: int, left: float = 1e9) -> list[str]:
+    """Run the policy alone: `gains(target, k)` is the fake ft growth of the k-th share of a target."""
+    order, count = [], Counter()
+    for _ in range(shares):
+        share = s.next(left)
+        if share is None:
+            break
+        order.append(share.target)
+        s.record(share.target, Gain(seconds=share.seconds, features=gains(share.target, count[share.target])))
+        count[share.target] += 1
+    return order
+
+
+def test_the_sweep_runs_every_target_once_first_longest_first():
+    s = Schedule(TARGETS, sweep_s=3, costs={"c": 4.0, "b": 1.0})
+    first = [s.next(100, running=()) for _ in range(4)]
+    assert [x.target for x in first] == ["c", "b", "a", "d"]
+    assert all(x.phase == "sweep" for x in first)
+    assert [x.seconds for x in first] == [7.0, 4.0, 3.0, 3.0]        # sweep_s + the corpus load time
+    assert s.next(100, running={"c", "b", "a", "d"}) is None          # the sweep is still running
+
+
+def test_running_targets_are_skipped_and_the_sweep_finishes_before_adaptive_shares():
+    s = Schedule(TARGETS, sweep_s=3)
+    assert s.next(100, running={"a"}).target == "b"
+    assert s.next(100, running={"a", "b"}).target == "c"
+    assert s.next(100, running={"b", "c"}).target == "a"               # a's sweep, once it is free
+    assert s.next(100, running={"a", "b", "c"}).target == "d"
+    assert s.next(100, running={"a", "b", "c", "d"}) is None
+    assert s.next(100, running={"a", "b", "c"}).phase == "adaptive"
+
+
+def test_a_target_that_keeps_growing_gets_most_of_the_time_but_none_starves():
+    s = Schedule(TARGETS, sweep_s=3, quantum_s=10)
+    order = play(s, lambda t, k: 40 if t == "b" else 0, 4 + 40)
+    adaptive = Counter(order[4:])
+    assert adaptive["b"] >= 20 and adaptive.most_common(1)[0][0] == "b"
+    assert all(adaptive[t] >= 2 for t in TARGETS)                     # exploration: every target again
+
+
+def test_growth_that_stops_moves_time_to_the_target_that_starts_growing():
+    s = Schedule(TARGETS, sweep_s=3, quantum_s=10)
+    early = play(s, lambda t, k: 50 if t == "a" and k < 6 else 0, 4 + 12)
+    late = play(s, lambda t, k: 50 if t == "d" else 0, 24)
+    assert Counter(early[4:])["a"] > Counter(early[4:])["d"]
+    assert Counter(late)["d"] > Counter(late)["a"]
+
+
+def test_nothing_grows_round_robin():
+    s = Schedule(TARGETS, sweep_s=3, quantum_s=10)
+    order = play(s, lambda t, k: 0, 4 + 20)
+    assert set(Counter(order[4:]).values()) == {5}
+
+
+def test_a_new_signature_counts_like_growth():
+    s = Schedule(["x", "y"], sweep_s=3, quantum_s=10)
+    for t in ("x", "y"):
+        s.next(100)
+    s.record("x", Gain(seconds=5, features=0, signatures=1))
+    s.record("y", Gain(seconds=5, features=0))
+    assert s.next(100).target == "x"
+
+
+def test_corpus_growth_stands_in_where_libfuzzer_reports_no_features():
+    s = Schedule(["x", "y"], sweep_s=3, quantum_s=10)
+    for t in ("x", "y"):
+        s.next(100)
+    s.record("x", Gain(seconds=5, features=None, corpus=0))
+    s.record("y", Gain(seconds=5, features=None, corpus=7))
+    assert s.next(100).target == "y"
+
+
+def test_shares_fit_the_budget_and_stop_when_too_little_is_left():
+    s = Schedule(["x", "y"], sweep_s=5, quantum_s=10, min_s=2)
+    assert s.next(4).seconds == 4
+    assert s.next(1.5) is None
+    s = Schedule(["x"], sweep_s=3, quantum_s=10, min_s=2)
+    s.next(100)
+    s.record("x", Gain(seconds=5, features=0, load_s=6.0))
+    assert s.next(100).seconds == 16                                 # quantum + the corpus load time
+    assert s.next(7) is None                                         # the corpus alone would eat it
+
+
+def test_the_policy_is_deterministic():
+    gains = lambda t, k: (k * 7 + ord(t)) % 5 * 10                    # noqa: E731
+    assert play(Schedule(TARGETS), gains, 40) == play(Schedule(TARGETS), gains, 40)
+
+
+def fake_campaign(findings: dict[str, int] | None = None, seconds: float = 0.3):
+    """A stand-in for campaign.fuzz: sleeps its share (scaled down), reports fake coverage."""
+    calls, lock = [], threading.Lock()
+
+    def run(name, *, max_time, stop, on_finding=None, **kw):
+        t0 = time.monotonic()
+        stop.wait(min(max_time, seconds))
+        with lock:
+            calls.append((name, t0, time.monotonic()))
+        r = FuzzResult(name, "atheris", execs=100, seconds=time.monotonic() - t0, cov_start=10, ft_start=20,
+                       cov_end=10, ft_end=20 + (findings or {}).get(name, 0), corpus_execs=5)
+        if (findings or {}).get(name) and on_finding:
+            r.new["k" + name] = "title"
+            on_finding(name, "k" + name, "title", None)
+        return r
+    return run, calls
+
+
+def test_the_slot_runner_keeps_every_slot_busy_and_the_budget(tmp_path):
+    run, calls = fake_campaign(seconds=0.3)
+    s = Schedule(TARGETS, sweep_s=3, quantum_s=3, min_s=0.1)
+    t0 = time.monotonic()
+    recs = run_shares(s, slots=2, budget=4.0, workdir=tmp_path, campaign=run)
+    took = time.monotonic() - t0
+    assert took < 4.0 + 1.0
+    assert {r.slot for r in recs} == {0, 1}
+    assert [r.phase for r in recs[:4]] == ["sweep"] * 4 and {r.target for r in recs[:4]} == set(TARGETS)
+    spans = sorted((a, b) for _, a, b in calls)
+    assert any(a2 < b1 for (a1, b1), (a2, b2) in zip(spans, spans[1:]))    # two campaigns at once
+    merged = by_target(recs)
+    assert sum(r.execs for r in merged.values()) == 100 * len(recs)
+
+
+def test_stop_on_new_ends_the_job_at_the_first_new_signature(tmp_path):
+    run, calls = fake_campaign(findings={"c": 5}, seconds=0.2)
+    seen = []
+    recs = run_shares(Schedule(TARGETS, sweep_s=3, quantum_s=3, min_s=0.1), slots=2, budget=30.0,
+                      workdir=tmp_path, campaign=run, stop_on_new=True, on_finding=lambda *a: seen.append(a[:2]))
+    assert ("c", "kc") in seen
+    found = next(r for r in recs if r.target == "c")
+    assert all(r.start < found.start + found.seconds for r in recs)    # nothing starts after it
+    assert len(recs) <= 5
+
+
+@pytest.mark.slow
+def test_a_short_fuzz_default_uses_both_cores_and_sweeps_every_target(tmp_path):
+    """fuzz-default --max-time 20 over three fast targets on two slots: two campaigns overlap in
+    time, every target gets its sweep share first, the wall budget holds, the summary keeps its
+    fields and adds the schedule."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    names = ["log_replay", "fmap_wire", "superblock"]
+    for t in names:
+        shutil.copytree(root / "corpora" / t, tmp_path / "corpora" / t)
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "harness.cli", "fuzz-default", "--max-time", "20", "--jobs", "2",
+                        "--out", "run", "--targets", *names], cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(root)), timeout=120)
+    took = time.monotonic() - t0
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    doc = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert {"targets", "findings", "lookups_checked", "execs", "summary"} <= set(doc)
+    sched = doc["schedule"]
+    assert [s["phase"] for s in sched[:3]] == ["sweep"] * 3 and {s["target"] for s in sched[:3]} == set(names)
+    assert {s["slot"] for s in sched} == {0, 1}
+    spans = sorted((s["start"], s["start"] + s["seconds"]) for s in sched)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))            # two campaigns at once
+    assert all(t["execs"] > 0 and t["shares"] >= 1 for t in doc["targets"])
+    assert took < 20 + 12 and "fuzzing for" in p.stdout
