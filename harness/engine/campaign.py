@@ -203,11 +203,12 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
          corpora: Path = Path("corpora"), workdir: Path = Path("runs"), seed: int | None = None,
          libfuzzer_args: Sequence[str] = (), progress: Callable[[str], None] | None = None,
          stop_on_new: bool = False, on_finding: OnFinding | None = None,
-         stop: threading.Event | None = None, warn_flat: bool = True) -> FuzzResult:
+         stop: threading.Event | None = None, warn_flat: bool = True, log_tag: str = "") -> FuzzResult:
     """Fuzz target `name`; see the module docstring. `stop_on_new` ends the campaign at the first
     new signature (a PR-style run); `on_finding` is called once per new signature as soon as a job
     reports it (default: a line on `progress`); setting `stop` ends the campaign (its results are
-    kept). SIGINT and SIGTERM end it the same way when it runs in the main thread."""
+    kept). SIGINT and SIGTERM end it the same way when it runs in the main thread. `log_tag` goes
+    into the names of the jobs' logs and stats files (a scheduled job keeps every share's log)."""
     target = load(name)
     seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
     seeds_dir = corpora / name
@@ -234,7 +235,8 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
         else:
             result = _atheris(target, max_time=max_time, runs=runs, jobs=jobs, corpus=corpus, crashers=crashers,
                               seeds_dir=seeds_dir, workdir=workdir, seed=seed, libfuzzer_args=libfuzzer_args,
-                              progress=progress, stop_on_new=stop_on_new, stream=stream, stop=stop)
+                              progress=progress, stop_on_new=stop_on_new, stream=stream, stop=stop,
+                              log_tag=log_tag)
     reconcile(result, before, store_counts(crashers, name))
     result.runs_budget = runs
     stream(result.new)                       # what a job recorded but could not report
@@ -309,7 +311,7 @@ def parse_log(path: Path) -> LogInfo:
 def _atheris(target: Target, *, max_time: float | None, runs: int | None, jobs: int, corpus: Path | None,
              crashers: Path, seeds_dir: Path, workdir: Path, seed: int, libfuzzer_args: Sequence[str],
              progress: Callable[[str], None] | None, stop_on_new: bool, stream: Callable[[dict[str, str]], None],
-             stop: threading.Event) -> FuzzResult:
+             stop: threading.Event, log_tag: str = "") -> FuzzResult:
     name = target.name
     run_dir = workdir / name
     work_corpus = corpus or (run_dir / "corpus")
@@ -319,9 +321,9 @@ def _atheris(target: Target, *, max_time: float | None, runs: int | None, jobs: 
     series: list[dict[str, Any]] = []
     started = time.monotonic()
     for j in range(max(1, jobs)):
-        stats = run_dir / f"stats-{j}.json"
+        stats = run_dir / f"stats-{log_tag}{j}.json"
         stats.unlink(missing_ok=True)
-        log = run_dir / f"fuzz-{j}.log"
+        log = run_dir / f"fuzz-{log_tag}{j}.log"
         flags = [f"-max_len={target.max_len}", f"-timeout={max(5, int(target.timeout_s * 5))}",
                  "-rss_limit_mb=4096", "-print_final_stats=1", f"-artifact_prefix={run_dir}/"]
         if max_time is not None:

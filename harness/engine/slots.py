@@ -78,6 +78,7 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
     running: set[str] = set()
     records: list[ShareRecord] = []
     overhead = [START_S]
+    counter = [0]
 
     def worker(slot: int) -> None:
         while not stop.is_set():
@@ -93,6 +94,8 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
                 if share is None:
                     return
                 running.add(share.target)
+                counter[0] += 1
+                tag = f"share{counter[0]:03d}-"
             t0 = time.monotonic()
             say(f"{share.target}: fuzzing for {share.seconds:.0f} s")
             corpus = workdir / share.target / "corpus"
@@ -101,7 +104,7 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
             try:
                 r = campaign(share.target, max_time=share.seconds, jobs=jobs_per_share, workdir=workdir,
                          progress=say if progress else None, on_finding=on_finding, stop=stop, stop_on_new=stop_on_new,
-                         warn_flat=False, **fuzz_kwargs)
+                         warn_flat=False, log_tag=tag, **fuzz_kwargs)
             except HarnessError as e:
                 r, error = FuzzResult(share.target, "atheris"), str(e)
                 say(f"  WARNING {share.target}: {error.splitlines()[0]}")

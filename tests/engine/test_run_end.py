@@ -69,7 +69,7 @@ def test_a_runs_budget_below_the_corpus_runs_the_corpus_and_says_so(tmp_path, cr
 
 @pytest.mark.parametrize("engine", ["atheris", "hypothesis"])
 def test_a_time_budget_reports_what_the_store_holds(tmp_path, crashy, engine):
-    r = run(tmp_path, engine=engine, max_time=3)
+    r = run(tmp_path, engine=engine, max_time=2)
     assert r.findings > 0 and r.findings == held(tmp_path / "crashers")
     if engine == "atheris":
         assert r.execs == parse_log(Path(r.logs[0])).execs > 0     # libFuzzer's executed units

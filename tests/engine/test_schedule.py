@@ -178,3 +178,7 @@ def test_a_short_fuzz_default_uses_both_cores_and_sweeps_every_target(tmp_path):
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))            # two campaigns at once
     assert all(t["execs"] > 0 and t["shares"] >= 1 for t in doc["targets"])
     assert took < 20 + 12 and "fuzzing for" in p.stdout
+    for t in doc["targets"]:                                              # flat coverage: flagged, and said
+        assert t["coverage_grew"] == (t["ft_end"] > t["ft_start"] or t["cov_end"] > t["cov_start"])
+        assert (t["target"] in doc["coverage_flat"]) == (not t["coverage_grew"])
+        assert (f"WARNING {t['target']}: coverage never grew" in p.stdout) == (not t["coverage_grew"])
