@@ -167,7 +167,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                           say=progress or (lambda line: None))
         else:
             r = fuzz(args.target, engine=args.engine, max_time=args.max_time, runs=args.runs,
-                     jobs=args.jobs or default_jobs(),
+                     jobs=args.jobs or (1 if args.runs else default_jobs()),
                      corpus=Path(args.corpus) if args.corpus else None, crashers=Path(args.crashers),
                      seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress,
                      stop_on_new=args.stop_on_crash)
@@ -414,8 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("target")
     sp.add_argument("--engine", choices=["atheris", "hypothesis"], default="atheris")
     sp.add_argument("--max-time", type=float, default=60.0, help="seconds (default 60)")
-    sp.add_argument("--runs", type=int, default=None, help="stop after this many inputs per job")
-    sp.add_argument("--jobs", type=int, default=None, help="parallel fuzzing processes (atheris; default: every core)")
+    sp.add_argument("--runs", type=int, default=None,
+                    help="stop after this many inputs in all, split over the jobs (each runs its corpus first)")
+    sp.add_argument("--jobs", type=int, default=None,
+                    help="parallel fuzzing processes (atheris; default: every core, 1 with --runs)")
     sp.add_argument("--corpus", default=None, help="working corpus directory (default runs/TARGET/corpus)")
     sp.add_argument("--crashers", default="crashers", help="crash store root (default crashers/)")
     sp.add_argument("--seed", type=int, default=None)

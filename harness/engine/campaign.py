@@ -12,9 +12,10 @@ Nothing is lost at the end of a run, however it ends (a runs or time budget, SIG
 child dying): the child writes its counters after every finding, at most 0.5 s apart and from a
 C-level exit hook; then `fuzz` reconciles what the jobs said with the crash store (the counts
 recorded during this run) and with libFuzzer's own log (executed units), so the reported
-executions and findings are what happened. With `runs=N`, a job executes max(N, corpus inputs
-+ 1): libFuzzer runs every corpus input (and one empty input) before it checks -runs;
-`corpus_execs` in the result says how many.
+executions and findings are what happened. `runs=N` is the executions of the whole campaign,
+split over its jobs; a job given n executes max(n, corpus inputs + 1): libFuzzer runs every
+corpus input (and one empty input) before it checks -runs; `corpus_execs` in the result says
+how many.
 """
 from __future__ import annotations
 
@@ -320,7 +321,8 @@ def _atheris(target: Target, *, max_time: float | None, runs: int | None, jobs: 
     procs = []
     series: list[dict[str, Any]] = []
     started = time.monotonic()
-    for j in range(max(1, jobs)):
+    jobs = max(1, jobs)
+    for j in range(jobs):
         stats = run_dir / f"stats-{log_tag}{j}.json"
         stats.unlink(missing_ok=True)
         log = run_dir / f"fuzz-{log_tag}{j}.log"
@@ -328,8 +330,8 @@ def _atheris(target: Target, *, max_time: float | None, runs: int | None, jobs: 
                  "-rss_limit_mb=4096", "-print_final_stats=1", f"-artifact_prefix={run_dir}/"]
         if max_time is not None:
             flags.append(f"-max_total_time={max(1, int(max_time))}")
-        if runs is not None:
-            flags.append(f"-runs={runs}")
+        if runs is not None:                       # the campaign's runs, split over its jobs
+            flags.append(f"-runs={max(1, runs // jobs + (j < runs % jobs))}")
         dirs = [str(work_corpus)] + ([str(seeds_dir)] if seeds_dir.is_dir() else [])
         cmd = [sys.executable, "-m", "harness.engine.atheris_main", "--target", name,
                "--crashers", str(crashers), "--stats", str(stats), "--seed", str(seed + j),
@@ -378,10 +380,11 @@ def _atheris(target: Target, *, max_time: float | None, runs: int | None, jobs: 
             result.ft_end = max(result.ft_end or 0, info.ft_end or 0)
         if p.returncode not in (0, None, -signal.SIGTERM) or info.python_crash:
             why = info.python_crash or log.read_text(errors="replace")[-1500:]
-            result.errors.append(f"job {p.args[p.args.index('--stats') + 1]} ended with exit {p.returncode}; "
-                                 f"see {log}\n{why}")
-    if result.errors and not result.execs:
-        raise EngineDied(f"atheris job died before running an input: {result.errors[0]}")
+            result.errors.append(f"job {log.stem} ended with exit {p.returncode}; see {log}\n{why}")
+    if result.errors and not result.findings and result.execs <= len(procs):
+        first = result.errors[0].splitlines()
+        why = first[2] if len(first) > 2 and "Uncaught Python exception" in first[1] else first[0]
+        raise EngineDied(f"{name}: every job died at its first input: {why} (see {procs[0][2]})")
     return result
 
 

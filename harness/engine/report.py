@@ -45,6 +45,7 @@ def summary_of(result: Any) -> dict[str, Any]:
             **{k: sum(getattr(r, "counters", {}).get(k, 0) for r in result.results) for k in COUNTERS},
             "internal_signatures": internal,
             "coverage_flat": list(getattr(result, "flat", [])),
+            "interrupted": any(getattr(r, "interrupted", False) for r in result.results),
             "schedule": [s.as_dict() for s in getattr(result, "shares", [])]}
 
 

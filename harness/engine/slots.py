@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -108,6 +109,9 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
             except HarnessError as e:
                 r, error = FuzzResult(share.target, "atheris"), str(e)
                 say(f"  WARNING {share.target}: {error.splitlines()[0]}")
+            except Exception:  # noqa: BLE001 - a bug in one campaign must not stall every slot
+                r, error = FuzzResult(share.target, "atheris"), traceback.format_exc()
+                say(f"  WARNING {share.target}: the campaign failed: {error.strip().splitlines()[-1]}")
             rec = ShareRecord(share.target, slot, share.phase, t0 - started, time.monotonic() - t0, share.seconds,
                               r, max(0, _files(corpus) - had), error or "\n".join(r.errors))
             with lock:

@@ -117,3 +117,18 @@ def test_a_killed_engine_child_loses_no_finding(tmp_path, crashy):
     r = box["r"]
     assert r.findings == held(tmp_path / "crashers") >= 3
     assert r.errors and "exit -9" in r.errors[0]
+
+
+def test_a_runs_budget_is_split_over_the_jobs(tmp_path, crashy):
+    n = 2 * (corpus_size() + 1) + 11                  # each job past its corpus
+    r = run(tmp_path, runs=n, max_time=None, jobs=2)
+    assert r.execs == n and len(r.logs) == 2
+    assert r.findings == held(tmp_path / "crashers")
+
+
+def test_an_engine_that_cannot_run_an_input_is_a_typed_harness_error(tmp_path, monkeypatch):
+    from harness.engine.crashstore import HarnessError
+    monkeypatch.delenv("FAMFS_FUZZ_EXTERNAL_CMD", raising=False)
+    with pytest.raises(HarnessError) as e:
+        run(tmp_path, max_time=5)
+    assert "needs --cmd" in str(e.value)
