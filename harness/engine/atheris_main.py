@@ -15,6 +15,10 @@ Counters go to `--stats` (atomically) after every input that changed the finding
 write is a C-level on_exit hook; SIGTERM and SIGINT write them from a Python handler and exit.
 Only a SIGKILL or a crash of the interpreter loses the last interval; the campaign then
 reconciles with the crash store and libFuzzer's log.
+
+SIGUSR1 pauses the job: after the input in flight it writes its counters and stops itself
+(SIGSTOP), so a scheduled campaign keeps its loaded corpus between shares and no case's timer
+runs while it is stopped; SIGCONT goes on.
 """
 import argparse
 import ctypes
@@ -28,6 +32,15 @@ import time
 import atheris
 
 assert "harness.famfs" not in sys.modules, "harness.famfs imported before instrumentation: no coverage"
+
+_PAUSE = [False]              # SIGUSR1: the campaign asks this job to stop after its current input
+
+
+def _pause_requested(signum: int, frame: object) -> None:
+    _PAUSE[0] = True
+
+
+signal.signal(signal.SIGUSR1, _pause_requested)
 
 
 def _not_famfs() -> list[str]:
@@ -96,9 +109,12 @@ def main() -> None:
         found = runner.stats.findings
         runner.run_one(data)
         now = time.monotonic()
-        if runner.stats.findings != found or now - last[0] >= STATS_EVERY:
+        if runner.stats.findings != found or now - last[0] >= STATS_EVERY or _PAUSE[0]:
             last[0] = now
             _write_stats(args.stats, runner.stats.as_dict())
+        if _PAUSE[0]:                            # between two inputs: no case timer is running
+            _PAUSE[0] = False
+            os.kill(os.getpid(), signal.SIGSTOP)
 
     def final() -> None:
         _write_stats(args.stats, runner.stats.as_dict())

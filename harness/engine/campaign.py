@@ -219,28 +219,29 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
         def on_finding(t: str, key: str, title: str, folder: Path) -> None:
             progress(f"  NEW {t}: {title}  -> {folder}")
     stop = stop or threading.Event()
-    streamed: set[str] = set()
-
-    def stream(new: dict[str, str]) -> None:
-        for key, title in new.items():
-            if key not in streamed:
-                streamed.add(key)
-                if on_finding is not None:
-                    on_finding(name, key, title, Path(crashers) / name / key)
-    before = store_counts(crashers, name)
     with signals_stop(stop):
         if engine == "hypothesis":
+            streamed: set[str] = set()
+
+            def stream(new: dict[str, str]) -> None:
+                for key, title in new.items():
+                    if key not in streamed:
+                        streamed.add(key)
+                        if on_finding is not None:
+                            on_finding(name, key, title, Path(crashers) / name / key)
+            before = store_counts(crashers, name)
             result = _hypothesis(target, max_time, runs, CrashStore(crashers),
                                  [seeds_dir] + ([corpus] if corpus else []), seed, progress, stop_on_new, stop,
                                  stream)
+            reconcile(result, before, store_counts(crashers, name))
+            result.runs_budget = runs
+            stream(result.new)
         else:
-            result = _atheris(target, max_time=max_time, runs=runs, jobs=jobs, corpus=corpus, crashers=crashers,
-                              seeds_dir=seeds_dir, workdir=workdir, seed=seed, libfuzzer_args=libfuzzer_args,
-                              progress=progress, stop_on_new=stop_on_new, stream=stream, stop=stop,
-                              log_tag=log_tag)
-    reconcile(result, before, store_counts(crashers, name))
-    result.runs_budget = runs
-    stream(result.new)                       # what a job recorded but could not report
+            c = Campaign(name, max_time=max_time, runs=runs, jobs=jobs, corpus=corpus, crashers=crashers,
+                         corpora=corpora, workdir=workdir, seed=seed, libfuzzer_args=libfuzzer_args,
+                         progress=progress, stop_on_new=stop_on_new, on_finding=on_finding, log_tag=log_tag)
+            c.run(None, stop=stop)
+            result = c.finish()
     if progress is not None and warn_flat and (w := flat_warning(result)):
         progress("  " + w)
     for e in result.errors:
@@ -270,136 +271,319 @@ class signals_stop:
 _COV = re.compile(rb"cov: (\d+) ft: (\d+)")
 _INITED = re.compile(rb"#(\d+)\s+INITED(?: cov: (\d+) ft: (\d+))?")
 _UNITS = re.compile(rb"stat::number_of_executed_units: (\d+)")
-_PULSE = re.compile(rb"^#(\d+)\s", re.M)
+_PULSE = re.compile(rb"^#(\d+)\s")
 
 
 @dataclass
 class LogInfo:
     """What a libFuzzer log says about one job."""
 
-    inited: int = 0                         # executions when the corpus was loaded
-    cov_start: int | None = None
+    inited: int = 0                         # executions when the corpus was loaded (0: not yet)
+    cov_start: int | None = None            # cov/ft at INITED
     ft_start: int | None = None
-    cov_end: int | None = None
+    cov_end: int | None = None              # the highest cov/ft since
     ft_end: int | None = None
     execs: int = 0                          # executed units: the final stat, else the last '#N' line
     python_crash: str = ""                  # an uncaught Python exception, if atheris reported one
 
 
-def parse_log(path: Path) -> LogInfo:
-    info = LogInfo()
-    try:
-        text = Path(path).read_bytes()
-    except OSError:
+class LogTail:
+    """Reads a libFuzzer log as it grows (only the new bytes each time)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.pos = 0
+        self.rest = b""
+        self.info = LogInfo()
+        self.units: int | None = None
+        self.crash_at: int | None = None
+
+    def update(self) -> LogInfo:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                new = f.read()
+        except OSError:
+            return self.info
+        if self.crash_at is None and b"Uncaught Python exception" in self.rest + new:
+            self.crash_at = self.pos - len(self.rest) + (self.rest + new).find(b"Uncaught Python exception")
+        self.pos += len(new)
+        lines = (self.rest + new).split(b"\n")
+        self.rest = lines.pop()
+        info = self.info
+        for line in lines:
+            m = _PULSE.match(line)
+            if m:
+                info.execs = max(info.execs, int(m.group(1)))
+            if not info.inited and (i := _INITED.search(line)):
+                info.inited = int(i.group(1)) or 1
+                if i.group(2):
+                    info.cov_start = info.cov_end = int(i.group(2))
+                    info.ft_start = info.ft_end = int(i.group(3))
+                continue
+            if info.inited and info.ft_end is not None and (c := _COV.search(line)):
+                info.cov_end = max(info.cov_end or 0, int(c.group(1)))
+                info.ft_end = max(info.ft_end, int(c.group(2)))
+            if u := _UNITS.match(line):
+                self.units = int(u.group(1))
+        if self.units is not None:
+            info.execs = self.units
         return info
-    m = _INITED.search(text)
-    if m:
-        info.inited = int(m.group(1))
-        if m.group(2):
-            info.cov_start, info.ft_start = int(m.group(2)), int(m.group(3))
-            after = _COV.findall(text, m.end())
-            info.cov_end = max([info.cov_start] + [int(c) for c, _ in after])
-            info.ft_end = max([info.ft_start] + [int(f) for _, f in after])
-    units = _UNITS.search(text)
-    pulses = _PULSE.findall(text)
-    info.execs = int(units.group(1)) if units else (int(pulses[-1]) if pulses else 0)
-    at = text.find(b"Uncaught Python exception")
-    if at >= 0:
-        info.python_crash = text[at:at + 1500].decode(errors="replace")
+
+    def python_crash(self) -> str:
+        if self.crash_at is None:
+            return ""
+        with open(self.path, "rb") as f:
+            f.seek(self.crash_at)
+            return f.read(1500).decode(errors="replace")
+
+
+def parse_log(path: Path) -> LogInfo:
+    tail = LogTail(path)
+    info = tail.update()
+    info.python_crash = tail.python_crash()
     return info
 
 
-def _atheris(target: Target, *, max_time: float | None, runs: int | None, jobs: int, corpus: Path | None,
-             crashers: Path, seeds_dir: Path, workdir: Path, seed: int, libfuzzer_args: Sequence[str],
-             progress: Callable[[str], None] | None, stop_on_new: bool, stream: Callable[[dict[str, str]], None],
-             stop: threading.Event, log_tag: str = "") -> FuzzResult:
-    name = target.name
-    run_dir = workdir / name
-    work_corpus = corpus or (run_dir / "corpus")
-    work_corpus.mkdir(parents=True, exist_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    procs = []
-    series: list[dict[str, Any]] = []
-    started = time.monotonic()
-    jobs = max(1, jobs)
-    for j in range(jobs):
-        stats = run_dir / f"stats-{log_tag}{j}.json"
-        stats.unlink(missing_ok=True)
-        log = run_dir / f"fuzz-{log_tag}{j}.log"
-        flags = [f"-max_len={target.max_len}", f"-timeout={max(5, int(target.timeout_s * 5))}",
-                 "-rss_limit_mb=4096", "-print_final_stats=1", f"-artifact_prefix={run_dir}/"]
-        if max_time is not None:
-            flags.append(f"-max_total_time={max(1, int(max_time))}")
-        if runs is not None:                       # the campaign's runs, split over its jobs
-            flags.append(f"-runs={max(1, runs // jobs + (j < runs % jobs))}")
-        dirs = [str(work_corpus)] + ([str(seeds_dir)] if seeds_dir.is_dir() else [])
-        cmd = [sys.executable, "-m", "harness.engine.atheris_main", "--target", name,
-               "--crashers", str(crashers), "--stats", str(stats), "--seed", str(seed + j),
-               *flags, *libfuzzer_args, *dirs]
-        env = dict(os.environ, FAMFS_FUZZ_RUN_DIR=str(run_dir.resolve()))
-        with open(log, "w") as out:
-            procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                           preexec_fn=die_with_parent), stats, log))
-    interrupted = False
-    found = False
-    last_line = last_sample = started
-    while any(p.poll() is None for p, _, _ in procs):
-        stop.wait(0.25)
-        now = time.monotonic()
-        stats_now = [_read(s) for _, s, _ in procs]
-        for st in stats_now:
-            stream(st.get("new_signatures") or {})
-            found = found or bool(st.get("new_signatures"))
-        if stop.is_set() or (stop_on_new and found):
-            interrupted = stop.is_set()
-            _end(procs)
-            break
-        if now - last_sample >= 1.0:
-            last_sample = now
-            series.append(_sample(now - started, stats_now, work_corpus, [lg for _, _, lg in procs]))
-        if progress and now - last_line >= 5.0:
-            last_line = now
-            progress(_line(name, started, stats_now, max_time, corpus=series[-1]["corpus"] if series else None))
-    result = FuzzResult(name, "atheris", seconds=time.monotonic() - started, interrupted=interrupted)
-    final = [_read(s) for _, s, _ in procs]
-    for st in final:
-        stream(st.get("new_signatures") or {})
-    series.append(_sample(result.seconds, final, work_corpus, [lg for _, _, lg in procs]))
-    result.series = series
-    for (p, stats, log), st in zip(procs, final):
-        info = parse_log(log)
-        if info.execs > st.get("execs", 0):        # the job ended before its last counters landed
-            st = {**st, "execs": info.execs}
-        result.add(st)
-        result.logs.append(str(log))
-        result.corpus_execs += info.inited
-        if info.ft_start is not None:
-            result.cov_start = info.cov_start if result.cov_start is None else min(result.cov_start, info.cov_start)
-            result.ft_start = info.ft_start if result.ft_start is None else min(result.ft_start, info.ft_start)
-            result.cov_end = max(result.cov_end or 0, info.cov_end or 0)
-            result.ft_end = max(result.ft_end or 0, info.ft_end or 0)
-        if p.returncode not in (0, None, -signal.SIGTERM) or info.python_crash:
-            why = info.python_crash or log.read_text(errors="replace")[-1500:]
-            result.errors.append(f"job {log.stem} ended with exit {p.returncode}; see {log}\n{why}")
-    if result.errors and not result.findings and result.execs <= len(procs):
-        first = result.errors[0].splitlines()
-        why = first[2] if len(first) > 2 and "Uncaught Python exception" in first[1] else first[0]
-        raise EngineDied(f"{name}: every job died at its first input: {why} (see {procs[0][2]})")
-    return result
+def _stopped(pid: int) -> bool:
+    """Is process `pid` stopped (SIGSTOP) or gone?"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t", "Z", "X")
 
 
-def _end(procs: list[tuple[subprocess.Popen[bytes], Path, Path]], grace: float = 10.0) -> None:
-    """SIGTERM every job (each writes its counters and exits), SIGKILL what is left after `grace`."""
-    for p, _, _ in procs:
-        if p.poll() is None:
-            p.terminate()
-    deadline = time.monotonic() + grace
-    for p, _, _ in procs:
-        try:
-            p.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+def _child_setup() -> None:
+    """In a job before exec: die with the parent; ignore SIGUSR1 (the pause request) until the
+    child installs its handler, so an early pause cannot kill it."""
+    die_with_parent()
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
+class Campaign:
+    """One target's Atheris jobs, started once and run in shares.
+
+    `run` lets the jobs fuzz (until they end, or for `seconds`, counted from when their corpus is
+    loaded if `after_inited`) and returns what that share did; `pause` stops them between two
+    inputs (SIGUSR1: the child stops itself after its current case, so no case's timer runs
+    while it is stopped) keeping the loaded corpus and coverage for the next share; `finish`
+    ends them and returns the whole campaign, reconciled with the crash store."""
+
+    def __init__(self, name: str, *, max_time: float | None = None, runs: int | None = None, jobs: int = 1,
+                 corpus: Path | None = None, crashers: Path = Path("crashers"), corpora: Path = Path("corpora"),
+                 workdir: Path = Path("runs"), seed: int | None = None, libfuzzer_args: Sequence[str] = (),
+                 progress: Callable[[str], None] | None = None, stop_on_new: bool = False,
+                 on_finding: OnFinding | None = None, log_tag: str = "", clock: float | None = None):
+        self.target = load(name)
+        self.name = name
+        self.seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
+        self.max_time, self.runs, self.jobs = max_time, runs, max(1, jobs)
+        self.crashers, self.seeds_dir = Path(crashers), Path(corpora) / name
+        self.run_dir = Path(workdir) / name
+        self.work_corpus = Path(corpus) if corpus else self.run_dir / "corpus"
+        self.libfuzzer_args, self.progress, self.stop_on_new = list(libfuzzer_args), progress, stop_on_new
+        self.on_finding, self.log_tag, self.clock = on_finding, log_tag, clock
+        self.procs: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+        self.tails: list[LogTail] = []
+        self.series: list[dict[str, Any]] = []
+        self.streamed: set[str] = set()
+        self.running_s = 0.0
+        self.interrupted = False
+        self.paused = False
+        self.before: dict[str, tuple[int, str]] = {}
+
+    # -- the jobs -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.before = store_counts(self.crashers, self.name)
+        self.work_corpus.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.started = time.monotonic()
+        if self.clock is None:
+            self.clock = self.started
+        t = self.target
+        for j in range(self.jobs):
+            stats = self.run_dir / f"stats-{self.log_tag}{j}.json"
+            stats.unlink(missing_ok=True)
+            log = self.run_dir / f"fuzz-{self.log_tag}{j}.log"
+            flags = [f"-max_len={t.max_len}", f"-timeout={max(5, int(t.timeout_s * 5))}",
+                     "-rss_limit_mb=4096", "-print_final_stats=1", f"-artifact_prefix={self.run_dir}/"]
+            if self.max_time is not None:
+                flags.append(f"-max_total_time={max(1, int(self.max_time))}")
+            if self.runs is not None:                  # the campaign's runs, split over its jobs
+                flags.append(f"-runs={max(1, self.runs // self.jobs + (j < self.runs % self.jobs))}")
+            dirs = [str(self.work_corpus)] + ([str(self.seeds_dir)] if self.seeds_dir.is_dir() else [])
+            cmd = [sys.executable, "-m", "harness.engine.atheris_main", "--target", self.name,
+                   "--crashers", str(self.crashers), "--stats", str(stats), "--seed", str(self.seed + j),
+                   *flags, *self.libfuzzer_args, *dirs]
+            env = dict(os.environ, FAMFS_FUZZ_RUN_DIR=str(self.run_dir.resolve()))
+            with open(log, "w") as out:
+                self.procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                                    preexec_fn=_child_setup), stats, log))
+            self.tails.append(LogTail(log))
+
+    def alive(self) -> bool:
+        return any(p.poll() is None for p, _, _ in self.procs)
+
+    def stats(self) -> list[dict[str, Any]]:
+        return [_read(s) for _, s, _ in self.procs]
+
+    def inited(self) -> bool:
+        """Has every job run its corpus (or ended)?"""
+        return all(t.update().inited or p.poll() is not None for t, (p, _, _) in zip(self.tails, self.procs))
+
+    def features(self) -> int | None:
+        """libFuzzer features past the corpus so far, summed over the jobs (None before INITED)."""
+        infos = [t.update() for t in self.tails]
+        known = [i.ft_end for i in infos if i.ft_end is not None]
+        return sum(known) if known else None
+
+    def stream(self, new: dict[str, str]) -> None:
+        for key, title in new.items():
+            if key not in self.streamed:
+                self.streamed.add(key)
+                if self.on_finding is not None:
+                    self.on_finding(self.name, key, title, self.crashers / self.name / key)
+
+    def pause(self) -> None:
+        """Stop every job between two inputs (forced after a grace for a case that hangs)."""
+        live = [p for p, _, _ in self.procs if p.poll() is None]
+        for p in live:
+            p.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + max(10.0, self.target.timeout_s * 5 + 5)
+        for p in live:
+            while not _stopped(p.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not _stopped(p.pid):
+                p.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            for p, _, _ in self.procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGCONT)
+            self.paused = False
+
+    # -- a share ----------------------------------------------------------------------------------
+
+    def run(self, seconds: float | None = None, *, stop: threading.Event | None = None,
+            after_inited: bool = False, cap: float | None = None, budget: float | None = None) -> FuzzResult:
+        """Let the jobs fuzz; returns what they did in this share (deltas)."""
+        stop = stop or threading.Event()
+        if not self.procs:
+            self.start()
+        self.resume()
+        t0 = time.monotonic()
+        begin = self.stats()
+        ft0 = self.features()
+        inited_at = t0 if not after_inited or self.inited() else None
+        found = False
+        last_line = last_sample = t0
+        share_series: list[dict[str, Any]] = []
+        while self.alive():
+            stop.wait(0.25)
+            now = time.monotonic()
+            stats_now = self.stats()
+            for st in stats_now:
+                self.stream(st.get("new_signatures") or {})
+                found = found or bool(st.get("new_signatures"))
+            if stop.is_set():
+                self.interrupted = True
+                break
+            if self.stop_on_new and found:
+                break
+            if inited_at is None and self.inited():
+                inited_at = now
+            if seconds is not None and ((inited_at is not None and now - inited_at >= seconds)
+                                        or (cap is not None and now - t0 >= cap)):
+                break
+            if now - last_sample >= 1.0:
+                last_sample = now
+                share_series.append(self._sample(now, stats_now))
+            if self.progress and now - last_line >= 5.0:
+                last_line = now
+                el = self.running_s + now - t0
+                self.progress(_line(self.name, el, stats_now, budget if budget is not None else self.max_time,
+                                    corpus=share_series[-1]["corpus"] if share_series else None))
+        end_t = time.monotonic()
+        self.running_s += end_t - t0
+        end = self.stats()
+        share_series.append(self._sample(end_t, end))
+        self.series += share_series
+        share = FuzzResult(self.name, "atheris", seconds=end_t - t0, interrupted=self.interrupted)
+        share.series = share_series
+        for key in ("execs", "lookups_checked", "findings", *COUNTERS):
+            total = sum(int(s.get(key) or 0) for s in end) - sum(int(s.get(key) or 0) for s in begin)
+            share.add({key: total})
+        had = {k for s in begin for k in (s.get("new_signatures") or {})}
+        for s in end:
+            share.signatures.update(s.get("signatures") or {})
+            share.new.update({k: v for k, v in (s.get("new_signatures") or {}).items() if k not in had})
+        infos = [t.update() for t in self.tails]
+        if any(i.ft_start is not None for i in infos):
+            share.ft_start = ft0 if ft0 is not None else sum(i.ft_start or 0 for i in infos)
+            share.ft_end = self.features()
+            share.cov_start = sum(i.cov_start or 0 for i in infos)
+            share.cov_end = sum(i.cov_end or 0 for i in infos)
+        share.corpus_execs = sum(i.inited for i in infos)
+        return share
+
+    def _sample(self, now: float, stats: list[dict[str, Any]]) -> dict[str, Any]:
+        return _sample(now - (self.clock or now), stats, self.work_corpus, [lg for _, _, lg in self.procs])
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    def end(self) -> None:
+        """Ask every job to end (SIGTERM; SIGCONT for a paused one): each writes its counters."""
+        for p, _, _ in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                p.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def finish(self, grace: float = 10.0) -> FuzzResult:
+        """End the jobs and return the whole campaign, reconciled with the crash store and logs."""
+        result = FuzzResult(self.name, "atheris", seconds=self.running_s, interrupted=self.interrupted)
+        if not self.procs:
+            return result
+        self.end()
+        deadline = time.monotonic() + grace
+        for p, _, _ in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        final = self.stats()
+        for st in final:
+            self.stream(st.get("new_signatures") or {})
+        result.series = self.series
+        for (p, _, log), st, tail in zip(self.procs, final, self.tails):
+            info = tail.update()
+            if info.execs > st.get("execs", 0):        # the job ended before its last counters landed
+                st = {**st, "execs": info.execs}
+            result.add(st)
+            result.logs.append(str(log))
+            result.corpus_execs += info.inited
+            if info.ft_start is not None:
+                result.cov_start = info.cov_start if result.cov_start is None else min(result.cov_start, info.cov_start)
+                result.ft_start = info.ft_start if result.ft_start is None else min(result.ft_start, info.ft_start)
+                result.cov_end = max(result.cov_end or 0, info.cov_end or 0)
+                result.ft_end = max(result.ft_end or 0, info.ft_end or 0)
+            crash = tail.python_crash()
+            if p.returncode not in (0, None, -signal.SIGTERM) or crash:
+                why = crash or log.read_text(errors="replace")[-1500:]
+                result.errors.append(f"job {log.stem} ended with exit {p.returncode}; see {log}\n{why}")
+        reconcile(result, self.before, store_counts(self.crashers, self.name))
+        result.runs_budget = self.runs
+        self.stream(result.new)                      # what a job recorded but could not report
+        if result.errors and not result.findings and result.execs <= len(self.procs):
+            first = result.errors[0].splitlines()
+            why = first[2] if len(first) > 2 and "Uncaught Python exception" in first[1] else first[0]
+            raise EngineDied(f"{self.name}: every job died at its first input: {why} (see {self.procs[0][2]})")
+        return result
 
 
 def _coverage(logs: list[Path]) -> int:
@@ -435,9 +619,9 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _line(name: str, started: float, stats: list[dict[str, Any]], budget: float | None,
+def _line(name: str, elapsed: float, stats: list[dict[str, Any]], budget: float | None,
           corpus: int | None = None) -> str:
-    el = time.monotonic() - started
+    el = elapsed
     execs = sum(s.get("execs", 0) for s in stats)
     crashes = len({k for s in stats for k in s.get("signatures", {})})
     lookups = sum(s.get("lookups_checked", 0) for s in stats)
@@ -489,7 +673,7 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
             now = time.monotonic()
             if progress and now - last[0] >= 5:
                 last[0] = now
-                progress(_line(target.name, runner.stats.started, [runner.stats.as_dict()], max_time))
+                progress(_line(target.name, runner.stats.seconds, [runner.stats.as_dict()], max_time))
             if over():
                 raise _Stop()
 

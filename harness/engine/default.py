@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 from harness.engine.campaign import COUNTERS, FuzzResult, default_jobs, flat_warning
 from harness.engine.registry import default_names, load
 from harness.engine.schedule import Schedule
-from harness.engine.slots import ShareRecord, by_target, run_shares
+from harness.engine.slots import ShareRecord, run_shares
 
 
 @dataclass
@@ -53,17 +53,22 @@ class DefaultRun:
 
 
 def costs(out: Path, targets: Sequence[str], corpora: Path) -> dict[str, float]:
-    """Expected start-up + corpus-load seconds per target, for the sweep order and first shares:
-    the corpus load time measured in the previous summary in `out` if there is one, else a FUSE
-    mount's start-up (2 s) for the targets that mount."""
+    """Expected start-up + corpus-load seconds per target, for the sweep order: the corpus load
+    time measured in the previous summary in `out` if there is one, else a FUSE mount's start-up
+    (2 s) for the targets that mount and the corpus size at 100 inputs/s."""
     known: dict[str, float] = {}
     try:
         for t in json.loads((out / "summary.json").read_text()).get("targets", []):
             if t.get("execs_per_s") and t.get("corpus_execs") is not None:
-                known[t["target"]] = min(60.0, t["corpus_execs"] / max(1, t.get("shares") or 1) / t["execs_per_s"])
+                known[t["target"]] = min(60.0, t["corpus_execs"] / t["execs_per_s"])
     except (OSError, ValueError, TypeError, KeyError):
         pass
-    return {t: known.get(t, 2.0 if load(t).uses_fuse else 0.0) for t in targets}
+
+    def guess(t: str) -> float:
+        d = corpora / t
+        files = sum(1 for p in d.rglob("*") if p.is_file()) if d.is_dir() else 0
+        return (2.0 if load(t).uses_fuse else 0.0) + files / 100
+    return {t: known.get(t, guess(t)) for t in targets}
 
 
 def run_default(out: Path, budget: float = 180.0, crashers: Path = Path("crashers"),
@@ -73,13 +78,11 @@ def run_default(out: Path, budget: float = 180.0, crashers: Path = Path("crasher
     cores = slots or default_jobs()
     n_slots = max(1, min(cores, len(names)))
     sweep_s = min(5.0, max(2.0, 0.3 * budget * n_slots / len(names)))
-    schedule = Schedule(names, sweep_s=sweep_s, quantum_s=min(300.0, max(6.0, budget / 10)),
+    schedule = Schedule(names, sweep_s=sweep_s, quantum_s=min(300.0, max(5.0, budget / 12)),
                         costs=costs(out, names, corpora))
-    shares = run_shares(schedule, slots=n_slots, budget=budget, workdir=out, progress=progress,
-                        jobs_per_share=max(1, cores // len(names)), crashers=crashers, corpora=corpora,
-                        engine="atheris")
-    merged = by_target(shares)
-    run = DefaultRun([merged[n] for n in names if n in merged], shares, n_slots, budget)
+    done = run_shares(schedule, slots=n_slots, budget=budget, workdir=out, progress=progress,
+                      jobs_per_share=max(1, cores // len(names)), crashers=crashers, corpora=corpora)
+    run = DefaultRun([done.results[n] for n in names if n in done.results], done.shares, n_slots, budget)
     if progress:
         for r in run.results:
             if w := flat_warning(r, run.shares_of(r.target)):

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.engine.campaign import FuzzResult, default_jobs, flat_warning, fuzz, merge
+from harness.engine.campaign import FuzzResult, default_jobs, flat_warning, merge
 from harness.engine.schedule import Schedule
-from harness.engine.slots import ShareRecord, by_target, run_shares
+from harness.engine.slots import ShareRecord, run_shares
 from harness.engine.crashers import repro
 from harness.engine.crashstore import CrashStore, HarnessError
-from harness.engine.registry import default_names, load
+from harness.engine.default import costs
+from harness.engine.registry import default_names
 
 
 @dataclass
@@ -89,12 +90,13 @@ def nightly(out: Path, *, budget: float = 600.0, jobs: int | None = None, target
     slots = max(1, min(jobs, len(chosen)))
     schedule = Schedule(chosen, sweep_s=min(60.0, max(3.0, 0.2 * budget * slots / len(chosen))),
                         quantum_s=min(600.0, max(10.0, budget / 10)),
-                        costs={t: 2.0 if load(t).uses_fuse else 0.0 for t in chosen})
-    result.shares = run_shares(schedule, slots=slots, budget=budget, workdir=out / "work", progress=progress,
-                               stop_on_new=stop_on_new, jobs_per_share=max(1, jobs // len(chosen)),
-                               crashers=crashers, corpora=corpora, engine="atheris", campaign=fuzz)
+                        costs=costs(out, chosen, corpora))
+    done = run_shares(schedule, slots=slots, budget=budget, workdir=out / "work", progress=progress,
+                      stop_on_new=stop_on_new, jobs_per_share=max(1, jobs // len(chosen)),
+                      crashers=crashers, corpora=corpora)
+    result.shares = done.shares
     result.rounds = [[rec.result for rec in result.shares if rec.phase == phase] for phase in ("sweep", "adaptive")]
-    for r in by_target(result.shares).values():
+    for r in done.results.values():
         if w := flat_warning(r, sum(1 for s in result.shares if s.target == r.target)):
             say(w)
             result.flat.append({"target": r.target, "cov_start": r.cov_start, "ft_start": r.ft_start,

@@ -2,10 +2,11 @@
 
 The policy only decides; `slots.run` executes what it decides and reports back.
 
-Sweep: every target once, `sweep_s` seconds plus the time its corpus takes to load, longest
-first (LPT: the targets with the costliest start, e.g. a FUSE mount, begin while the cheap ones
-fill the other slots), so a bug that a target reaches from its corpus within seconds is found
-within the first wave or two on every slot, not after the alphabet.
+Sweep: every target once, `sweep_s` seconds (the slot runner counts them from when the corpus
+is loaded), longest first (LPT on `costs`, the expected start-up + corpus seconds: the costliest,
+e.g. a FUSE mount or a slow corpus, begin while the cheap ones fill the other slots), so a bug
+that a target reaches from its corpus within seconds is found in the first wave or two on every
+slot, not after the alphabet.
 
 Then each free slot gets the target with the highest UCB1 score among those not running:
 
@@ -22,8 +23,8 @@ every target getting shares (when nothing grows, the score is exploration only: 
 With `explore` 0.7, one target growing 40 features a share and three flat ones, the grower gets
 34 of 40 adaptive shares and each flat one 2 (0.5: 37 and 1; 1.0: 31 and 3;
 tests/engine/test_schedule.py).
-A share lasts `quantum_s` plus the target's corpus load time (measured in its last share), so
-every share fuzzes for about `quantum_s` past its corpus.
+A share lasts `quantum_s`: campaigns are paused between shares, not restarted, so no share
+runs its corpus again.
 """
 from __future__ import annotations
 
@@ -49,7 +50,6 @@ class Gain:
     features: int | None = None     # libFuzzer ft growth (None: not reported)
     corpus: int = 0                 # new corpus files
     signatures: int = 0             # new signatures
-    load_s: float | None = None     # seconds its corpus took to run
 
 
 @dataclass
@@ -59,7 +59,6 @@ class Arm:
     shares: int = 0
     seconds: float = 0.0
     value: float = 0.0
-    load_s: float = 0.0
     rewards: list[float] = field(default_factory=list)
 
 
@@ -72,7 +71,7 @@ class Schedule:
         if not targets:
             raise ValueError("a schedule needs at least one target")
         costs = costs or {}
-        self.arms = {t: Arm(t, float(costs.get(t, 0.0)), load_s=float(costs.get(t, 0.0))) for t in targets}
+        self.arms = {t: Arm(t, float(costs.get(t, 0.0))) for t in targets}
         self.order = sorted(targets, key=lambda t: (-self.arms[t].cost, list(targets).index(t)))
         self.sweep_s, self.quantum_s, self.min_s = sweep_s, quantum_s, min_s
         self.decay, self.explore, self.signature_weight = decay, explore, signature_weight
@@ -90,7 +89,7 @@ class Schedule:
         can use a slot now (all running, or too little time left)."""
         for t in self.order:                                    # the sweep comes first
             if t not in self.swept and t not in running:
-                secs = min(self.sweep_s + self.arms[t].load_s, left)
+                secs = min(self.sweep_s, left)
                 if secs < self.min_s:
                     return None
                 self.swept.add(t)
@@ -102,8 +101,8 @@ class Schedule:
             return None
         best = max(self.score(a) for a in free)
         arm = next(a for a in sorted(free, key=lambda a: self.order.index(a.name)) if self.score(a) == best)
-        secs = min(self.quantum_s + arm.load_s, left)
-        if secs < self.min_s + min(arm.load_s, self.quantum_s):
+        secs = min(self.quantum_s, left)
+        if secs < self.min_s:
             return None
         return Share(arm.name, secs, "adaptive")
 
@@ -121,10 +120,8 @@ class Schedule:
         a.shares += 1
         a.seconds += gain.seconds
         a.rewards.append(round(r, 3))
-        if gain.load_s is not None:
-            a.load_s = gain.load_s
         self.total += 1
 
     def state(self) -> dict[str, dict[str, float]]:
         return {t: {"shares": a.shares, "seconds": round(a.seconds, 1), "value": round(a.value, 3),
-                    "load_s": round(a.load_s, 2), "rewards": a.rewards} for t, a in self.arms.items()}
+                    "rewards": a.rewards} for t, a in self.arms.items()}

@@ -11,7 +11,7 @@ import pytest
 
 from harness.engine.campaign import FuzzResult
 from harness.engine.schedule import Gain, Schedule
-from harness.engine.slots import by_target, run_shares
+from harness.engine.slots import run_shares
 
 TARGETS = ["a", "b", "c", "d"]
 
@@ -33,8 +33,7 @@ def test_the_sweep_runs_every_target_once_first_longest_first():
     s = Schedule(TARGETS, sweep_s=3, costs={"c": 4.0, "b": 1.0})
     first = [s.next(100, running=()) for _ in range(4)]
     assert [x.target for x in first] == ["c", "b", "a", "d"]
-    assert all(x.phase == "sweep" for x in first)
-    assert [x.seconds for x in first] == [7.0, 4.0, 3.0, 3.0]        # sweep_s + the corpus load time
+    assert all(x.phase == "sweep" and x.seconds == 3 for x in first)
     assert s.next(100, running={"c", "b", "a", "d"}) is None          # the sweep is still running
 
 
@@ -94,9 +93,9 @@ def test_shares_fit_the_budget_and_stop_when_too_little_is_left():
     assert s.next(1.5) is None
     s = Schedule(["x"], sweep_s=3, quantum_s=10, min_s=2)
     s.next(100)
-    s.record("x", Gain(seconds=5, features=0, load_s=6.0))
-    assert s.next(100).seconds == 16                                 # quantum + the corpus load time
-    assert s.next(7) is None                                         # the corpus alone would eat it
+    s.record("x", Gain(seconds=5, features=0))
+    assert s.next(100).seconds == 10 and s.next(7).seconds == 7
+    assert s.next(1.9) is None
 
 
 def test_the_policy_is_deterministic():
@@ -104,44 +103,68 @@ def test_the_policy_is_deterministic():
     assert play(Schedule(TARGETS), gains, 40) == play(Schedule(TARGETS), gains, 40)
 
 
-def fake_campaign(findings: dict[str, int] | None = None, seconds: float = 0.3):
-    """A stand-in for campaign.fuzz: sleeps its share (scaled down), reports fake coverage."""
-    calls, lock = [], threading.Lock()
+class FakeCampaign:
+    """A stand-in for campaign.Campaign: a share sleeps (scaled down), reports fake coverage."""
 
-    def run(name, *, max_time, stop, on_finding=None, **kw):
+    log: list = []
+
+    def __init__(self, name, *, findings=None, seconds=0.3, on_finding=None, **kw):
+        self.name, self.findings, self.seconds, self.on_finding = name, findings or {}, seconds, on_finding
+        self.starts = 0
+        self.ended = self.finished = False
+
+    def run(self, seconds=None, *, stop=None, after_inited=False, cap=None, budget=None):
+        self.starts += 1
         t0 = time.monotonic()
-        stop.wait(min(max_time, seconds))
-        with lock:
-            calls.append((name, t0, time.monotonic()))
-        r = FuzzResult(name, "atheris", execs=100, seconds=time.monotonic() - t0, cov_start=10, ft_start=20,
-                       cov_end=10, ft_end=20 + (findings or {}).get(name, 0), corpus_execs=5)
-        if (findings or {}).get(name) and on_finding:
-            r.new["k" + name] = "title"
-            on_finding(name, "k" + name, "title", None)
+        stop.wait(min(seconds, self.seconds))
+        FakeCampaign.log.append((self.name, t0, time.monotonic()))
+        r = FuzzResult(self.name, "atheris", execs=100, seconds=time.monotonic() - t0, cov_start=10, ft_start=20,
+                       cov_end=10, ft_end=20 + self.findings.get(self.name, 0))
+        if self.findings.get(self.name):
+            r.new["k" + self.name] = "title"
+            self.on_finding(self.name, "k" + self.name, "title", None)
         return r
-    return run, calls
+
+    def pause(self):
+        pass
+
+    def end(self):
+        self.ended = True
+
+    def finish(self):
+        assert self.ended
+        self.finished = True
+        return FuzzResult(self.name, "atheris", execs=100 * self.starts + 7, seconds=1.0)
 
 
 def test_the_slot_runner_keeps_every_slot_busy_and_the_budget(tmp_path):
-    run, calls = fake_campaign(seconds=0.3)
+    FakeCampaign.log = []
+    made = {}
+
+    def make(name, **kw):
+        made[name] = FakeCampaign(name, seconds=0.3, **kw)
+        return made[name]
     s = Schedule(TARGETS, sweep_s=3, quantum_s=3, min_s=0.1)
     t0 = time.monotonic()
-    recs = run_shares(s, slots=2, budget=4.0, workdir=tmp_path, campaign=run)
+    done = run_shares(s, slots=2, budget=4.0, workdir=tmp_path, make=make)
     took = time.monotonic() - t0
+    recs = done.shares
     assert took < 4.0 + 1.0
     assert {r.slot for r in recs} == {0, 1}
     assert [r.phase for r in recs[:4]] == ["sweep"] * 4 and {r.target for r in recs[:4]} == set(TARGETS)
-    spans = sorted((a, b) for _, a, b in calls)
+    spans = sorted((a, b) for _, a, b in FakeCampaign.log)
     assert any(a2 < b1 for (a1, b1), (a2, b2) in zip(spans, spans[1:]))    # two campaigns at once
-    merged = by_target(recs)
-    assert sum(r.execs for r in merged.values()) == 100 * len(recs)
+    assert set(made) == set(TARGETS) and all(c.finished for c in made.values())   # one campaign a target
+    for t in TARGETS:                                   # the shares sum to the campaign's end result
+        assert sum(r.result.execs for r in recs if r.target == t) == done.results[t].execs == 100 * made[t].starts + 7
 
 
 def test_stop_on_new_ends_the_job_at_the_first_new_signature(tmp_path):
-    run, calls = fake_campaign(findings={"c": 5}, seconds=0.2)
     seen = []
-    recs = run_shares(Schedule(TARGETS, sweep_s=3, quantum_s=3, min_s=0.1), slots=2, budget=30.0,
-                      workdir=tmp_path, campaign=run, stop_on_new=True, on_finding=lambda *a: seen.append(a[:2]))
+    done = run_shares(Schedule(TARGETS, sweep_s=3, quantum_s=3, min_s=0.1), slots=2, budget=30.0,
+                      workdir=tmp_path, stop_on_new=True, on_finding=lambda *a: seen.append(a[:2]),
+                      make=lambda name, **kw: FakeCampaign(name, findings={"c": 5}, seconds=0.2, **kw))
+    recs = done.shares
     assert ("c", "kc") in seen
     found = next(r for r in recs if r.target == "c")
     assert all(r.start < found.start + found.seconds for r in recs)    # nothing starts after it
