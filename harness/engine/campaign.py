@@ -144,11 +144,21 @@ def counters_text(r: FuzzResult) -> str:
             f"{c['lookups_unjustified']}, internal errors {c['internal_errors']}")
 
 
+def unloaded(r: FuzzResult) -> bool:
+    """An Atheris campaign that ran inputs but never got through its corpus (no INITED)."""
+    return (r.engine == "atheris" and r.execs > 0 and r.corpus_execs == 0 and r.ft_start is None
+            and not r.findings)
+
+
 def flat_warning(r: FuzzResult, shares: int = 1) -> str | None:
-    """The warning line for a target whose coverage never grew past its corpus's, or None."""
+    """The warning line for a target whose coverage never grew past its corpus's (or that never
+    got through its corpus), or None."""
+    over = f" in {shares} shares" if shares > 1 else ""
+    if unloaded(r):
+        return (f"WARNING {r.target}: never got through its corpus ({r.execs:,} inputs in {r.seconds:.0f} s"
+                f"{over}): coverage cannot grow, a harness problem")
     if r.coverage_grew is not False:
         return None
-    over = f" in {shares} shares" if shares > 1 else ""
     return (f"WARNING {r.target}: coverage never grew past its corpus (cov {r.cov_start} ft {r.ft_start} after "
             f"loading it, cov {r.cov_end} ft {r.ft_end} at the end{over}, {r.execs:,} execs): a harness problem")
 

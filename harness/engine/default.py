@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.engine.campaign import COUNTERS, FuzzResult, default_jobs, flat_warning
+from harness.engine.campaign import COUNTERS, FuzzResult, default_jobs, flat_warning, unloaded
 from harness.engine.registry import default_names, load
 from harness.engine.schedule import Schedule
 from harness.engine.slots import ShareRecord, run_shares
@@ -37,8 +37,9 @@ class DefaultRun:
 
     @property
     def flat(self) -> list[str]:
-        """Targets whose libFuzzer coverage never grew past what their corpus gave."""
-        return [r.target for r in self.results if r.coverage_grew is False]
+        """Targets whose libFuzzer coverage never grew past what their corpus gave (or that never
+        got through their corpus)."""
+        return [r.target for r in self.results if r.coverage_grew is False or unloaded(r)]
 
     def shares_of(self, target: str) -> int:
         return sum(1 for s in self.shares if s.target == target)

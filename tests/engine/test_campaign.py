@@ -43,6 +43,9 @@ def test_flat_coverage_is_flagged_and_growth_is_not():
     r.ft_end = 431
     assert r.coverage_grew is True and flat_warning(r) is None
     assert FuzzResult("x", "hypothesis").coverage_grew is None                  # not measured: no warning
+    assert flat_warning(FuzzResult("x", "hypothesis", execs=5)) is None
+    slow = FuzzResult("daemon_kill", "atheris", execs=24, seconds=36.0)          # INITED never came
+    assert "never got through its corpus (24 inputs in 36 s" in flat_warning(slow)
 
 
 def test_lookup_counters_are_summed_when_present_and_zero_when_absent():
