@@ -3,7 +3,8 @@
 The policy only decides; `slots.run` executes what it decides and reports back.
 
 Sweep: every target once, `sweep_s` seconds (the slot runner counts them from when the corpus
-is loaded), longest first (LPT on `costs`, the expected start-up + corpus seconds: the costliest,
+is loaded, up to a cap), then again (up to `sweep_tries` shares) for a target still running its
+corpus when its share ended, longest first (LPT on `costs`, the expected start-up + corpus seconds: the costliest,
 e.g. a FUSE mount or a slow corpus, begin while the cheap ones fill the other slots), so a bug
 that a target reaches from its corpus within seconds is found in the first wave or two on every
 slot, not after the alphabet.
@@ -50,6 +51,7 @@ class Gain:
     features: int | None = None     # libFuzzer ft growth (None: not reported)
     corpus: int = 0                 # new corpus files
     signatures: int = 0             # new signatures
+    loaded: bool = True             # has the target got through its corpus?
 
 
 @dataclass
@@ -67,7 +69,7 @@ class Schedule:
 
     def __init__(self, targets: Sequence[str], *, sweep_s: float = 4.0, quantum_s: float = 15.0,
                  min_s: float = 2.0, decay: float = 0.5, explore: float = 0.7, signature_weight: float = 25.0,
-                 costs: dict[str, float] | None = None):
+                 costs: dict[str, float] | None = None, sweep_tries: int = 3):
         if not targets:
             raise ValueError("a schedule needs at least one target")
         costs = costs or {}
@@ -76,6 +78,9 @@ class Schedule:
         self.sweep_s, self.quantum_s, self.min_s = sweep_s, quantum_s, min_s
         self.decay, self.explore, self.signature_weight = decay, explore, signature_weight
         self.swept: set[str] = set()
+        self.loaded: set[str] = set()
+        self.tries: dict[str, int] = dict.fromkeys(targets, 0)
+        self.sweep_tries = sweep_tries
         self.total = 0
         self.best = 0.0
         self.floor = 0.05
@@ -93,9 +98,13 @@ class Schedule:
                 if secs < self.min_s:
                     return None
                 self.swept.add(t)
+                self.tries[t] += 1
                 return Share(t, secs, "sweep")
-        if len(self.swept) < len(self.arms):                    # the rest of the sweep is running
-            return None
+        for t in sorted(self.order, key=lambda t: self.tries[t]):     # then what is still loading
+            if (t not in self.loaded and t not in running and self.arms[t].shares
+                    and self.tries[t] < self.sweep_tries and left >= self.min_s):
+                self.tries[t] += 1
+                return Share(t, min(self.sweep_s, left), "sweep")
         free = [a for a in self.arms.values() if a.name not in running]
         if not free:
             return None
@@ -119,6 +128,8 @@ class Schedule:
         self.best = max(self.best, r)
         a.shares += 1
         a.seconds += gain.seconds
+        if gain.loaded:
+            self.loaded.add(target)
         a.rewards.append(round(r, 3))
         self.total += 1
 

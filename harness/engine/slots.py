@@ -7,7 +7,8 @@ and each target's whole result. A target's campaign (`campaign.Campaign`: its At
 started at its first share and paused between shares, not restarted: the corpus is run once per
 job, not once per share, and the child's start-up (interpreter, atheris, instrumenting famfs:
 2-5 s here) is paid once. A sweep share lasts `seconds` past the target's corpus (capped), so
-every target gets a few seconds of fuzzing with its corpus loaded. New signatures are streamed
+every target gets a few seconds of fuzzing with its corpus loaded; a target whose corpus is
+not through when the cap ends its share gets more sweep shares before the adaptive ones. New signatures are streamed
 as they appear. SIGINT/SIGTERM (in the main thread) or `stop` end every campaign; their results
 are kept.
 """
@@ -25,6 +26,7 @@ from harness.engine.crashstore import HarnessError
 from harness.engine.schedule import Gain, Schedule
 
 PAUSE_S = 0.5                 # a share's cost beyond its seconds (the pause at a case boundary)
+START_S = 3.0                 # a child's start (interpreter, atheris, instrumenting famfs), 2-5 s here
 
 
 class Runs(Protocol):
@@ -77,7 +79,10 @@ def _files(d: Path) -> int:
 def gain_of(rec: ShareRecord) -> Gain:
     r = rec.result
     features = None if r.ft_start is None or r.ft_end is None else r.ft_end - r.ft_start
-    return Gain(seconds=rec.seconds, features=features, corpus=rec.corpus_growth, signatures=len(r.new))
+    loaded = bool(r.corpus_execs) or r.ft_start is not None or bool(rec.error)
+    # corpus files written while the corpus still loads are not growth (libFuzzer keeps seeds there)
+    return Gain(seconds=rec.seconds, features=features, corpus=rec.corpus_growth if loaded else 0,
+                signatures=len(r.new), loaded=loaded)
 
 
 def _settle(records: list[ShareRecord], final: FuzzResult) -> None:
@@ -123,6 +128,9 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
     out = Scheduled()
     campaigns: dict[str, Runs] = {}
     build = make or Campaign
+    # a sweep share runs its seconds past the corpus, but at most a fair part of half the budget
+    # (plus a child's start): the sweep of every target fits in about half the job
+    sweep_cap = max(schedule.sweep_s + START_S, 0.5 * budget * slots / len(schedule.arms))
 
     def worker(slot: int) -> None:
         while not stop.is_set():
@@ -150,7 +158,7 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
             had = _files(corpus)
             error = ""
             sweep = share.phase == "sweep"
-            cap = max(share.seconds, min(deadline - t0 - PAUSE_S, max(4 * share.seconds, 0.2 * budget)))
+            cap = max(share.seconds, min(deadline - t0 - PAUSE_S, sweep_cap))
             try:
                 r = c.run(share.seconds, stop=stop, after_inited=sweep, cap=cap if sweep else None,
                           budget=share.seconds)

@@ -205,3 +205,17 @@ def test_a_short_fuzz_default_uses_both_cores_and_sweeps_every_target(tmp_path):
         assert t["coverage_grew"] == (t["ft_end"] > t["ft_start"] or t["cov_end"] > t["cov_start"])
         assert (t["target"] in doc["coverage_flat"]) == (not t["coverage_grew"])
         assert (f"WARNING {t['target']}: coverage never grew" in p.stdout) == (not t["coverage_grew"])
+
+
+def test_a_target_still_running_its_corpus_gets_sweep_shares_first():
+    s = Schedule(["slow", "a", "b"], sweep_s=3, quantum_s=10, costs={"slow": 9.0})
+    assert [s.next(100).target for _ in range(3)] == ["slow", "a", "b"]
+    s.record("slow", Gain(seconds=8, features=None, loaded=False))
+    s.record("a", Gain(seconds=4, features=50))
+    s.record("b", Gain(seconds=4, features=0))
+    again = s.next(100)
+    assert (again.target, again.phase) == ("slow", "sweep")              # before a's growth
+    s.record("slow", Gain(seconds=8, features=None, loaded=False))
+    assert s.next(100).target == "slow"
+    s.record("slow", Gain(seconds=8, features=None, loaded=False))
+    assert s.next(100).phase == "adaptive"                              # three tries, then the bandit
