@@ -370,7 +370,7 @@ def cmd_fuzz_default(args: argparse.Namespace) -> int:
            + (f"  ({counters_text(r)})" if counters_text(r) else "") for r in run.results]
         + ([f"coverage never grew past the corpus: {', '.join(run.flat)}"] if run.flat else [])
         + [f"summary: {run.summary_path}; crash folders under {args.crashers}/"]))
-    return EXIT_FINDINGS if run.findings else EXIT_CLEAN
+    return EXIT_FINDINGS if run.findings else 130 if run.interrupted else EXIT_CLEAN
 
 
 # -- parser ------------------------------------------------------------------------------------------

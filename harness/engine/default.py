@@ -41,6 +41,10 @@ class DefaultRun:
         got through their corpus)."""
         return [r.target for r in self.results if r.coverage_grew is False or unloaded(r)]
 
+    @property
+    def interrupted(self) -> bool:
+        return any(r.interrupted for r in self.results)
+
     def shares_of(self, target: str) -> int:
         return sum(1 for s in self.shares if s.target == target)
 
@@ -50,6 +54,7 @@ class DefaultRun:
                 "execs": sum(r.execs for r in self.results), "summary": self.summary_path,
                 **{k: sum(r.counters.get(k, 0) for r in self.results) for k in COUNTERS},
                 "budget_s": self.budget, "slots": self.slots, "coverage_flat": self.flat,
+                "interrupted": self.interrupted,
                 "schedule": [s.as_dict() for s in self.shares]}
 
 

@@ -162,7 +162,8 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
             try:
                 r = c.run(share.seconds, stop=stop, after_inited=sweep, cap=cap if sweep else None,
                           budget=share.seconds)
-                c.pause()
+                if not stop.is_set():            # at the end every campaign is ended, not paused
+                    c.pause()
             except HarnessError as e:
                 r, error = FuzzResult(share.target, "atheris"), str(e)
                 say(f"  WARNING {share.target}: {error.splitlines()[0]}")
