@@ -132,3 +132,14 @@ def test_an_engine_that_cannot_run_an_input_is_a_typed_harness_error(tmp_path, m
     with pytest.raises(HarnessError) as e:
         run(tmp_path, max_time=5)
     assert "needs --cmd" in str(e.value)
+
+
+def test_a_new_signature_is_streamed_while_the_campaign_runs(tmp_path, crashy):
+    lines: list[tuple[float, str]] = []
+    r = run(tmp_path, max_time=4, progress=lambda line: lines.append((time.monotonic(), line)))
+    ended = time.monotonic()
+    new = [(t, line) for t, line in lines if line.strip().startswith("NEW external")]
+    assert len(new) == len(r.new) == 1
+    t, line = new[0]
+    assert str(tmp_path / "crashers" / "external" / next(iter(r.new))) in line
+    assert ended - t > 1.0                                    # said as it happened, not at the end
