@@ -151,7 +151,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.engine.campaign import fuzz
+    from harness.engine.campaign import counters_text, default_jobs, fuzz
     from harness.engine.crashstore import HarnessError
     progress = None if args.json else _progress_printer()
     if args.cmd:                                # the external target's command, for every job
@@ -166,7 +166,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                           crashers=Path(args.crashers), inputs=[Path(p) for p in args.input],
                           say=progress or (lambda line: None))
         else:
-            r = fuzz(args.target, engine=args.engine, max_time=args.max_time, runs=args.runs, jobs=args.jobs,
+            r = fuzz(args.target, engine=args.engine, max_time=args.max_time, runs=args.runs,
+                     jobs=args.jobs or (1 if args.runs else default_jobs()),
                      corpus=Path(args.corpus) if args.corpus else None, crashers=Path(args.crashers),
                      seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress,
                      stop_on_new=args.stop_on_crash)
@@ -176,9 +177,14 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     _emit(args, doc, lambda: "\n".join(
         [f"{r.target} ({r.engine}): {r.execs} execs in {r.seconds:.1f} s ({r.execs_per_s:,.0f}/s), "
          f"{r.lookups} lookups checked, {r.findings} findings, {len(r.signatures)} signatures "
-         f"({len(r.new)} new)"] + [f"  NEW {k}  {t}" for k, t in r.new.items()]
-        + [f"  repro: famfs-fuzz repro {args.crashers}/{r.target}/{k}" for k in r.new]))
-    return EXIT_FINDINGS if r.findings else EXIT_CLEAN
+         f"({len(r.new)} new)" + (" (interrupted)" if r.interrupted else "")]
+        + ([f"  {counters_text(r)}"] if counters_text(r) else [])
+        + [f"  NEW {k}  {t}" for k, t in r.new.items()]
+        + [f"  repro: famfs-fuzz repro {args.crashers}/{r.target}/{k}" for k in r.new]
+        + [f"  WARNING job: {e.splitlines()[0]}" for e in r.errors]))
+    if r.findings:
+        return EXIT_FINDINGS
+    return 130 if r.interrupted else EXIT_UNUSABLE if r.errors else EXIT_CLEAN
 
 
 def cmd_repro(args: argparse.Namespace) -> int:
@@ -281,6 +287,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     _emit(args, {**summary, "reports": [str(p) for p in paths]}, lambda: "\n".join(
         [f"nightly: {summary['execs']:,} execs, {summary['lookups_checked']:,} lookups checked, "
          f"{summary['new_findings']} new signatures, {len(summary['crashers'])} crashers re-checked"]
+        + [f"  coverage never grew past the corpus (a harness problem): {f['target']}" for f in summary["coverage_flat"]]
         + [f"  {p}" for p in paths]))
     return EXIT_FINDINGS if summary["new_findings"] or any(c["status"] != "fixed" for c in summary["crashers"]) \
         else EXIT_CLEAN
@@ -347,15 +354,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_fuzz_default(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from harness.engine.campaign import counters_text
+    from harness.engine.crashstore import HarnessError
     from harness.engine.default import run_default
     progress = None if args.json else (lambda line: print(line, flush=True))
-    run = run_default(Path(args.out), budget=args.max_time, crashers=Path(args.crashers), progress=progress)
+    try:
+        run = run_default(Path(args.out), budget=args.max_time, crashers=Path(args.crashers), progress=progress,
+                          slots=args.jobs, targets=args.targets)
+    except HarnessError as e:
+        return _harness_error(args, e)
     doc = run.as_dict()
     _emit(args, doc, lambda: "\n".join(
         [f"{'target':18} {'execs':>8} {'exec/s':>8} {'lookups':>9} findings"]
-        + [f"{r.target:18} {r.execs:8} {r.execs_per_s:8,.0f} {r.lookups:9} {r.findings}" for r in run.results]
+        + [f"{r.target:18} {r.execs:8} {r.execs_per_s:8,.0f} {r.lookups:9} {r.findings}"
+           + (f"  ({counters_text(r)})" if counters_text(r) else "") for r in run.results]
+        + ([f"coverage never grew past the corpus: {', '.join(run.flat)}"] if run.flat else [])
         + [f"summary: {run.summary_path}; crash folders under {args.crashers}/"]))
-    return EXIT_FINDINGS if run.findings else EXIT_CLEAN
+    return EXIT_FINDINGS if run.findings else 130 if run.interrupted else EXIT_CLEAN
 
 
 # -- parser ------------------------------------------------------------------------------------------
@@ -399,8 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("target")
     sp.add_argument("--engine", choices=["atheris", "hypothesis"], default="atheris")
     sp.add_argument("--max-time", type=float, default=60.0, help="seconds (default 60)")
-    sp.add_argument("--runs", type=int, default=None, help="stop after this many inputs per job")
-    sp.add_argument("--jobs", type=int, default=1, help="parallel fuzzing processes (atheris)")
+    sp.add_argument("--runs", type=int, default=None,
+                    help="stop after this many inputs in all, split over the jobs (each runs its corpus first)")
+    sp.add_argument("--jobs", type=int, default=None,
+                    help="parallel fuzzing processes (atheris; default: every core, 1 with --runs)")
     sp.add_argument("--corpus", default=None, help="working corpus directory (default runs/TARGET/corpus)")
     sp.add_argument("--crashers", default="crashers", help="crash store root (default crashers/)")
     sp.add_argument("--seed", type=int, default=None)
@@ -435,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp = verb("nightly", cmd_nightly, "fuzz every target within a budget, merge corpora, re-check crashers, report")
     sp.add_argument("--budget", type=float, default=3600.0, help="seconds in all (default 3600)")
-    sp.add_argument("--jobs", type=int, default=2, help="campaigns at a time (default 2)")
+    sp.add_argument("--jobs", type=int, default=None, help="campaigns at a time (default: every core)")
     sp.add_argument("--targets", nargs="*", default=[], help="default: all")
     sp.add_argument("--out", default=None, help="run directory (default runs/nightly-DATE)")
     sp.add_argument("--crashers", default="crashers")
@@ -454,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="runs/default", help="run directory (default runs/default)")
     sp.add_argument("--max-time", type=float, default=180.0, help="total seconds, shared by the targets (default 180)")
     sp.add_argument("--crashers", default="crashers", help="crash store root (default crashers/)")
+    sp.add_argument("--jobs", type=int, default=None, help="campaigns at a time (default: every core)")
+    sp.add_argument("--targets", nargs="*", default=[], help="default: every target that needs no configuration")
     return p
 
 

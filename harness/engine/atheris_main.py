@@ -7,13 +7,24 @@ This module imports only the standard library and atheris before instrumenting, 
 that `harness.famfs` was not imported yet: an eager import would give a run with no coverage of
 the system under test and no warning. Inside `atheris.instrument_imports(include=["harness.famfs"])`
 it imports the target and the case runner, so famfs is instrumented and the (faster) harness is
-not. Findings never reach libFuzzer: the runner records them and the fuzzer goes on; counters are
-written to `--stats` (atomically, about once a second) because libFuzzer ends the process with
-exit(), which skips Python's clean-up.
+not. Findings never reach libFuzzer: the runner records them and the fuzzer goes on.
+
+Counters go to `--stats` (atomically) after every input that changed the findings, at most
+`STATS_EVERY` seconds apart, and once more however the process ends: libFuzzer ends a run (its
+-runs or -max_total_time budget) with exit(), which skips Python's clean-up (atexit), so the last
+write is a C-level on_exit hook; SIGTERM and SIGINT write them from a Python handler and exit.
+Only a SIGKILL or a crash of the interpreter loses the last interval; the campaign then
+reconciles with the crash store and libFuzzer's log.
+
+SIGUSR1 pauses the job: after the input in flight it writes its counters and stops itself
+(SIGSTOP), so a scheduled campaign keeps its loaded corpus between shares and no case's timer
+runs while it is stopped; SIGCONT goes on.
 """
 import argparse
+import ctypes
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -21,6 +32,15 @@ import time
 import atheris
 
 assert "harness.famfs" not in sys.modules, "harness.famfs imported before instrumentation: no coverage"
+
+_PAUSE = [False]              # SIGUSR1: the campaign asks this job to stop after its current input
+
+
+def _pause_requested(signum: int, frame: object) -> None:
+    _PAUSE[0] = True
+
+
+signal.signal(signal.SIGUSR1, _pause_requested)
 
 
 def _not_famfs() -> list[str]:
@@ -42,11 +62,25 @@ def _not_famfs() -> list[str]:
     return names
 
 
+STATS_EVERY = 0.5
+
+
 def _write_stats(path: str, doc: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".stats-")
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f)
     os.replace(tmp, path)
+
+
+_HOOKS: list = []         # the C callbacks must outlive main()
+
+
+def _at_exit(fn) -> None:
+    """Run `fn` when the process calls exit() (glibc on_exit; libFuzzer's way to end a run). It
+    runs in the thread that called exit(): libFuzzer's loop, the main thread, holding the GIL."""
+    hook = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p)(lambda status, arg: fn())
+    _HOOKS.append(hook)
+    ctypes.CDLL(None).on_exit(hook, None)
 
 
 def main() -> None:
@@ -69,17 +103,31 @@ def main() -> None:
     from harness.engine.crashstore import CrashStore
     from harness.engine.runner import CaseRunner
     runner = CaseRunner(target, CrashStore(Path(args.crashers)), seed=args.seed, engine="atheris")
-    last = [0.0]
+    last = [time.monotonic()]
 
     def one(data: bytes) -> None:
+        found = runner.stats.findings
         runner.run_one(data)
         now = time.monotonic()
-        if now - last[0] >= 1.0:
+        if runner.stats.findings != found or now - last[0] >= STATS_EVERY or _PAUSE[0]:
             last[0] = now
             _write_stats(args.stats, runner.stats.as_dict())
+        if _PAUSE[0]:                            # between two inputs: no case timer is running
+            _PAUSE[0] = False
+            os.kill(os.getpid(), signal.SIGSTOP)
 
-    import atexit
-    atexit.register(lambda: _write_stats(args.stats, runner.stats.as_dict()))
+    def final() -> None:
+        _write_stats(args.stats, runner.stats.as_dict())
+        ext = sys.modules.get("harness.engine.external")
+        if ext is not None:
+            ext.close_all()
+    _at_exit(final)
+
+    def on_signal(signum: int, frame: object) -> None:
+        final()
+        os._exit(0)
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, on_signal)
     # libFuzzer re-runs argv[0] through the shell for -merge=1 and -fork: give it a command line.
     me = " ".join([sys.executable, "-m", "harness.engine.atheris_main", "--target", args.target,
                    "--crashers", args.crashers, "--stats", args.stats, "--seed", str(args.seed)]
@@ -92,7 +140,7 @@ def main() -> None:
     try:
         atheris.Fuzz()
     finally:
-        _write_stats(args.stats, runner.stats.as_dict())
+        final()
 
 
 if __name__ == "__main__":

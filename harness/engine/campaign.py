@@ -1,10 +1,21 @@
 """Fuzz campaigns: run one target under Atheris (libFuzzer, in child processes) or Hypothesis.
 
-`fuzz()` keeps going after findings (each is a crash folder), shows progress, and returns a
-`FuzzResult` with executions, exec/s, lookups checked and new signatures. Atheris jobs run as
-`python -m harness.engine.atheris_main` children, each writing its counters to a stats file;
-their libFuzzer output goes to a log in the run directory. The Hypothesis engine runs in this
-process: inputs are drawn from the target's strategy (bytes), after the corpus files were run.
+`fuzz()` keeps going after findings (each is a crash folder), shows progress, streams a line per
+new signature as it appears, and returns a `FuzzResult` with executions, exec/s, lookups checked,
+signatures and the libFuzzer coverage at the start (after loading the corpus, "INITED") and at
+the end. Atheris jobs run as `python -m harness.engine.atheris_main` children, each writing its
+counters to a stats file; their libFuzzer output goes to a log in the run directory. The
+Hypothesis engine runs in this process: inputs are drawn from the target's strategy (bytes),
+after the corpus files were run.
+
+Nothing is lost at the end of a run, however it ends (a runs or time budget, SIGINT/SIGTERM, the
+child dying): the child writes its counters after every finding, at most 0.5 s apart and from a
+C-level exit hook; then `fuzz` reconciles what the jobs said with the crash store (the counts
+recorded during this run) and with libFuzzer's own log (executed units), so the reported
+executions and findings are what happened. `runs=N` is the executions of the whole campaign,
+split over its jobs; a job given n executes max(n, corpus inputs + 1): libFuzzer runs every
+corpus input (and one empty input) before it checks -runs; `corpus_execs` in the result says
+how many.
 """
 from __future__ import annotations
 
@@ -12,18 +23,35 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.engine.crashstore import CrashStore
+from harness.engine.crashstore import CrashStore, HarnessError
 from harness.engine.registry import Target, load
 from harness.engine.runner import CaseRunner, Stats
 
 ENGINES = ("atheris", "hypothesis")
+COUNTERS = ("lookups_ok", "lookups_justified", "lookups_unjustified", "internal_errors")
+
+OnFinding = Callable[[str, str, str, Path], None]          # (target, key, title, crash folder)
+
+
+def default_jobs() -> int:
+    """Every core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class EngineDied(HarnessError):
+    """An engine child ended with an error before it ran a single input (a harness problem)."""
 
 
 @dataclass
@@ -40,31 +68,105 @@ class FuzzResult:
     new: dict[str, str] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
     series: list[dict[str, Any]] = field(default_factory=list)     # one sample a second
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    internal_signatures: dict[str, str] = field(default_factory=dict)
+    cov_start: int | None = None          # libFuzzer cov/ft after loading the corpus (INITED)
+    ft_start: int | None = None
+    cov_end: int | None = None            # ... and the highest at the end
+    ft_end: int | None = None
+    corpus_execs: int = 0                 # executions spent running the corpus (libFuzzer's INITED #)
+    runs_budget: int | None = None
+    interrupted: bool = False
+    errors: list[str] = field(default_factory=list)               # jobs that died, with their log
 
     @property
     def execs_per_s(self) -> float:
         return self.execs / self.seconds if self.seconds else 0.0
+
+    @property
+    def coverage_grew(self) -> bool | None:
+        """Did libFuzzer's coverage grow past what the corpus gave (None: not measured)?"""
+        if self.ft_start is None or self.ft_end is None:
+            return None
+        return (self.ft_end or 0) > self.ft_start or (self.cov_end or 0) > (self.cov_start or 0)
 
     def as_dict(self) -> dict[str, Any]:
         return {"target": self.target, "engine": self.engine, "execs": self.execs,
                 "seconds": round(self.seconds, 2), "execs_per_s": round(self.execs_per_s, 1),
                 "lookups_checked": self.lookups, "findings": self.findings,
                 "signatures": self.signatures, "new_signatures": self.new, "logs": self.logs,
-                "series": self.series}
+                **self.counters, "internal_signatures": self.internal_signatures,
+                "cov_start": self.cov_start, "ft_start": self.ft_start, "cov_end": self.cov_end,
+                "ft_end": self.ft_end, "coverage_grew": self.coverage_grew,
+                "corpus_execs": self.corpus_execs, "runs_budget": self.runs_budget,
+                "interrupted": self.interrupted, "errors": self.errors, "series": self.series}
 
     def add(self, s: dict[str, Any]) -> None:
+        """Add one job's stats (a runner's `Stats.as_dict()`); counters it lacks count 0."""
         self.execs += s.get("execs", 0)
         self.lookups += s.get("lookups_checked", 0)
         self.findings += s.get("findings", 0)
         self.signatures.update(s.get("signatures", {}))
         self.new.update(s.get("new_signatures", {}))
+        for k in COUNTERS:
+            self.counters[k] = self.counters.get(k, 0) + int(s.get(k) or 0)
+        self.internal_signatures.update(s.get("internal_signatures") or {})
+
+    def merge(self, other: "FuzzResult") -> None:
+        """Fold another campaign of the same target into this one (a target's shares in a job)."""
+        self.execs += other.execs
+        self.seconds += other.seconds
+        self.lookups += other.lookups
+        self.findings += other.findings
+        self.signatures.update(other.signatures)
+        self.new.update(other.new)
+        self.logs += other.logs
+        for k in COUNTERS:
+            self.counters[k] = self.counters.get(k, 0) + other.counters.get(k, 0)
+        self.internal_signatures.update(other.internal_signatures)
+        if self.cov_start is None:
+            self.cov_start, self.ft_start = other.cov_start, other.ft_start
+        for attr in ("cov_end", "ft_end"):
+            mine, theirs = getattr(self, attr), getattr(other, attr)
+            if theirs is not None:
+                setattr(self, attr, theirs if mine is None else max(mine, theirs))
+        self.corpus_execs += other.corpus_execs
+        self.interrupted = self.interrupted or other.interrupted
+        self.errors += other.errors
+
+
+def counters_text(r: FuzzResult) -> str:
+    """The lookup verdicts and internal errors, for a result line (empty while nothing reports them)."""
+    c = r.counters
+    if not any(c.get(k) for k in COUNTERS):
+        return ""
+    return (f"lookups ok {c['lookups_ok']} justified {c['lookups_justified']} unjustified "
+            f"{c['lookups_unjustified']}, internal errors {c['internal_errors']}")
+
+
+def unloaded(r: FuzzResult) -> bool:
+    """An Atheris campaign that ran inputs but never got through its corpus (no INITED)."""
+    return (r.engine == "atheris" and r.execs > 0 and r.corpus_execs == 0 and r.ft_start is None
+            and not r.findings)
+
+
+def flat_warning(r: FuzzResult, shares: int = 1) -> str | None:
+    """The warning line for a target whose coverage never grew past its corpus's (or that never
+    got through its corpus), or None."""
+    over = f" in {shares} shares" if shares > 1 else ""
+    if unloaded(r):
+        return (f"WARNING {r.target}: never got through its corpus ({r.execs:,} inputs in {r.seconds:.0f} s"
+                f"{over}): coverage cannot grow, a harness problem")
+    if r.coverage_grew is not False:
+        return None
+    return (f"WARNING {r.target}: coverage never grew past its corpus (cov {r.cov_start} ft {r.ft_start} after "
+            f"loading it, cov {r.cov_end} ft {r.ft_end} at the end{over}, {r.execs:,} execs): a harness problem")
 
 
 def die_with_parent() -> None:
     """In a child: SIGTERM when the parent dies (PR_SET_PDEATHSIG), so a killed campaign leaves
     no fuzzing process or mount daemon behind."""
     import ctypes
-    import signal
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
 
@@ -78,79 +180,420 @@ def corpus_inputs(dirs: Sequence[Path]) -> list[bytes]:
     return out
 
 
+def store_counts(crashers: Path, target: str) -> dict[str, tuple[int, str]]:
+    """key -> (count, title) of every crash folder of `target` in the store under `crashers`."""
+    out = {}
+    d = Path(crashers) / target
+    if d.is_dir():
+        for p in d.iterdir():
+            if p.is_dir() and not p.name.startswith("."):
+                try:
+                    doc = json.loads((p / "crash.json").read_text())
+                    out[p.name] = (int(doc.get("count", 0)), str(doc.get("title", "")))
+                except (OSError, ValueError):
+                    pass
+    return out
+
+
+def reconcile(result: FuzzResult, before: dict[str, tuple[int, str]], after: dict[str, tuple[int, str]]) -> None:
+    """Make the result's findings what the crash store recorded during the run (hits counted in
+    crash.json since `before`), whatever the jobs managed to write before they ended."""
+    hits = 0
+    for key, (count, title) in after.items():
+        grew = count - before.get(key, (0, ""))[0]
+        if grew > 0:
+            hits += grew
+            result.signatures.setdefault(key, title)
+            if key not in before:
+                result.new.setdefault(key, title)
+    result.findings = max(result.findings, hits)
+
+
 def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, runs: int | None = None,
          jobs: int = 1, corpus: Path | None = None, crashers: Path = Path("crashers"),
          corpora: Path = Path("corpora"), workdir: Path = Path("runs"), seed: int | None = None,
          libfuzzer_args: Sequence[str] = (), progress: Callable[[str], None] | None = None,
-         stop_on_new: bool = False) -> FuzzResult:
+         stop_on_new: bool = False, on_finding: OnFinding | None = None,
+         stop: threading.Event | None = None, warn_flat: bool = True, log_tag: str = "") -> FuzzResult:
     """Fuzz target `name`; see the module docstring. `stop_on_new` ends the campaign at the first
-    new signature (a PR-style run)."""
+    new signature (a PR-style run); `on_finding` is called once per new signature as soon as a job
+    reports it (default: a line on `progress`); setting `stop` ends the campaign (its results are
+    kept). SIGINT and SIGTERM end it the same way when it runs in the main thread. `log_tag` goes
+    into the names of the jobs' logs and stats files (a scheduled job keeps every share's log)."""
     target = load(name)
     seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
     seeds_dir = corpora / name
-    if engine == "hypothesis":
-        return _hypothesis(target, max_time, runs, CrashStore(crashers), [seeds_dir] + ([corpus] if corpus else []),
-                           seed, progress, stop_on_new)
-    if engine != "atheris":
+    if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; engines: {', '.join(ENGINES)}")
-    run_dir = workdir / name
-    work_corpus = corpus or (run_dir / "corpus")
-    work_corpus.mkdir(parents=True, exist_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    procs = []
-    series: list[dict[str, Any]] = []
-    started = time.monotonic()
-    for j in range(jobs):
-        stats = run_dir / f"stats-{j}.json"
-        stats.unlink(missing_ok=True)
-        log = run_dir / f"fuzz-{j}.log"
-        flags = [f"-max_len={target.max_len}", f"-timeout={max(5, int(target.timeout_s * 5))}",
-                 "-rss_limit_mb=4096", "-print_final_stats=1", f"-artifact_prefix={run_dir}/"]
-        if max_time is not None:
-            flags.append(f"-max_total_time={max(1, int(max_time))}")
-        if runs is not None:
-            flags.append(f"-runs={runs}")
-        dirs = [str(work_corpus)] + ([str(seeds_dir)] if seeds_dir.is_dir() else [])
-        cmd = [sys.executable, "-m", "harness.engine.atheris_main", "--target", name,
-               "--crashers", str(crashers), "--stats", str(stats), "--seed", str(seed + j),
-               *flags, *libfuzzer_args, *dirs]
-        env = dict(os.environ, FAMFS_FUZZ_RUN_DIR=str(run_dir.resolve()))
-        with open(log, "w") as out:
-            procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                           preexec_fn=die_with_parent), stats, log))
-    try:
-        last_line = last_sample = started
-        while any(p.poll() is None for p, _, _ in procs):
-            time.sleep(0.25)
-            now = time.monotonic()
-            stats_now = [_read(s) for _, s, _ in procs]
-            if stop_on_new and any(st.get("new_signatures") for st in stats_now):
-                for p, _, _ in procs:
-                    p.terminate()
-            if now - last_sample >= 1.0:
-                last_sample = now
-                series.append(_sample(now - started, stats_now, work_corpus, [lg for _, _, lg in procs]))
-            if progress and now - last_line >= 5.0:
-                last_line = now
-                progress(_line(name, started, stats_now, max_time, corpus=series[-1]["corpus"] if series else None))
-    except KeyboardInterrupt:
-        for p, _, _ in procs:
-            p.terminate()
-        for p, _, _ in procs:
-            p.wait()
-    result = FuzzResult(name, "atheris", seconds=time.monotonic() - started)
-    series.append(_sample(result.seconds, [_read(s) for _, s, _ in procs], work_corpus, [lg for _, _, lg in procs]))
-    result.series = series
-    for p, stats, log in procs:
-        result.add(_read(stats))
-        result.logs.append(str(log))
-        if p.returncode not in (0, None) and not _read(stats):
-            raise RuntimeError(f"atheris job died (exit {p.returncode}); see {log}:\n"
-                               + log.read_text()[-2000:])
+    if on_finding is None and progress is not None:
+        def on_finding(t: str, key: str, title: str, folder: Path) -> None:
+            progress(f"  NEW {t}: {title}  -> {folder}")
+    stop = stop or threading.Event()
+    with signals_stop(stop):
+        if engine == "hypothesis":
+            streamed: set[str] = set()
+
+            def stream(new: dict[str, str]) -> None:
+                for key, title in new.items():
+                    if key not in streamed:
+                        streamed.add(key)
+                        if on_finding is not None:
+                            on_finding(name, key, title, Path(crashers) / name / key)
+            before = store_counts(crashers, name)
+            result = _hypothesis(target, max_time, runs, CrashStore(crashers),
+                                 [seeds_dir] + ([corpus] if corpus else []), seed, progress, stop_on_new, stop,
+                                 stream)
+            reconcile(result, before, store_counts(crashers, name))
+            result.runs_budget = runs
+            stream(result.new)
+        else:
+            c = Campaign(name, max_time=max_time, runs=runs, jobs=jobs, corpus=corpus, crashers=crashers,
+                         corpora=corpora, workdir=workdir, seed=seed, libfuzzer_args=libfuzzer_args,
+                         progress=progress, stop_on_new=stop_on_new, on_finding=on_finding, log_tag=log_tag)
+            c.run(None, stop=stop)
+            result = c.finish()
+    if progress is not None and warn_flat and (w := flat_warning(result)):
+        progress("  " + w)
+    for e in result.errors:
+        if progress is not None:
+            progress(f"  WARNING {name}: {e.splitlines()[0]}")
     return result
 
 
+class signals_stop:
+    """In the main thread: SIGINT and SIGTERM set `stop` instead of killing the campaign."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.old: dict[int, Any] = {}
+
+    def __enter__(self) -> "signals_stop":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.old[s] = signal.signal(s, lambda *_: self.stop.set())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
 _COV = re.compile(rb"cov: (\d+) ft: (\d+)")
+_INITED = re.compile(rb"#(\d+)\s+INITED(?: cov: (\d+) ft: (\d+))?")
+_UNITS = re.compile(rb"stat::number_of_executed_units: (\d+)")
+_PULSE = re.compile(rb"^#(\d+)\s")
+
+
+@dataclass
+class LogInfo:
+    """What a libFuzzer log says about one job."""
+
+    inited: int = 0                         # executions when the corpus was loaded (0: not yet)
+    cov_start: int | None = None            # cov/ft at INITED
+    ft_start: int | None = None
+    cov_end: int | None = None              # the highest cov/ft since
+    ft_end: int | None = None
+    execs: int = 0                          # executed units: the final stat, else the last '#N' line
+    python_crash: str = ""                  # an uncaught Python exception, if atheris reported one
+
+
+class LogTail:
+    """Reads a libFuzzer log as it grows (only the new bytes each time)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.pos = 0
+        self.rest = b""
+        self.info = LogInfo()
+        self.units: int | None = None
+        self.crash_at: int | None = None
+
+    def update(self) -> LogInfo:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                new = f.read()
+        except OSError:
+            return self.info
+        if self.crash_at is None and b"Uncaught Python exception" in self.rest + new:
+            self.crash_at = self.pos - len(self.rest) + (self.rest + new).find(b"Uncaught Python exception")
+        self.pos += len(new)
+        lines = (self.rest + new).split(b"\n")
+        self.rest = lines.pop()
+        info = self.info
+        for line in lines:
+            m = _PULSE.match(line)
+            if m:
+                info.execs = max(info.execs, int(m.group(1)))
+            if not info.inited and (i := _INITED.search(line)):
+                info.inited = int(i.group(1)) or 1
+                if i.group(2):
+                    info.cov_start = info.cov_end = int(i.group(2))
+                    info.ft_start = info.ft_end = int(i.group(3))
+                continue
+            if info.inited and info.ft_end is not None and (c := _COV.search(line)):
+                info.cov_end = max(info.cov_end or 0, int(c.group(1)))
+                info.ft_end = max(info.ft_end, int(c.group(2)))
+            if u := _UNITS.match(line):
+                self.units = int(u.group(1))
+        if self.units is not None:
+            info.execs = self.units
+        return info
+
+    def python_crash(self) -> str:
+        if self.crash_at is None:
+            return ""
+        with open(self.path, "rb") as f:
+            f.seek(self.crash_at)
+            return f.read(1500).decode(errors="replace")
+
+
+def parse_log(path: Path) -> LogInfo:
+    tail = LogTail(path)
+    info = tail.update()
+    info.python_crash = tail.python_crash()
+    return info
+
+
+def _stopped(pid: int) -> bool:
+    """Is process `pid` stopped (SIGSTOP) or gone?"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t", "Z", "X")
+
+
+def _child_setup() -> None:
+    """In a job before exec: die with the parent; ignore SIGUSR1 (the pause request) until the
+    child installs its handler, so an early pause cannot kill it."""
+    die_with_parent()
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
+class Campaign:
+    """One target's Atheris jobs, started once and run in shares.
+
+    `run` lets the jobs fuzz (until they end, or for `seconds`, counted from when their corpus is
+    loaded if `after_inited`) and returns what that share did; `pause` stops them between two
+    inputs (SIGUSR1: the child stops itself after its current case, so no case's timer runs
+    while it is stopped) keeping the loaded corpus and coverage for the next share; `finish`
+    ends them and returns the whole campaign, reconciled with the crash store."""
+
+    def __init__(self, name: str, *, max_time: float | None = None, runs: int | None = None, jobs: int = 1,
+                 corpus: Path | None = None, crashers: Path = Path("crashers"), corpora: Path = Path("corpora"),
+                 workdir: Path = Path("runs"), seed: int | None = None, libfuzzer_args: Sequence[str] = (),
+                 progress: Callable[[str], None] | None = None, stop_on_new: bool = False,
+                 on_finding: OnFinding | None = None, log_tag: str = "", clock: float | None = None):
+        self.target = load(name)
+        self.name = name
+        self.seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
+        self.max_time, self.runs, self.jobs = max_time, runs, max(1, jobs)
+        self.crashers, self.seeds_dir = Path(crashers), Path(corpora) / name
+        self.run_dir = Path(workdir) / name
+        self.work_corpus = Path(corpus) if corpus else self.run_dir / "corpus"
+        self.libfuzzer_args, self.progress, self.stop_on_new = list(libfuzzer_args), progress, stop_on_new
+        self.on_finding, self.log_tag, self.clock = on_finding, log_tag, clock
+        self.procs: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+        self.tails: list[LogTail] = []
+        self.series: list[dict[str, Any]] = []
+        self.streamed: set[str] = set()
+        self.running_s = 0.0
+        self.interrupted = False
+        self.paused = False
+        self.before: dict[str, tuple[int, str]] = {}
+
+    # -- the jobs -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.before = store_counts(self.crashers, self.name)
+        self.work_corpus.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.started = time.monotonic()
+        if self.clock is None:
+            self.clock = self.started
+        t = self.target
+        for j in range(self.jobs):
+            stats = self.run_dir / f"stats-{self.log_tag}{j}.json"
+            stats.unlink(missing_ok=True)
+            log = self.run_dir / f"fuzz-{self.log_tag}{j}.log"
+            flags = [f"-max_len={t.max_len}", f"-timeout={max(5, int(t.timeout_s * 5))}",
+                     "-rss_limit_mb=4096", "-print_final_stats=1", f"-artifact_prefix={self.run_dir}/"]
+            if self.max_time is not None:
+                flags.append(f"-max_total_time={max(1, int(self.max_time))}")
+            if self.runs is not None:                  # the campaign's runs, split over its jobs
+                flags.append(f"-runs={max(1, self.runs // self.jobs + (j < self.runs % self.jobs))}")
+            dirs = [str(self.work_corpus)] + ([str(self.seeds_dir)] if self.seeds_dir.is_dir() else [])
+            cmd = [sys.executable, "-m", "harness.engine.atheris_main", "--target", self.name,
+                   "--crashers", str(self.crashers), "--stats", str(stats), "--seed", str(self.seed + j),
+                   *flags, *self.libfuzzer_args, *dirs]
+            env = dict(os.environ, FAMFS_FUZZ_RUN_DIR=str(self.run_dir.resolve()))
+            with open(log, "w") as out:
+                self.procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                                    preexec_fn=_child_setup), stats, log))
+            self.tails.append(LogTail(log))
+
+    def alive(self) -> bool:
+        return any(p.poll() is None for p, _, _ in self.procs)
+
+    def stats(self) -> list[dict[str, Any]]:
+        return [_read(s) for _, s, _ in self.procs]
+
+    def inited(self) -> bool:
+        """Has every job run its corpus (or ended)?"""
+        return all(t.update().inited or p.poll() is not None for t, (p, _, _) in zip(self.tails, self.procs))
+
+    def features(self) -> int | None:
+        """libFuzzer features past the corpus so far, summed over the jobs (None before INITED)."""
+        infos = [t.update() for t in self.tails]
+        known = [i.ft_end for i in infos if i.ft_end is not None]
+        return sum(known) if known else None
+
+    def stream(self, new: dict[str, str]) -> None:
+        for key, title in new.items():
+            if key not in self.streamed:
+                self.streamed.add(key)
+                if self.on_finding is not None:
+                    self.on_finding(self.name, key, title, self.crashers / self.name / key)
+
+    def pause(self) -> None:
+        """Stop every job between two inputs (forced after a grace for a case that hangs)."""
+        live = [p for p, _, _ in self.procs if p.poll() is None]
+        for p in live:
+            p.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + max(10.0, self.target.timeout_s * 5 + 5)
+        for p in live:
+            while not _stopped(p.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not _stopped(p.pid):
+                p.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            for p, _, _ in self.procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGCONT)
+            self.paused = False
+
+    # -- a share ----------------------------------------------------------------------------------
+
+    def run(self, seconds: float | None = None, *, stop: threading.Event | None = None,
+            after_inited: bool = False, cap: float | None = None, budget: float | None = None) -> FuzzResult:
+        """Let the jobs fuzz; returns what they did in this share (deltas)."""
+        stop = stop or threading.Event()
+        if not self.procs:
+            self.start()
+        self.resume()
+        t0 = time.monotonic()
+        begin = self.stats()
+        ft0 = self.features()
+        inited_at = t0 if not after_inited or self.inited() else None
+        found = False
+        last_line = last_sample = t0
+        share_series: list[dict[str, Any]] = []
+        while self.alive():
+            stop.wait(0.25)
+            now = time.monotonic()
+            stats_now = self.stats()
+            for st in stats_now:
+                self.stream(st.get("new_signatures") or {})
+                found = found or bool(st.get("new_signatures"))
+            if stop.is_set():
+                self.interrupted = True
+                break
+            if self.stop_on_new and found:
+                break
+            if inited_at is None and self.inited():
+                inited_at = now
+            if seconds is not None and ((inited_at is not None and now - inited_at >= seconds)
+                                        or (cap is not None and now - t0 >= cap)):
+                break
+            if now - last_sample >= 1.0:
+                last_sample = now
+                share_series.append(self._sample(now, stats_now))
+            if self.progress and now - last_line >= 5.0:
+                last_line = now
+                el = self.running_s + now - t0
+                self.progress(_line(self.name, el, stats_now, budget if budget is not None else self.max_time,
+                                    corpus=share_series[-1]["corpus"] if share_series else None))
+        end_t = time.monotonic()
+        self.running_s += end_t - t0
+        end = self.stats()
+        share_series.append(self._sample(end_t, end))
+        self.series += share_series
+        share = FuzzResult(self.name, "atheris", seconds=end_t - t0, interrupted=self.interrupted)
+        share.series = share_series
+        for key in ("execs", "lookups_checked", "findings", *COUNTERS):
+            total = sum(int(s.get(key) or 0) for s in end) - sum(int(s.get(key) or 0) for s in begin)
+            share.add({key: total})
+        had = {k for s in begin for k in (s.get("new_signatures") or {})}
+        for s in end:
+            share.signatures.update(s.get("signatures") or {})
+            share.new.update({k: v for k, v in (s.get("new_signatures") or {}).items() if k not in had})
+        infos = [t.update() for t in self.tails]
+        if any(i.ft_start is not None for i in infos):
+            share.ft_start = ft0 if ft0 is not None else sum(i.ft_start or 0 for i in infos)
+            share.ft_end = self.features()
+            share.cov_start = sum(i.cov_start or 0 for i in infos)
+            share.cov_end = sum(i.cov_end or 0 for i in infos)
+        share.corpus_execs = sum(i.inited for i in infos)
+        return share
+
+    def _sample(self, now: float, stats: list[dict[str, Any]]) -> dict[str, Any]:
+        return _sample(now - (self.clock or now), stats, self.work_corpus, [lg for _, _, lg in self.procs])
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    def end(self) -> None:
+        """Ask every job to end (SIGTERM; SIGCONT for a paused one): each writes its counters."""
+        for p, _, _ in self.procs:
+            if p.poll() is None:
+                p.terminate()
+                p.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def finish(self, grace: float = 10.0) -> FuzzResult:
+        """End the jobs and return the whole campaign, reconciled with the crash store and logs."""
+        result = FuzzResult(self.name, "atheris", seconds=self.running_s, interrupted=self.interrupted)
+        if not self.procs:
+            return result
+        self.end()
+        deadline = time.monotonic() + grace
+        for p, _, _ in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        final = self.stats()
+        for st in final:
+            self.stream(st.get("new_signatures") or {})
+        result.series = self.series
+        for (p, _, log), st, tail in zip(self.procs, final, self.tails):
+            info = tail.update()
+            if info.execs > st.get("execs", 0):        # the job ended before its last counters landed
+                st = {**st, "execs": info.execs}
+            result.add(st)
+            result.logs.append(str(log))
+            result.corpus_execs += info.inited
+            if info.ft_start is not None:
+                result.cov_start = info.cov_start if result.cov_start is None else min(result.cov_start, info.cov_start)
+                result.ft_start = info.ft_start if result.ft_start is None else min(result.ft_start, info.ft_start)
+                result.cov_end = max(result.cov_end or 0, info.cov_end or 0)
+                result.ft_end = max(result.ft_end or 0, info.ft_end or 0)
+            crash = tail.python_crash()
+            if p.returncode not in (0, None, -signal.SIGTERM) or crash:
+                why = crash or log.read_text(errors="replace")[-1500:]
+                result.errors.append(f"job {log.stem} ended with exit {p.returncode}; see {log}\n{why}")
+        reconcile(result, self.before, store_counts(self.crashers, self.name))
+        result.runs_budget = self.runs
+        self.stream(result.new)                      # what a job recorded but could not report
+        if result.errors and not result.findings and result.execs <= len(self.procs):
+            first = result.errors[0].splitlines()
+            why = first[2] if len(first) > 2 and "Uncaught Python exception" in first[1] else first[0]
+            raise EngineDied(f"{self.name}: every job died at its first input: {why} (see {self.procs[0][2]})")
+        return result
 
 
 def _coverage(logs: list[Path]) -> int:
@@ -186,16 +629,20 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _line(name: str, started: float, stats: list[dict[str, Any]], budget: float | None,
+def _line(name: str, elapsed: float, stats: list[dict[str, Any]], budget: float | None,
           corpus: int | None = None) -> str:
-    el = time.monotonic() - started
+    el = elapsed
     execs = sum(s.get("execs", 0) for s in stats)
     crashes = len({k for s in stats for k in s.get("signatures", {})})
     lookups = sum(s.get("lookups_checked", 0) for s in stats)
+    unjustified = sum(int(s.get("lookups_unjustified") or 0) for s in stats)
+    internal = sum(int(s.get("internal_errors") or 0) for s in stats)
     b = f"/{budget:.0f}" if budget else ""
     c = f"  corpus {corpus}" if corpus is not None else ""
+    extra = (f"  {unjustified} unjustified  {internal} internal errors"
+             if any(k in s for s in stats for k in ("lookups_unjustified", "internal_errors")) else "")
     return (f"  {name}: {el:5.0f}{b} s  {execs} execs  {execs / max(el, 1e-9):,.0f}/s{c}  {lookups} lookups  "
-            f"{crashes} signatures")
+            f"{crashes} signatures{extra}")
 
 
 class _Stop(BaseException):
@@ -204,33 +651,50 @@ class _Stop(BaseException):
 
 def _hypothesis(target: Target, max_time: float | None, runs: int | None, store: CrashStore,
                 dirs: list[Path], seed: int, progress: Callable[[str], None] | None,
-                stop_on_new: bool = False) -> FuzzResult:
+                stop_on_new: bool = False, stop: threading.Event | None = None,
+                stream: Callable[[dict[str, str]], None] = lambda new: None) -> FuzzResult:
     from hypothesis import HealthCheck, given, settings, strategies as st
+    stop = stop or threading.Event()
     runner = CaseRunner(target, store, seed=seed, engine="hypothesis")
-    for data in corpus_inputs(dirs):
-        runner.run_one(data)
-    strategy = target.strategy if target.strategy is not None else st.binary(max_size=min(target.max_len, 4096))
     deadline = time.monotonic() + (max_time if max_time is not None else 1e12)
     budget = runs if runs is not None else 1 << 60
-    last = [time.monotonic()]
+    interrupted = False
 
-    @settings(max_examples=1 << 30, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck), phases=[__import__("hypothesis").Phase.generate])
-    @given(strategy)
-    def one(data: bytes) -> None:
-        runner.run_one(data)
-        now = time.monotonic()
-        if progress and now - last[0] >= 5:
-            last[0] = now
-            progress(_line(target.name, runner.stats.started, [runner.stats.as_dict()], max_time))
-        if now >= deadline or runner.stats.execs >= budget or (stop_on_new and runner.stats.new):
-            raise _Stop()
-
+    def over() -> bool:
+        return (time.monotonic() >= deadline or runner.stats.execs >= budget or stop.is_set()
+                or (stop_on_new and bool(runner.stats.new)))
     try:
-        one()
+        for data in corpus_inputs(dirs):             # like libFuzzer: the whole corpus, whatever the budget
+            if runner.run_one(data) is not None:
+                stream(runner.stats.new)
+            if stop.is_set():
+                raise _Stop()
+        strategy = target.strategy if target.strategy is not None else st.binary(max_size=min(target.max_len, 4096))
+        last = [time.monotonic()]
+
+        @settings(max_examples=1 << 30, deadline=None, database=None, derandomize=False,
+                  suppress_health_check=list(HealthCheck), phases=[__import__("hypothesis").Phase.generate])
+        @given(strategy)
+        def one(data: bytes) -> None:
+            if over():
+                raise _Stop()
+            if runner.run_one(data) is not None:
+                stream(runner.stats.new)
+            now = time.monotonic()
+            if progress and now - last[0] >= 5:
+                last[0] = now
+                progress(_line(target.name, runner.stats.seconds, [runner.stats.as_dict()], max_time))
+            if over():
+                raise _Stop()
+
+        if not over():
+            one()
     except _Stop:
         pass
-    result = FuzzResult(target.name, "hypothesis", seconds=runner.stats.seconds)
+    except KeyboardInterrupt:
+        interrupted = True
+    interrupted = interrupted or stop.is_set()
+    result = FuzzResult(target.name, "hypothesis", seconds=runner.stats.seconds, interrupted=interrupted)
     result.add(runner.stats.as_dict())
     return result
 

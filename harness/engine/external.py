@@ -208,6 +208,17 @@ class External:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self.proc = None
+
+
+def close_all() -> None:
+    """At the end of a run (atheris_main's exit hook): stop every batch process and remove the
+    image directories the runners made."""
+    import shutil
+    for runner in list(_RUNNERS.values()):
+        runner.close()
+        shutil.rmtree(runner.dir, ignore_errors=True)
+    _RUNNERS.clear()
 
 
 class ExternalFinding(Exception):

@@ -1,8 +1,10 @@
 """The nightly run: every target within a budget, then corpus merge, crasher re-checks and reports.
 
-Schedule: a first round gives every target an equal share of 60 % of the budget; the remaining
-40 % goes to the targets whose coverage or corpus still grew in the second half of their first
-round (more time where new behaviour is still being found), `jobs` campaigns at a time. After
+Schedule (`schedule.Schedule`, run by `slots.run_shares`, `jobs` campaigns at a time, default every
+core): a sweep gives every target a share first (round 1), then the rest of the budget goes in
+shares to the targets whose coverage, corpus or signatures still grew (round 2, an upper-
+confidence bandit). A target whose libFuzzer coverage never grew past its corpus's is listed
+in the summary and the report as a harness problem (`coverage_flat`). After
 fuzzing: each target's corpus is merged (coverage kept, safe against a kill), every recorded
 crasher is re-run (3 times) and marked fixed (its input moves to corpora/<target>/regress/) or
 still failing, and `report.write` produces summary.json, junit.xml and report.html.
@@ -17,14 +19,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.engine.campaign import FuzzResult, fuzz, merge
+from harness.engine.campaign import FuzzResult, default_jobs, flat_warning, merge, unloaded
+from harness.engine.schedule import Schedule
+from harness.engine.slots import ShareRecord, run_shares
 from harness.engine.crashers import repro
 from harness.engine.crashstore import CrashStore, HarnessError
+from harness.engine.default import costs
 from harness.engine.registry import default_names
 
 
@@ -40,6 +44,8 @@ class NightlyResult:
     merges: dict[str, Any] = field(default_factory=dict)
     coverage: dict[str, Any] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)      # lanes that could not run here, and why
+    shares: list[ShareRecord] = field(default_factory=list)
+    flat: list[dict[str, Any]] = field(default_factory=list)   # targets whose coverage never grew
 
     @property
     def results(self) -> list[FuzzResult]:
@@ -67,16 +73,7 @@ def clean_leftovers(out: Path) -> int:
     return n
 
 
-def _grew(r: FuzzResult) -> float:
-    """How much a round-one campaign still found in its second half (coverage + corpus growth)."""
-    s = r.series
-    if len(s) < 2:
-        return 0.0
-    mid = s[len(s) // 2]
-    return max(0, s[-1]["cov"] - mid["cov"]) + 0.5 * max(0, s[-1]["corpus"] - mid["corpus"])
-
-
-def nightly(out: Path, *, budget: float = 600.0, jobs: int = 2, targets: Sequence[str] = (),
+def nightly(out: Path, *, budget: float = 600.0, jobs: int | None = None, targets: Sequence[str] = (),
             crashers: Path = Path("crashers"), corpora: Path = Path("corpora"), stop_on_new: bool = False,
             min_free_mb: int = 512, progress: Callable[[str], None] | None = None,
             real_dax: float = 0.0) -> NightlyResult:
@@ -86,29 +83,26 @@ def nightly(out: Path, *, budget: float = 600.0, jobs: int = 2, targets: Sequenc
         raise HarnessError(f"only {free} MiB free under {out}; nightly needs {min_free_mb} MiB")
     clean_leftovers(out)
     chosen = list(targets) or default_names()
+    jobs = jobs or default_jobs()
     result = NightlyResult(str(out), budget, jobs, time.time())
     start = time.monotonic()
     say = progress or (lambda line: None)
-
-    def run_round(plan: list[tuple[str, float]]) -> list[FuzzResult]:
-        def one(item: tuple[str, float]) -> FuzzResult:
-            name, secs = item
-            say(f"nightly: {name} for {secs:.0f} s")
-            return fuzz(name, max_time=secs, crashers=crashers, corpora=corpora, workdir=out / "work",
-                        progress=progress, stop_on_new=stop_on_new)
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            return list(pool.map(one, plan))
-
-    share = max(3.0, 0.6 * budget * jobs / len(chosen))
-    result.rounds.append(run_round([(n, share) for n in chosen]))
-    stop_now = stop_on_new and result.new_findings
-    left = budget - (time.monotonic() - start)
-    if left > 10 and not stop_now:
-        weights = {r.target: _grew(r) for r in result.rounds[0]}
-        total = sum(weights.values())
-        plan = [(n, left * jobs * w / total) for n, w in weights.items() if total and w / total * left * jobs >= 3]
-        if plan:
-            result.rounds.append(run_round(plan))
+    slots = max(1, min(jobs, len(chosen)))
+    schedule = Schedule(chosen, sweep_s=min(60.0, max(3.0, 0.2 * budget * slots / len(chosen))),
+                        quantum_s=min(600.0, max(10.0, budget / 10)),
+                        costs=costs(out, chosen, corpora))
+    done = run_shares(schedule, slots=slots, budget=budget, workdir=out / "work", progress=progress,
+                      stop_on_new=stop_on_new, jobs_per_share=max(1, jobs // len(chosen)),
+                      crashers=crashers, corpora=corpora)
+    result.shares = done.shares
+    result.rounds = [[rec.result for rec in result.shares if rec.phase == phase] for phase in ("sweep", "adaptive")]
+    for r in done.results.values():
+        if w := flat_warning(r, sum(1 for s in result.shares if s.target == r.target)):
+            say(w)
+            result.flat.append({"target": r.target, "cov_start": r.cov_start, "ft_start": r.ft_start,
+                                "cov_end": r.cov_end, "ft_end": r.ft_end, "execs": r.execs,
+                                "reason": "never got through its corpus in its shares" if unloaded(r)
+                                else "libFuzzer coverage never grew past what the corpus gave"})
     if real_dax > 0:                          # the real-DAX lane: one qemu guest, mount_e2e cases
         from harness.engine.realdax import RealdaxError
         from harness.engine.realdax_fuzz import fuzz_real

@@ -1,9 +1,11 @@
 """Run reports: summary.json (everything), junit.xml (for CI) and a self-contained report.html.
 
 The HTML needs no network and no script: plots are inline SVG drawn here from the run's one-a-
-second samples (exec/s and coverage over time per target, signatures over time, lookups checked),
-then the crash table (signature, status, reproduction rate, repro command), the coverage of
-harness/famfs per file, and the run's settings. `render(summary)` works from summary.json alone,
+second samples (exec/s and coverage over time per target, signatures over time, lookups checked;
+a target's shares on one line, on the job's clock), then the targets whose coverage never grew
+past their corpus (harness problems), the schedule (which target ran when, on which slot), the
+crash table (signature, status, reproduction rate, repro command), the coverage of harness/famfs
+per file, and the run's settings. `render(summary)` works from summary.json alone,
 so `famfs-fuzz report RUN_DIR` can redraw an old run.
 """
 from __future__ import annotations
@@ -20,15 +22,31 @@ COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
           "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39"]
 
 
+COUNTERS = ("lookups_ok", "lookups_justified", "lookups_unjustified", "internal_errors")
+
+
 def summary_of(result: Any) -> dict[str, Any]:
     """The JSON document of a `nightly.NightlyResult`."""
+    shares = {id(s.result): s for s in getattr(result, "shares", [])}
+
+    def entry(r: Any, rnd: int) -> dict[str, Any]:
+        s = shares.get(id(r))
+        return {**r.as_dict(), "round": rnd, **({"slot": s.slot, "start": round(s.start, 2)} if s else {})}
+    internal: dict[str, str] = {}
+    for r in result.results:
+        internal.update(getattr(r, "internal_signatures", {}) or {})
     return {"out": result.out, "budget_s": result.budget, "jobs": result.jobs, "started": result.started,
             "seconds": round(result.seconds, 1),
-            "targets": [{**r.as_dict(), "round": k + 1} for k, rnd in enumerate(result.rounds) for r in rnd],
+            "targets": [entry(r, k + 1) for k, rnd in enumerate(result.rounds) for r in rnd],
             "new_findings": result.new_findings, "crashers": result.crashers, "merges": result.merges,
             "coverage": result.coverage, "skipped": list(getattr(result, "skipped", [])),
             "lookups_checked": sum(r.lookups for r in result.results),
-            "execs": sum(r.execs for r in result.results)}
+            "execs": sum(r.execs for r in result.results),
+            **{k: sum(getattr(r, "counters", {}).get(k, 0) for r in result.results) for k in COUNTERS},
+            "internal_signatures": internal,
+            "coverage_flat": list(getattr(result, "flat", [])),
+            "interrupted": any(getattr(r, "interrupted", False) for r in result.results),
+            "schedule": [s.as_dict() for s in getattr(result, "shares", [])]}
 
 
 def _atomic(path: Path, text: str) -> None:
@@ -58,6 +76,11 @@ def junit(summary: dict[str, Any]) -> str:
             failures += 1
             ET.SubElement(case, "failure", message=f"{len(t['new_signatures'])} new signatures").text = \
                 "\n".join(t["new_signatures"].values())
+    for f in summary.get("coverage_flat") or []:
+        case = ET.SubElement(suite, "testcase", classname="harness.coverage", name=f["target"])
+        cases += 1
+        ET.SubElement(case, "skipped", message=f"coverage never grew past the corpus (cov {f.get('cov_start')} "
+                      f"ft {f.get('ft_start')}): a harness problem")
     for c in summary["crashers"]:
         case = ET.SubElement(suite, "testcase", classname=f"crasher.{c['target']}", name=c["key"])
         cases += 1
@@ -98,20 +121,53 @@ def _chart(title: str, series: dict[str, list[tuple[float, float]]], ylabel: str
     return "\n".join(out)
 
 
+def _cov_cell(t: dict[str, Any]) -> str:
+    if t.get("ft_start") is None:
+        return "n/a"
+    flag = "" if t.get("coverage_grew") else " (flat)"
+    return f"{t.get('cov_start')}/{t.get('ft_start')} &rarr; {t.get('cov_end')}/{t.get('ft_end')}{flag}"
+
+
 def render(summary: dict[str, Any]) -> str:
     targets = summary["targets"]
     rate, cov, sigs, looks = {}, {}, {}, {}
     for t in targets:
         s = t.get("series") or []
-        key = t["target"] + (f" (round {t['round']})" if t.get("round", 1) > 1 else "")
-        rate[key] = [(b["t"], (b["execs"] - a["execs"]) / max(b["t"] - a["t"], 1e-9)) for a, b in zip(s, s[1:])]
-        cov[key] = [(p["t"], p["cov"]) for p in s]
-        sigs[key] = [(p["t"], p["signatures"]) for p in s]
-        looks[key] = [(p["t"], p["lookups"]) for p in s]
+        if "start" in t:                     # a share of a scheduled run: on the job's clock, one line a target
+            key, off = t["target"], t["start"]
+        else:
+            key, off = t["target"] + (f" (round {t['round']})" if t.get("round", 1) > 1 else ""), 0.0
+        base = looks[key][-1][1] if looks.get(key) else 0
+        rate.setdefault(key, []).extend(
+            (off + b["t"], (b["execs"] - a["execs"]) / max(b["t"] - a["t"], 1e-9)) for a, b in zip(s, s[1:]))
+        cov.setdefault(key, []).extend((off + p["t"], p["cov"]) for p in s)
+        sigs.setdefault(key, []).extend((off + p["t"], p["signatures"]) for p in s)
+        looks.setdefault(key, []).extend((off + p["t"], base + p["lookups"]) for p in s)
+    for d in (rate, cov, sigs, looks):
+        for k in d:
+            d[k].sort()
     rows = "".join(
         f"<tr><td>{html.escape(t['target'])}</td><td>{t.get('round', 1)}</td><td>{t['execs']:,}</td><td>{t['execs_per_s']:,.0f}</td>"
-        f"<td>{t['lookups_checked']:,}</td><td>{t['findings']}</td><td>{len(t['new_signatures'])}</td></tr>"
+        f"<td>{t['lookups_checked']:,}</td><td>{t.get('lookups_unjustified', 0):,}</td><td>{t.get('internal_errors', 0):,}</td>"
+        f"<td>{t['findings']}</td><td>{len(t['new_signatures'])}</td>"
+        f"<td>{_cov_cell(t)}</td></tr>"
         for t in targets)
+    flat = "".join(
+        f"<tr><td>{html.escape(f['target'])}</td><td>{f.get('cov_start')} / {f.get('ft_start')}</td>"
+        f"<td>{f.get('cov_end')} / {f.get('ft_end')}</td><td>{f.get('execs', 0):,}</td>"
+        f"<td>{html.escape(str(f.get('reason', '')))}</td></tr>"
+        for f in summary.get("coverage_flat") or [])
+    flat_html = (f'<h2>Harness problems: coverage never grew past the corpus</h2><table id="coverage-flat">'
+                 f'<tr><th>target</th><th>cov / ft after the corpus</th><th>cov / ft at the end</th><th>execs</th>'
+                 f'<th>why</th></tr>{flat}</table>') if flat else ""
+    sched = "".join(
+        f"<tr><td>{html.escape(s['target'])}</td><td>{html.escape(s['phase'])}</td><td>{s['slot']}</td>"
+        f"<td>{s['start']:.1f}</td><td>{s['seconds']:.1f}</td><td>{s['execs']:,}</td><td>{s.get('ft_start')}"
+        f" &rarr; {s.get('ft_end')}</td><td>{s.get('corpus_growth', 0)}</td><td>{len(s.get('new_signatures') or [])}</td></tr>"
+        for s in summary.get("schedule") or [])
+    sched_html = (f'<h2>Schedule</h2><table id="schedule"><tr><th>target</th><th>phase</th><th>slot</th><th>start s</th>'
+                  f'<th>seconds</th><th>execs</th><th>ft</th><th>new corpus files</th><th>new signatures</th></tr>'
+                  f'{sched}</table>') if sched else ""
     crashes = "".join(
         f"<tr><td>{html.escape(c['target'])}</td><td><code>{html.escape(c['key'])}</code></td>"
         f"<td>{html.escape(c['title'])}</td><td>{html.escape(c['status'])}</td><td>{html.escape(c['reproduced'])}</td>"
@@ -125,15 +181,19 @@ def render(summary: dict[str, Any]) -> str:
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}code{{font-size:12px}}</style></head>
 <body><h1>famfs-fuzz nightly</h1>
-<p id="totals">{summary['execs']:,} executions, {summary['lookups_checked']:,} index lookups checked,
+<p id="totals">{summary['execs']:,} executions, {summary['lookups_checked']:,} index lookups checked
+({summary.get('lookups_ok', 0):,} ok, {summary.get('lookups_justified', 0):,} justified,
+{summary.get('lookups_unjustified', 0):,} unjustified), {summary.get('internal_errors', 0):,} internal errors,
 {summary['new_findings']} new signatures, {len(summary['crashers'])} recorded crashers, in {summary.get('seconds', 0):.0f} s.</p>
+{flat_html}
 <h2>Targets</h2><table id="targets"><tr><th>target</th><th>round</th><th>execs</th><th>exec/s</th><th>lookups checked</th>
-<th>findings</th><th>new signatures</th></tr>{rows}</table>
+<th>unjustified lookups</th><th>internal errors</th><th>findings</th><th>new signatures</th><th>coverage (cov/ft)</th></tr>{rows}</table>
 <h2>Over time</h2>
 {_chart("exec/s per target", rate, "exec/s")}
 {_chart("coverage of harness/famfs (libFuzzer edges) per target", cov, "edges")}
 {_chart("crash signatures found", sigs, "signatures")}
 {_chart("index lookups checked", looks, "lookups")}
+{sched_html}
 <h2>Crashers</h2><table id="crashers"><tr><th>target</th><th>key</th><th>signature</th><th>status</th>
 <th>reproduced</th><th>count</th><th>repro</th></tr>{crashes}</table>
 <h2>Coverage of harness/famfs (corpus replay, coverage.py): {covd.get('total', 'n/a')}%</h2>

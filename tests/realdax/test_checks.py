@@ -129,13 +129,13 @@ def test_nightly_says_why_the_real_lane_skips_where_it_cannot_run(tmp_path, monk
     the fuzz verb itself refuses with a typed error (exit 2 at the CLI)."""
     from harness.engine import nightly as nightly_mod
     from harness.engine import realdax
-    from harness.engine.campaign import FuzzResult
     from harness.engine.realdax_fuzz import fuzz_real
+    from harness.engine.slots import Scheduled
     monkeypatch.setattr(realdax, "missing_tools", lambda: ["qemu-system-x86"])
     with pytest.raises(RealdaxError) as e:
         fuzz_real("mount_e2e")
     assert e.value.skip_reason and "qemu-system-x86" in e.value.skip_reason
-    monkeypatch.setattr(nightly_mod, "fuzz", lambda name, **kw: FuzzResult(name, "atheris", execs=1, seconds=1.0))
+    monkeypatch.setattr(nightly_mod, "run_shares", lambda *a, **kw: Scheduled())
     monkeypatch.setattr(nightly_mod, "merge", lambda *a, **kw: 0)
     monkeypatch.setattr(nightly_mod, "famfs_coverage", lambda *a, **kw: {})
     lines: list[str] = []
