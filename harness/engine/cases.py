@@ -210,9 +210,10 @@ def wire_case(abi_byte: int, reply: bytes) -> Counts:
                                                        f"{', '.join(must_refuse)}", op="fmap", site=f"wire/{gen.name}")
     bad = gen.registration == "push-fd" and any(k not in slot_of for k in wire_rules.file_indices(reply))
     size = kf.file_size
+    form = "simple" if kf.message.ext_type == wire.EXT_SIMPLE else "interleave"
     for off in sorted({0, 1, size // 2, max(size - 1, 0), 4096, 2 << 20, 5 << 20}):
         if off < size:
-            _wire_read(kernel, gen.name, reply, off, slot_of, bad)
+            _wire_read(kernel, f"{gen.name}/{form}", reply, off, slot_of, bad)
     checker.check()
     return checker.counts
 
@@ -379,9 +380,11 @@ def log_tail_case(data: bytes, *, counter_first: bool = False, check_crc: bool =
         POOL.give_back()
 
 
-def device_fault_case(data: bytes) -> int:
+def device_fault_case(data: bytes) -> Counts:
     """A node where one device misbehaves (fail the n-th open / map / read, poison a range, vanish):
-    files on it fail cleanly or read right; every other file reads right (syzkaller fail_nth)."""
+    files on it fail cleanly or read right; every other file reads right (syzkaller fail_nth).
+    In one case of two the fault is then lifted and the daemon replays: every file must read
+    (a lookup that failed while the fault was in force is retried, not cached)."""
     c = decode.Choices(data)
     spec = decode.spec(c, min_devices=2)
     rng = random.Random(decode.corruption_seed(c))
@@ -399,9 +402,10 @@ def device_fault_case(data: bytes) -> int:
             dev.fail_nth(kind, n)
         return k
 
+    recover = c.int(0, 1) == 1              # then lift the fault: everything must read again
     built = build(spec, POOL, data="stamp")
     try:
         view = NodeView.draw(rng, len(spec.devices))
-        return node_case(built, None, view, fault=arm)
+        return node_case(built, None, view, fault=arm, recover=recover)
     finally:
         POOL.give_back()
