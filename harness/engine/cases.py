@@ -213,13 +213,15 @@ def wire_case(abi_byte: int, reply: bytes) -> Counts:
     form = "simple" if kf.message.ext_type == wire.EXT_SIMPLE else "interleave"
     for off in sorted({0, 1, size // 2, max(size - 1, 0), 4096, 2 << 20, 5 << 20}):
         if off < size:
-            _wire_read(kernel, f"{gen.name}/{form}", reply, off, slot_of, bad)
+            _wire_read(kernel, f"{gen.name}/{form}", reply, off, slot_of, bad, checker)
     checker.check()
     return checker.counts
 
 
-def _wire_read(kernel: KernelMount, gen: str, reply: bytes, off: int, slot_of: dict[int, int], bad: bool) -> None:
-    """One read of `wire_case`, judged against the oracle's own runs of the reply."""
+def _wire_read(kernel: KernelMount, gen: str, reply: bytes, off: int, slot_of: dict[int, int], bad: bool,
+               checker: LookupChecker) -> None:
+    """One read of `wire_case`, judged against the oracle's own runs of the reply (its lookups
+    first, so a wrong device is named as such before its bytes)."""
     site = f"wire/{gen}"
     want: list[bytes] = []
     allowed: frozenset[int] = frozenset()
@@ -238,11 +240,13 @@ def _wire_read(kernel: KernelMount, gen: str, reply: bytes, off: int, slot_of: d
     try:
         got = kernel.read(5, off, 4096)
     except FamfsError as e:
+        checker.check()
         if e.errno not in allowed:
             why = "every piece of it is mapped on a present device" if not allowed else f"not with errno {e.errno}"
             raise InvariantViolation(Invariant.DATA if not allowed else Invariant.IDX_LOOKUP,
                                      f"{gen}: read at {off:#x} failed ({e}): {why}", op="read", site=site) from None
         return
+    checker.check()
     if allowed:
         raise InvariantViolation(Invariant.IDX_LOOKUP, f"{gen}: read at {off:#x} returned {len(got)} bytes, but a "
                                                        "piece of it cannot be read (unmapped or no device)",

@@ -25,12 +25,12 @@ PLANTS = {
     "failed discovery cached, never retried": (
         "device_faults", "harness/famfs/kernel.py",
         "        if view is not None and not view.valid and not view.dax_err and self._pulls:\n",
-        "        if view is not None and not view.valid and not view.dax_err and self._pulls and index < 2:\n",
+        "        if view is not None and not view.valid and not view.dax_err and self._pulls and index < 3:\n",
         "IDX-LOOKUP"),
     "a present device's lookup fails (lost install race cached as dax_err)": (
         "discovery_race", "harness/famfs/kernel.py",
         "        rc = yield from self.table.install_steps(index, device.devno, device, device.name)\n",
-        "        if self.table.mem.load((index, \"name\")) is not None:   # another CPU is installing\n"
+        "        if self.table.mem.load((index, \"devno\"), 0) and self.table.mem.load((index, \"name\")) is None:\n"
         "            self.table.mark_dax_err(index)\n"
         "            return None\n"
         "        rc = yield from self.table.install_steps(index, device.devno, device, device.name)\n",
@@ -40,11 +40,17 @@ PLANTS = {
         "        elif not view.valid:\n",
         "        elif not view.valid and not view.devno:\n",
         "TBL-PUBLISH"),
-    "fmap_wire: a read at an extent's end resolves into that extent": (
+    "fmap_wire: an extent's device offset taken as PMD-aligned (true only before PAGE alignment)": (
         "fmap_wire", "harness/famfs/kernel.py",
-        "                if offset < e.len:\n",
-        "                if offset <= e.len:\n",
+        "                    return Run(e.devindex, e.offset + offset, e.len - offset)\n",
+        "                    return Run(e.devindex, (e.offset & ~0x1FFFFF) + offset, e.len - offset)\n",
         "DATA"),
+    "an undefined index resolves (the slot index kept in a 4-bit field: it wraps at 16)": (
+        "fmap_wire", "harness/famfs/daxtable.py",
+        "        if not 0 <= index < self.nslots:\n            return None\n        while self.locking",
+        "        if not 0 <= index < self.nslots:\n            return None\n        index &= 0xF\n"
+        "        while self.locking",
+        "IDX-LOOKUP at lookup"),
 }
 
 
