@@ -230,7 +230,13 @@ class E2EMount:
         by_name = {f"dax{i}.0": self.maps[i] for i in range(min(NDEV, len(built.devices)))}
         exp = Expectation.of(expected, "e2e", by_name, primary="dax0.0", abi="pull-devt")
         checker = exp.checker(site="mount/pull-devt")
-        listing = set(os.listdir(self.mnt))
+        try:
+            listing = set(os.listdir(self.mnt))
+        except OSError as e:                          # an internal error in the daemon explains it first
+            replay_into(checker, self.new_events())
+            checker.check()
+            raise InvariantViolation(Invariant.NS_CONFLICT, f"listing the root failed: {e}", op="readdir",
+                                     site="mount") from None
         want_top = {p for p, _ in expected.namespace if "/" not in p} | {".meta"}
         if listing != want_top:
             raise InvariantViolation(Invariant.NS_CONFLICT, f"root lists {sorted(listing)}, the log has {sorted(want_top)}",
