@@ -25,11 +25,12 @@ from harness.famfs.replay import replay
 from harness.gen import decode
 from harness.gen.corrupt import Corruption, corrupt
 from harness.gen.spec import BufferPool, Built, build, stamp
-from harness.oracle.case import check_reads, check_replay
+from harness.oracle.case import Expectation, check_files, check_replay, daemon_reader
 from harness.oracle.crossfile import check_fsck
 from harness.oracle.invariants import InvariantViolation
-from harness.oracle.lookups import LookupChecker
-from harness.oracle.model import carried_uuid, verdict
+from harness.oracle.lookups import Counts, LookupChecker, Why
+from harness.oracle.model import verdict
+from harness.oracle import wire_rules
 from harness.oracle.wire_rules import reasons as wire_reasons
 
 
@@ -68,8 +69,11 @@ class NodeView:
 
 def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, abi: str = "pull-devt",
               translate_ids: bool = False, stats: dict[str, int] | None = None,
-              fault: Callable[[list[DaxDevice]], int | None] | None = None) -> int:
-    """Mount a daemon on `view` of `built`'s devices, check replay, reads and every lookup."""
+              fault: Callable[[list[DaxDevice]], int | None] | None = None,
+              recover: bool = False) -> Counts:
+    """Mount a daemon on `view` of `built`'s devices, check replay, reads and every lookup.
+    `fault` arms a fault on one of the node's devices after the boot scan; with `recover` the
+    fault is then lifted, the daemon replays, and every file must read (lazy discovery retried)."""
     check_crc = corruption.check_crc if corruption else True
     bufs = built.devices
     order = view.order or tuple(range(len(bufs)))
@@ -77,51 +81,64 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
     expected = verdict(primary_buf[:decode.head_end(primary_buf)], len(primary_buf), check_crc=check_crc)
     devices = [DaxDevice.in_memory(bufs[i], f"dax{k}.0", node=view.name)
                for k, i in enumerate(order) if i not in view.missing]
-    carried = {i: carried_uuid(bufs[i]) for i in order if i not in view.missing}
-    names = {f"dax{k}.0": uuid_str(carried[i]) for k, i in enumerate(order)
-             if i not in view.missing and carried[i] is not None}
     present = [i for i in order if i not in view.missing]
     primary = devices[present.index(view.primary)]
     host = Resolver(view.name, devices)                     # the node scanned its devices at boot...
     faulty = fault(devices) if fault else None              # ...then one of them misbehaves
-    faulty_uuid = carried[present[faulty]] if faulty is not None else None
-    checker = LookupChecker(expected={k: uuid_str(u) for k, (u, _) in enumerate(expected.table)},
-                            names={view.name: names})
+    by_name = {d.name: bufs[i] for d, i in zip(devices, present)}
+    exp = Expectation.of(expected, view.name, by_name, primary=primary.name, abi=abi,
+                         faulty={devices[faulty].name} if faulty is not None else ())
+    checker = exp.checker(site=abi + (" translated" if translate_ids else ""))
     try:
         daemon = Daemon.mount(host, abi=abi, probe=checker, primary=primary,
                               check_crc=check_crc, translate_ids=translate_ids)
     except FamfsError as e:
         if faulty is not None and devices[faulty] is primary:
-            return checker.check()                          # the primary's own fault: a clean refusal
+            checker.allow(view.name, 0, Why.FAULT)
+            checker.check()                                 # the primary's own fault: a clean refusal
+            return checker.counts
         check_replay(expected, e)
-        return checker.check()
+        checker.check()
+        return checker.counts
     assert daemon.state is not None
     check_replay(expected, daemon.state)
-    claims: dict[bytes, list[bytearray]] = {}
-    for i, u in carried.items():
-        if u is not None:
-            claims.setdefault(u, []).append(bufs[i])
-    index_bufs: Sequence[object] = [claims[u][0] if len(claims.get(u, ())) == 1 else None
-                                    for u, _ in expected.table]
     sb = daemon.state.superblock            # every accepted image goes through fsck too
     check_fsck(expected, daemon.state, sb.log_offset + sb.log_len,
-               [len(b) if b is not None else None for b in index_bufs])  # type: ignore[arg-type]
+               [len(b) if b is not None else None for b in exp.bufs])
     if translate_ids:                       # the kernel's ids are not indices: map them back
         checker.expected = _Translated(daemon.kernel_ids, checker.expected)
-    may_fail = frozenset(k for k, (u, _) in enumerate(expected.table) if u == faulty_uuid)
+        checker.justify = {view.name: exp_translated(daemon.kernel_ids, exp.why)}
     try:
-        return check_reads(daemon, expected, index_bufs, checker, may_fail=may_fail)
+        check_files(expected.namespace, exp, daemon_reader(daemon), checker)
+        if recover and faulty is not None:
+            devices[faulty].clear_faults()
+            host.rescan()
+            daemon.refresh()
+            exp = Expectation.of(expected, view.name, by_name, primary=primary.name, abi=abi)
+            checker.clear(view.name)
+            for k, why in exp.why.items():
+                checker.allow(view.name, k, why)
+            check_files(expected.namespace, exp, daemon_reader(daemon), checker)
+        return checker.counts
     finally:
         if stats is not None:
             stats["registrations"] = stats.get("registrations", 0) + daemon.kernel.registrations
             stats["id_map"] = stats.get("id_map", 0) + len(daemon.kernel_ids)
 
 
+def exp_translated(ids: dict[int, int], why: dict[int, Why]) -> dict[int, Why]:
+    """The causes of failure keyed by kernel id (backing-id, translated): an index with no id
+    (its device is missing here) goes out as id 0, which the kernel never hands out."""
+    out = {ids[i]: w for i, w in why.items() if i in ids}
+    out[0] = Why.REFUSED
+    return out
+
+
 POOL = BufferPool()
 
 
 def structured_case(data: bytes, *, family: str | None, min_devices: int = 1, wrong_primary: bool = False,
-                    missing: bool = False) -> int:
+                    missing: bool = False) -> Counts:
     """Decode a spec, build it, corrupt it with `family` (or not at all, one case in four),
     draw a node view, and run `node_case`."""
     c = decode.Choices(data)
@@ -157,10 +174,13 @@ class _WireServer:
 _WIRE_DEVICES: list[bytearray] = []
 
 
-def wire_case(abi_byte: int, reply: bytes) -> int:
+def wire_case(abi_byte: int, reply: bytes) -> Counts:
     """The kernel side parses `reply` as a GET_FMAP reply under ABI generation `abi_byte % 4`;
-    acceptance must match oracle.wire_rules; reads at a few offsets must end in data or a typed
-    error; every lookup is checked (except under backing-id, whose ids are not indices)."""
+    acceptance must match oracle.wire_rules; a read at each of a few offsets must return the bytes
+    the reply's extents give (computed by oracle.wire_rules from the raw reply, read off the
+    stamped devices) or fail with the clean errno of the first piece that cannot be read (an
+    index no device answers, a strip too short, past a device's end, a push-fd file marked bad);
+    every lookup is judged (under backing-id, by the kernel ids the three opens got)."""
     gen = list(wire.ABIS.values())[abi_byte % len(wire.ABIS)]
     if not _WIRE_DEVICES:
         for i in range(3):
@@ -169,7 +189,11 @@ def wire_case(abi_byte: int, reply: bytes) -> int:
             _WIRE_DEVICES.append(buf)
     devices = [DaxDevice.in_memory(b, f"dax{i}.0", node="w") for i, b in enumerate(_WIRE_DEVICES)]
     uuids = {i: f"00000000-0000-0000-0000-{i:012x}" for i in range(3)}
-    checker = LookupChecker(expected=uuids, names={"w": {d.name: uuids[i] for i, d in enumerate(devices)}})
+    slot_of = {i: i for i in range(3)}                      # wire index -> which device's slot
+    if gen.registration == "backing-id":
+        slot_of = {i + 1: i for i in range(3)}              # ids 1, 2, 3 in open order; 0 never
+    checker = LookupChecker(expected={k: uuids[i] for k, i in slot_of.items()},
+                            names={"w": {d.name: uuids[i] for i, d in enumerate(devices)}}, site=f"wire/{gen.name}")
     kernel = KernelMount(_NoUuidHost("w", devices), _WireServer(reply, devices, gen), gen, probe=checker)
     kernel.mount()
     for i, d in enumerate(devices):
@@ -182,22 +206,60 @@ def wire_case(abi_byte: int, reply: bytes) -> int:
         kf = kernel.fmap(5)
     except KernelError as e:
         if not must_refuse:
-            raise InvariantViolation(Invariant.FMAP_SHAPE, f"{gen.name} kernel refused a valid reply: {e}") from None
-        return 0
+            raise InvariantViolation(Invariant.FMAP_SHAPE, f"{gen.name} kernel refused a valid reply: {e}",
+                                     op="fmap", site=f"wire/{gen.name}") from None
+        checker.check()
+        return checker.counts
     if must_refuse:
         raise InvariantViolation(Invariant.FMAP_SHAPE, f"{gen.name} kernel accepted a reply it must refuse: "
-                                                       f"{', '.join(must_refuse)}")
+                                                       f"{', '.join(must_refuse)}", op="fmap", site=f"wire/{gen.name}")
+    bad = gen.registration == "push-fd" and any(k not in slot_of for k in wire_rules.file_indices(reply))
     size = kf.file_size
+    form = "simple" if kf.message.ext_type == wire.EXT_SIMPLE else "interleave"
     for off in sorted({0, 1, size // 2, max(size - 1, 0), 4096, 2 << 20, 5 << 20}):
         if off < size:
-            try:
-                kernel.read(5, off, 4096)
-            except FamfsError:
-                pass
-    if gen.registration == "backing-id":
-        checker.lookups.clear()
-        return 0
-    return checker.check()
+            _wire_read(kernel, f"{gen.name}/{form}", reply, off, slot_of, bad, checker)
+    checker.check()
+    return checker.counts
+
+
+def _wire_read(kernel: KernelMount, gen: str, reply: bytes, off: int, slot_of: dict[int, int], bad: bool,
+               checker: LookupChecker) -> None:
+    """One read of `wire_case`, judged against the oracle's own runs of the reply (its lookups
+    first, so a wrong device is named as such before its bytes)."""
+    site = f"wire/{gen}"
+    want: list[bytes] = []
+    allowed: frozenset[int] = frozenset()
+    if bad:                                                 # push-fd: an index never pushed
+        allowed = frozenset({errno.EIO})
+    else:
+        for run in wire_rules.read_runs(reply, off, 4096):
+            if run is None or run[0] not in slot_of:       # unmapped, or no device answers the index
+                allowed = frozenset({errno.EIO})
+                break
+            buf = _WIRE_DEVICES[slot_of[run[0]]]
+            if run[1] + run[2] > len(buf):                 # past the device's end
+                allowed = frozenset({errno.ERANGE, errno.EIO})
+                break
+            want.append(buf[run[1]:run[1] + run[2]])
+    try:
+        got = kernel.read(5, off, 4096)
+    except FamfsError as e:
+        checker.check()
+        if e.errno not in allowed:
+            why = "every piece of it is mapped on a present device" if not allowed else f"not with errno {e.errno}"
+            raise InvariantViolation(Invariant.DATA if not allowed else Invariant.IDX_LOOKUP,
+                                     f"{gen}: read at {off:#x} failed ({e}): {why}", op="read", site=site) from None
+        return
+    checker.check()
+    if allowed:
+        raise InvariantViolation(Invariant.IDX_LOOKUP, f"{gen}: read at {off:#x} returned {len(got)} bytes, but a "
+                                                       "piece of it cannot be read (unmapped or no device)",
+                                 op="read", site=site)
+    expect = b"".join(want)
+    if got != expect:
+        raise InvariantViolation(Invariant.DATA, f"{gen}: read at {off:#x}: {len(got)} bytes differ from the "
+                                                 f"{len(expect)} the reply's extents give", op="read", site=site)
 
 
 @dataclass
@@ -226,42 +288,55 @@ class _Translated(dict):  # type: ignore[type-arg]
         return self.by_index.get(index, default) if index is not None else default
 
 
-def publish_order_case(data: bytes, *, barrier: bool = True, valid_first: bool = False) -> int:
+def publish_order_case(data: bytes, *, barrier: bool = True, valid_first: bool = False) -> Counts:
     """The daxdev table's publish steps against readers, on weak memory, schedule from `data`:
-    a reader that sees a valid slot must see all of it (TBL-PUBLISH)."""
+    a reader that sees a valid slot must see all of it (TBL-PUBLISH); a lookup may fail only
+    while the slot is being published."""
     from harness.faults.races import PUBLISH_EXPECTED, publish_case
     from harness.faults.schedule import byte_chooser
-    checker = LookupChecker(expected=PUBLISH_EXPECTED[0], names=PUBLISH_EXPECTED[1])
+    checker = LookupChecker(expected=PUBLISH_EXPECTED[0], names=PUBLISH_EXPECTED[1],
+                            justify={"n": {1: Why.PUBLISHING}}, site="race/publish")
     c = decode.Choices(data[:2])
     publish_case(byte_chooser(data[2:]), checker, readers=c.int(1, 3), reads=c.int(1, 4), barrier=barrier,
                  valid_first=valid_first)
-    return checker.check()
+    checker.check()
+    return checker.counts
 
 
-def discovery_race_case(data: bytes, *, barrier: bool = True, locking: bool = True) -> int:
+def discovery_race_case(data: bytes, *, barrier: bool = True, locking: bool = True) -> Counts:
     """Readers first-touching undiscovered indices through lazy discovery, one maybe failing its
-    GET_DAXDEV: lookups right or cleanly failing, reads returning the right device's bytes. An
-    odd first byte runs teardown against readers instead (the table's lock)."""
+    GET_DAXDEV: lookups right or cleanly failing (only the failing reader's index may fail),
+    reads returning the right device's bytes. An odd first byte runs teardown against readers
+    instead (the table's lock; lookups may fail only because of the teardown)."""
     from harness.faults.races import DISCOVERY_EXPECTED, PUBLISH_EXPECTED, FakeDev, discovery_case, teardown_case
     from harness.faults.schedule import byte_chooser
     if data[:1] and data[0] & 1:
-        checker = LookupChecker(expected=PUBLISH_EXPECTED[0], names=PUBLISH_EXPECTED[1])
+        checker = LookupChecker(expected=PUBLISH_EXPECTED[0], names=PUBLISH_EXPECTED[1],
+                                justify={"n": {1: Why.TEARDOWN}}, site="race/teardown")
         teardown_case(byte_chooser(data[2:]), checker, readers=1 + (data[1] % 3 if len(data) > 1 else 0),
                       locking=locking)
-        return checker.check()
-    checker = LookupChecker(expected=DISCOVERY_EXPECTED[0], names=DISCOVERY_EXPECTED[1])
+        checker.check()
+        return checker.counts
     c = decode.Choices(data[:4])
     n = c.int(2, 3)
     files = tuple(c.int(1, 3) for _ in range(n))
     fail_for = c.pick([None, None, "cpu1", "cpu2"])
+    failing = {files[int(fail_for[3:]) - 1]: Why.FAULT} if fail_for and int(fail_for[3:]) <= n else {}
+    checker = LookupChecker(expected=DISCOVERY_EXPECTED[0], names=DISCOVERY_EXPECTED[1], justify={"n": failing},
+                            site="race/discovery")
     r = discovery_case(byte_chooser(data[4:]), checker, files=files, fail_for=fail_for, barrier=barrier)
+    checker.check()
     for k, index in enumerate(files):
         kind, value = r.outcomes.get(f"cpu{k + 1}", ("error", 0))
         if kind == "ok" and value != FakeDev(f"dax{index}.0", 0x0F00 + index).read(0, 4096):
-            raise InvariantViolation(Invariant.DATA, f"cpu{k + 1} read another device's bytes for index {index}")
-        if kind == "error" and value != errno.EIO and fail_for != f"cpu{k + 1}":
-            raise InvariantViolation(Invariant.IDX_LOOKUP, f"cpu{k + 1}: unclean error {value}")
-    return checker.check()
+            raise InvariantViolation(Invariant.DATA, f"cpu{k + 1} read another device's bytes for index {index}",
+                                     op="read", site="race/discovery")
+        if kind == "error" and (value != errno.EIO or fail_for != f"cpu{k + 1}"):
+            raise InvariantViolation(Invariant.IDX_LOOKUP, f"cpu{k + 1}: read of index {index} failed with errno "
+                                                           f"{value}; only a clean EIO of the reader whose "
+                                                           "GET_DAXDEV fails is allowed", op="read",
+                                     site="race/discovery")
+    return checker.counts
 
 
 def log_tail_case(data: bytes, *, counter_first: bool = False, check_crc: bool = True) -> int:
@@ -314,9 +389,11 @@ def log_tail_case(data: bytes, *, counter_first: bool = False, check_crc: bool =
         POOL.give_back()
 
 
-def device_fault_case(data: bytes) -> int:
+def device_fault_case(data: bytes) -> Counts:
     """A node where one device misbehaves (fail the n-th open / map / read, poison a range, vanish):
-    files on it fail cleanly or read right; every other file reads right (syzkaller fail_nth)."""
+    files on it fail cleanly or read right; every other file reads right (syzkaller fail_nth).
+    In one case of two the fault is then lifted and the daemon replays: every file must read
+    (a lookup that failed while the fault was in force is retried, not cached)."""
     c = decode.Choices(data)
     spec = decode.spec(c, min_devices=2)
     rng = random.Random(decode.corruption_seed(c))
@@ -334,9 +411,10 @@ def device_fault_case(data: bytes) -> int:
             dev.fail_nth(kind, n)
         return k
 
+    recover = c.int(0, 1) == 1              # then lift the fault: everything must read again
     built = build(spec, POOL, data="stamp")
     try:
         view = NodeView.draw(rng, len(spec.devices))
-        return node_case(built, None, view, fault=arm)
+        return node_case(built, None, view, fault=arm, recover=recover)
     finally:
         POOL.give_back()

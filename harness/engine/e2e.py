@@ -4,8 +4,9 @@ One `E2EMount` per fuzzing process: three device files mapped MAP_SHARED here an
 `famfs-fuzz mount --reloadable --probe-log` child. Per case the harness writes the case's image
 into the shared memory (the superblock regions, the log, and every extent the model says a file
 uses), sends SIGUSR1 and waits for the daemon's "reload:" line, then checks through the mount:
-the root listing and every file's bytes against the model, every lookup the daemon's probe log
-recorded since the last case. The mount is reused, so a case costs a memory copy and a few
+the root listing and every file's bytes against the model (each extent / strip chunk read on
+its own with pread, judged by the oracle's `check_files`, as the in-process cases are), every
+lookup and internal error the daemon's probe log recorded since the last case. The mount is reused, so a case costs a memory copy and a few
 syscalls, not a mount. If the child dies, that is a finding (`DaemonDied`), and the next case
 starts a new one; a stale mount point left behind is cleaned by the new child.
 """
@@ -25,14 +26,13 @@ from typing import Any
 
 from harness.engine.campaign import die_with_parent
 from harness.engine.probelog import replay_into
-from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant
 from harness.gen import decode
 from harness.gen.corrupt import corrupt
 from harness.gen.spec import BufferPool, build
-from harness.oracle.case import gather
+from harness.oracle.case import Expectation, check_files
 from harness.oracle.invariants import InvariantViolation
-from harness.oracle.lookups import LookupChecker
+from harness.oracle.lookups import Counts, LookupChecker
 from harness.oracle.model import carried_uuid, verdict
 
 MiB = 1 << 20
@@ -97,7 +97,8 @@ class E2EMount:
             raise DaemonDied(f"daemon gave no reload line (exit {code}): {line!r}")
         return line.split("reload:", 1)[1].strip()
 
-    def new_lookups(self) -> list[dict[str, Any]]:
+    def new_events(self) -> list[dict[str, Any]]:
+        """Every probe event the daemon logged since the last call (lookups, internal errors...)."""
         import json
         out = []
         with open(self.log) as f:
@@ -106,9 +107,7 @@ class E2EMount:
                 if not line.endswith("\n"):
                     break
                 self.log_at += len(line.encode())
-                e = json.loads(line)
-                if e["ev"] == "lookup":
-                    out.append(e)
+                out.append(json.loads(line))
         return out
 
     def kill(self) -> None:
@@ -129,7 +128,7 @@ class E2EMount:
 
     # -- one case ---------------------------------------------------------------------------
 
-    def case(self, data: bytes) -> int:
+    def case(self, data: bytes) -> Counts:
         c = decode.Choices(data)
         spec = decode.spec(c, max_devices=NDEV, dev_sizes=(DEV_SIZE,), primary_size=DEV_SIZE)
         rng_seed = decode.corruption_seed(c)
@@ -146,15 +145,17 @@ class E2EMount:
                 if state != f"rejected {expected.image_error}":
                     raise InvariantViolation(Invariant(expected.image_error),
                                              f"mount served {state!r}; the model expects {expected.image_error}")
-                self.new_lookups()
-                return 0
+                checker = LookupChecker(site="mount")
+                replay_into(checker, self.new_events())
+                checker.check()                       # an internal error while refusing is one too
+                return checker.counts
             if state.startswith("rejected"):
                 raise InvariantViolation(Invariant(state.split()[1]), "mount refused an image the model accepts")
             return self._check(built, expected)
         finally:
             self.pool.give_back()
 
-    def kill_case(self, data: bytes) -> int:
+    def kill_case(self, data: bytes) -> Counts:
         """Mount a valid image, SIGKILL the daemon at a chosen point (idle, mid-read, mid-reload),
         then recover as an operator would: the dead mount is cleaned, a new daemon replays, and
         it must serve the same namespace and bytes as before the kill."""
@@ -183,7 +184,7 @@ class E2EMount:
                 self.proc.kill()
             self.proc.wait()
             self.proc = None
-            self.new_lookups()
+            self.new_events()
             self.reload()                                    # cleans the dead mount, starts, replays
             after = self._walk()
             if after != before:
@@ -225,35 +226,36 @@ class E2EMount:
                 if k is not None:
                     self.maps[k][off:off + ln] = bufs[k][off:off + ln]
 
-    def _check(self, built: Any, expected: Any) -> int:
-        carried = [carried_uuid(self.maps[i]) if i < len(built.devices) else None for i in range(NDEV)]
-        bufs = [self.maps[carried.index(u)] if carried.count(u) == 1 else None for u, _ in expected.table]
-        listing = set(os.listdir(self.mnt))
+    def _check(self, built: Any, expected: Any) -> Counts:
+        by_name = {f"dax{i}.0": self.maps[i] for i in range(min(NDEV, len(built.devices)))}
+        exp = Expectation.of(expected, "e2e", by_name, primary="dax0.0", abi="pull-devt")
+        checker = exp.checker(site="mount/pull-devt")
+        try:
+            listing = set(os.listdir(self.mnt))
+        except OSError as e:                          # an internal error in the daemon explains it first
+            replay_into(checker, self.new_events())
+            checker.check()
+            raise InvariantViolation(Invariant.NS_CONFLICT, f"listing the root failed: {e}", op="readdir",
+                                     site="mount") from None
         want_top = {p for p, _ in expected.namespace if "/" not in p} | {".meta"}
         if listing != want_top:
-            raise InvariantViolation(Invariant.NS_CONFLICT, f"root lists {sorted(listing)}, the log has {sorted(want_top)}")
-        for path, desc in expected.namespace:
-            if desc[0] != "f":
-                continue
-            want = gather(desc[1], desc[5], desc[6], bufs)
-            try:
-                with open(self.mnt / path, "rb", buffering=0) as f:
-                    got = f.read()
-            except OSError as e:
-                if want is None:                      # a device it uses carries no log UUID here:
-                    continue                          # failing cleanly is right
-                raise InvariantViolation(Invariant.DATA, f"{path!r}: {e}") from None
-            if want is None and desc[1]:
-                raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: read through the mount although "
-                                                               "a device it uses is missing on this node")
-            if want is not None and got != want:
-                raise InvariantViolation(Invariant.DATA, f"{path!r}: {len(got)} bytes read through the mount "
-                                                         f"differ from the {desc[1]} at its extents")
-        names = {f"dax{i}.0": uuid_str(u) for i, u in enumerate(carried) if u is not None}
-        checker = LookupChecker(expected={k: uuid_str(u) for k, (u, _) in enumerate(expected.table)},
-                                names={"e2e": names})
-        replay_into(checker, self.new_lookups())
-        return checker.check()
+            raise InvariantViolation(Invariant.NS_CONFLICT, f"root lists {sorted(listing)}, the log has {sorted(want_top)}",
+                                     op="readdir", site="mount")
+        fds: dict[str, int] = {}
+
+        def read(path: str, offset: int, length: int) -> bytes:
+            fd = fds.get(path)
+            if fd is None:
+                fd = fds[path] = os.open(self.mnt / path, os.O_RDONLY)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)    # no readahead into other ranges
+            return os.pread(fd, length, offset)
+
+        try:
+            return check_files(expected.namespace, exp, read, checker,
+                               feed=lambda: replay_into(checker, self.new_events()))
+        finally:
+            for fd in fds.values():
+                os.close(fd)
 
 
 def _clean_dead(base: Path) -> None:
@@ -280,11 +282,11 @@ def _mount() -> E2EMount:
     return _MOUNT[0]
 
 
-def e2e_case(data: bytes) -> int:
+def e2e_case(data: bytes) -> Counts:
     """One mount_e2e case on this process's reusable mount."""
     return _mount().case(data)
 
 
-def kill_case(data: bytes) -> int:
+def kill_case(data: bytes) -> Counts:
     """One daemon_kill case on this process's reusable mount."""
     return _mount().kill_case(data)

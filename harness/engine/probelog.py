@@ -1,17 +1,18 @@
 """A probe that writes every event as one JSON line, so a daemon in another process can be checked.
 
 `famfs-fuzz mount --probe-log FILE` attaches it; the harness reads the file back (`load`) and
-feeds the lookups to the oracle's `LookupChecker`, which keeps the daemon's process free of any
-checking code. Lines are flushed as they are written, so a killed daemon loses at most the line
+feeds the lookups and internal errors (with the daemon's traceback text) to the oracle's
+`LookupChecker` (`replay_into`), which keeps the daemon's process free of any checking code. Lines are flushed as they are written, so a killed daemon loses at most the line
 it was writing (`load` skips a torn last line).
 """
 from __future__ import annotations
 
 import json
+import traceback
 from typing import IO, Any
 
 from harness.famfs.probe import Probe
-from harness.oracle.lookups import LookupChecker
+from harness.oracle.lookups import InternalError, LookupChecker
 
 
 class JsonlProbe(Probe):
@@ -41,7 +42,8 @@ class JsonlProbe(Probe):
         self._w("rejected", **error.as_dict())
 
     def internal_error(self, where: str, error: BaseException) -> None:
-        self._w("internal_error", where=where, error=repr(error))
+        tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self._w("internal_error", where=where, type=type(error).__name__, error=str(error), traceback=tb)
 
     def close(self) -> None:
         self._f.close()
@@ -60,7 +62,10 @@ def load(path: str) -> list[dict[str, Any]]:
 
 
 def replay_into(checker: LookupChecker, events: list[dict[str, Any]]) -> None:
-    """Hand the recorded lookups to `checker` as if it had been the probe."""
+    """Hand the recorded lookups and internal errors to `checker` as if it had been the probe."""
     for e in events:
         if e["ev"] == "lookup":
             checker.lookup(e["node"], e["index"], e["name"], e["devno"], e["errno"])
+        elif e["ev"] == "internal_error":
+            checker.internal.append(InternalError(e.get("where", "?"), e.get("type", "Exception"),
+                                                  e.get("error", ""), e.get("traceback", "")))

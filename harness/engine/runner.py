@@ -7,6 +7,11 @@ becomes a `Signature` and, when a crash store is attached, a crash folder. A `Ha
 bug in our tooling and is re-raised, never filed as a famfs crasher. A case that hangs is filed
 with the stack it was stuck in: a hang inside famfs is a `timeout` finding named by famfs's frames,
 a hang in the harness is a `harness-hang` record (our bug, kept apart from famfs's).
+
+A target's `one_input` returns the lookups its case checked: an int (the total) or the
+oracle's `lookups.Counts` (ok / justified / unjustified); `CaseRunner` is the one place that adds
+them up into `Stats`. An internal error famfs reported (a handler exception) is a finding of kind
+`internal-error`, counted apart in `internal_errors` / `internal_signatures`.
 """
 from __future__ import annotations
 
@@ -38,11 +43,28 @@ class Stats:
 
     target: str
     execs: int = 0
-    lookups: int = 0
+    lookups: int = 0                      # lookups checked: ok + justified + unjustified
+    lookups_ok: int = 0
+    lookups_justified: int = 0
+    lookups_unjustified: int = 0
+    internal_errors: int = 0
+    internal_signatures: dict[str, str] = field(default_factory=dict)   # key -> title
     findings: int = 0
     signatures: dict[str, str] = field(default_factory=dict)     # key -> title, this run
     new: dict[str, str] = field(default_factory=dict)            # key -> title, first seen now
     started: float = field(default_factory=time.monotonic)
+
+    def add(self, counts: Any) -> None:
+        """Add one case's lookup counts: an int (all counted as ok: the target judges no
+        failures) or a `Counts` value (ok / justified / unjustified)."""
+        if not hasattr(counts, "justified"):       # a plain int: the target judged only successes
+            self.lookups += counts
+            self.lookups_ok += counts
+            return
+        self.lookups += int(counts)
+        self.lookups_ok += counts.ok
+        self.lookups_justified += counts.justified
+        self.lookups_unjustified += counts.unjustified
 
     @property
     def seconds(self) -> float:
@@ -52,7 +74,13 @@ class Stats:
         s = max(self.seconds, 1e-9)
         return {"target": self.target, "execs": self.execs, "seconds": round(s, 3),
                 "execs_per_s": round(self.execs / s, 1), "lookups_checked": self.lookups,
-                "findings": self.findings, "signatures": self.signatures, "new_signatures": self.new}
+                "lookups_ok": self.lookups_ok, "lookups_justified": self.lookups_justified,
+                "lookups_unjustified": self.lookups_unjustified, "internal_errors": self.internal_errors,
+                "internal_signatures": self.internal_signatures, "findings": self.findings, "signatures": self.signatures, "new_signatures": self.new}
+
+
+def _total(counts: Any) -> int:
+    return int(counts)
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
@@ -96,6 +124,10 @@ class CaseRunner:
 
     def outcome(self, data: bytes) -> tuple[Signature | None, str, int]:
         """(signature or None, traceback text, lookups checked) of one input; records nothing."""
+        sig, tb, counts = self._outcome(data)
+        return sig, tb, _total(counts)
+
+    def _outcome(self, data: bytes) -> tuple[Signature | None, str, Any]:
         if self._use_alarm:
             signal.setitimer(signal.ITIMER_REAL, self.target.timeout_s)
         try:
@@ -107,21 +139,28 @@ class CaseRunner:
         except HarnessError:
             raise
         except Exception as e:  # noqa: BLE001 - every other escape is a finding
-            return Signature.from_exception(e), traceback.format_exc(), 0
+            text = traceback.format_exc()
+            internal = getattr(e, "error", None)
+            if type(e).__name__ == "InternalFinding" and internal is not None:
+                text = f"{text}\nfamfs reported (internal error in {internal.where}):\n{internal.traceback}"
+            return Signature.from_exception(e), text, getattr(e, "counts", 0)
         finally:
             if self._use_alarm:
                 signal.setitimer(signal.ITIMER_REAL, 0)
 
     def run_one(self, data: bytes) -> Signature | None:
-        sig, tb, lookups = self.outcome(data)
+        sig, tb, counts = self._outcome(data)
         st = self.stats
         st.execs += 1
-        st.lookups += lookups
+        st.add(counts)
         if sig is None and st.execs % 64 == 0:
             sig, tb = self._rss_check()
         if sig is not None:
             st.findings += 1
             st.signatures[sig.key] = sig.title
+            if sig.kind == "internal-error":
+                st.internal_errors += 1
+                st.internal_signatures[sig.key] = sig.title
             if self.store is not None:
                 folder = self.store.root / self.target.name / sig.key
                 _, is_new = self.store.save(self.target.name, sig, data, traceback=tb, seed=self.seed,
@@ -129,7 +168,7 @@ class CaseRunner:
                                             extra={"engine": self.engine})
                 if is_new:
                     st.new[sig.key] = sig.title
-                    k = sum(1 for _ in range(self.repro_times) if self.outcome(data)[0] == sig)
+                    k = sum(1 for _ in range(self.repro_times) if self._outcome(data)[0] == sig)
                     self.store.set_reproduced(self.target.name, sig.key, k, self.repro_times)
         return sig
 

@@ -4,11 +4,19 @@ Frames are kept only when they lie in this repository's `harness/famfs/` (the sy
 as file:function without line numbers, innermost first, at most five; harness frames are dropped
 (as Hypothesis's get_trimmed_traceback does), so an edit elsewhere never renames a crash. The
 key is a short hash of the title and names the crash folder (after syzkaller).
+
+An oracle finding (`InvariantViolation`) is raised in the harness, so its traceback has no famfs
+frames; it names instead where in famfs the wrong value came from (`site`: the operation and the
+famfs path, e.g. `read@pull-devt/interleave`), which the signature keeps, so two bugs breaking one
+invariant get two folders. An internal error (an exception that escaped a famfs handler, reported
+through the probe, maybe from another process) is kind `internal-error`, its signature the
+exception type plus the famfs frames parsed out of the reported traceback text.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +24,8 @@ from typing import Any
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _FAMFS = os.path.join("harness", "famfs") + os.sep
 MAX_FRAMES = 5
-KINDS = ("exception", "invariant", "timeout", "harness-hang", "rss", "daemon-death", "wrong-data", "sanitizer", "signal",
-         "exit", "differential")
+KINDS = ("exception", "invariant", "timeout", "harness-hang", "rss", "daemon-death", "wrong-data", "sanitizer",
+         "signal", "exit", "differential", "internal-error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,37 +35,46 @@ class Signature:
     kind: str
     what: str
     frames: tuple[str, ...] = ()
+    site: str = ""                      # an oracle finding: 'op@famfs path' the wrong value came from
 
     @classmethod
-    def of(cls, kind: str, what: str, frames: tuple[str, ...] | list[str] = ()) -> "Signature":
-        return cls(kind, what, tuple(frames)[:MAX_FRAMES])
+    def of(cls, kind: str, what: str, frames: tuple[str, ...] | list[str] = (), site: str = "") -> "Signature":
+        return cls(kind, what, tuple(frames)[:MAX_FRAMES], site)
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> "Signature":
         carried = getattr(exc, "signature", None)
         if isinstance(carried, Signature):              # a finding that names itself (external targets)
             return carried
+        internal = getattr(exc, "error", None)
+        if type(exc).__name__ == "InternalFinding" and internal is not None:
+            return cls.of("internal-error", internal.type, frames_of_text(internal.traceback), internal.where)
         invariant = getattr(exc, "invariant", None)
         is_violation = type(exc).__name__ == "InvariantViolation" and invariant is not None
         kind = "invariant" if is_violation else ("daemon-death" if type(exc).__name__ == "DaemonDied" else "exception")
         what = str(getattr(invariant, "value", invariant)) if is_violation else type(exc).__name__
-        return cls.of(kind, what, famfs_frames(exc.__traceback__))
+        site = str(getattr(exc, "where", "") or "") if is_violation else ""
+        return cls.of(kind, what, famfs_frames(exc.__traceback__), site)
 
     @property
     def title(self) -> str:
         where = " < ".join(self.frames)
-        return f"{self.kind} {self.what}" + (f" in {where}" if where else "")
+        return (f"{self.kind} {self.what}" + (f" at {self.site}" if self.site else "")
+                + (f" in {where}" if where else ""))
 
     @property
     def key(self) -> str:
         return hashlib.sha256(self.title.encode()).hexdigest()[:12]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "what": self.what, "frames": list(self.frames)}
+        d: dict[str, Any] = {"kind": self.kind, "what": self.what, "frames": list(self.frames)}
+        if self.site:
+            d["site"] = self.site
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Signature":
-        return cls.of(d["kind"], d["what"], d.get("frames", ()))
+        return cls.of(d["kind"], d["what"], d.get("frames", ()), d.get("site", ""))
 
 
 def famfs_frames(tb: Any) -> list[str]:
@@ -88,3 +105,22 @@ def repo_frame(frame: traceback.FrameSummary) -> str:
     """'path/in/repo.py:function' of a frame (no line number)."""
     rel = os.path.relpath(os.path.abspath(frame.filename), _ROOT)
     return f"{rel.replace(os.sep, '/')}:{frame.name}"
+
+
+_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+, in (\S+)', re.M)
+
+
+def frames_of_text(text: str) -> list[str]:
+    """famfs frames of a formatted traceback (another process's), innermost first, as
+    'harness/famfs/x.py:function': the part of the path from 'harness/famfs/' on, so the
+    checkout's location does not matter."""
+    out: list[str] = []
+    for path, func in reversed(_FRAME.findall(text)):
+        norm = path.replace(os.sep, "/")
+        at = norm.rfind("/" + _FAMFS.replace(os.sep, "/"))
+        if at < 0 and not norm.startswith(_FAMFS.replace(os.sep, "/")):
+            continue
+        out.append(f"{norm[at + 1:] if at >= 0 else norm}:{func}")
+        if len(out) >= MAX_FRAMES:
+            break
+    return out

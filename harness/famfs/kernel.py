@@ -16,6 +16,13 @@ What fs/fuse/famfs.c does, as an object per mount (famfs-spec.md 3.4, 3.5, 5.3):
   wrong key unless the daemon translates.
 * A read resolves file offset -> (index, device offset) -> `lookup(index)` -> DAX memory.
   `lookup` is the one function every index lookup goes through, and it reports to the probe.
+* Lazy discovery is retried, never cached as a failure: a pull generation whose GET_DAXDEV
+  failed (the daemon could not resolve the UUID yet, the device was absent or faulty, the node
+  was answered for another index) leaves the slot invalid, and the next lookup of that invalid
+  slot sends GET_DAXDEV again before it fails. So an index whose cause of failure is gone (the
+  device appeared, the fault was lifted, the daemon replayed the entry that defines it) reads on
+  its next access; the cached fmap never has to be re-pulled. Only a slot marked dax_err (the
+  device could not be taken as a holder) stays failed, as the kernel caches that (spec 3.5).
 
 Errors are the kernel's: EIO for an invalid or failed slot, an index past the table, a file
 marked bad; EINVAL for a reply that does not parse. They come out as `KernelError` (a
@@ -146,6 +153,7 @@ class KernelMount:
         self.fmaps: dict[int, KernelFmap] = {}
         self.next_backing_id = 1            # backing-id: idr_alloc_cyclic(1, ...) never hands out 0
         self.lookups = 0
+        self._pulls = self.enabled and abi.registration in ("pull-name", "pull-devt")
         self.registrations = 0              # GET_DAXDEV round trips, DAXDEV_OPEN / BACKING_OPEN calls
 
     # -- registration (push-fd / backing-id: called by the daemon; pull: by ourselves) -------
@@ -193,8 +201,7 @@ class KernelMount:
             device = self.host.by_devno(reply.devt)
         else:
             device = self.host.by_name(reply.name.decode("utf-8", "replace"))
-        if device is None:
-            self.table.mark_dax_err(index)
+        if device is None:                  # not on this node (now): the slot stays invalid, retried
             return None
         rc = yield from self.table.install_steps(index, device.devno, device, device.name)
         if rc == 0 and self.probe.enabled:
@@ -280,6 +287,9 @@ class KernelMount:
         """The one table lookup: every fault goes through here, and the probe hears of each."""
         self.lookups += 1
         view = yield from self.table.read_steps(index)
+        if view is not None and not view.valid and not view.dax_err and self._pulls:
+            yield from self.pull_steps(index)            # lazy discovery is retried, not cached
+            view = yield from self.table.read_steps(index)
         if view is None:
             err, why = errno.EIO, f"index >= {self.table.nslots} slots"
         elif not view.valid:

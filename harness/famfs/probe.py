@@ -35,7 +35,9 @@ class Probe:
         """famfs refused input with a typed `FamfsError` (recorded, not raised, by replay)."""
 
     def internal_error(self, where: str, error: BaseException) -> None:
-        """Something other than a FamfsError escaped a famfs handler (a bug in the system under test)."""
+        """Something other than a FamfsError escaped a famfs handler (a bug in the system under test).
+        `error` keeps its traceback: a recorder keeps its text, and the harness files it as a
+        finding of its own, signed by the famfs frames of that traceback."""
 
 
 NULL_PROBE = Probe()

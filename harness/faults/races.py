@@ -1,11 +1,14 @@
 """Race plans: the kernel side's publish and discovery steps under a chosen schedule and weak memory.
 
 `publish_case` runs one publisher (the daxdev table's own install steps) against readers that
-look the slot up again and again, every store draining when the schedule says. `discovery_case`
+look the slot up again and again, every store draining when the schedule says; the readers look
+up through the kernel side's one lookup path (`KernelMount.lookup_steps`, which reports to the
+probe), so a bug in that path is a bug these races see. `discovery_case`
 runs readers that first-touch files on undiscovered indices through the kernel side's own lazy
 discovery (GET_FMAP, GET_DAXDEV round trip, install, lookup), with GET_DAXDEV optionally failing
 for one of them. Both report every lookup to a `LookupChecker` and return it with the trace, so
 the target decides; the fault switches (`barrier`, `valid_first`) are the table's own.
+`teardown_case` detaches the table (its write lock) while readers look up through the same path.
 """
 from __future__ import annotations
 
@@ -41,21 +44,22 @@ class RaceResult:
 
 # What the oracle needs to judge a race's lookups: index -> UUID, and node-local name -> UUID.
 PUBLISH_EXPECTED = ({1: "uuid-1"}, {"n": {"dax1.0": "uuid-1"}})
+
 DISCOVERY_EXPECTED = ({i: f"uuid-{i}" for i in range(4)}, {"n": {f"dax{i}.0": f"uuid-{i}" for i in range(4)}})
 
 
 def publish_case(choose: Callable[[int], int], probe: Probe, *, readers: int = 2, reads: int = 3,
                  barrier: bool = True, valid_first: bool = False) -> RaceResult:
-    """One publisher installs slot 1 on cpu0 while `readers` CPUs each look it up `reads` times;
-    every lookup goes to `probe` as the kernel side reports it."""
+    """One publisher installs slot 1 on cpu0 (a push: DAXDEV_OPEN) while `readers` CPUs each look
+    it up `reads` times through the kernel side's lookup path; every lookup goes to `probe`."""
     mem = WeakMemory()
     table = DaxdevTable(8, mem, barrier=barrier, valid_first=valid_first)
     dev = FakeDev("dax1.0", 0x0FA1)
+    kernel = _kernel([dev], table, probe)
+
     def reader() -> Task:
         for _ in range(reads):
-            view = yield from table.read_steps(1)
-            ok = view is not None and view.valid
-            probe.lookup("n", 1, view.name if ok else None, view.devno if ok else 0, 0 if ok else errno.EIO)
+            yield from _lookup(kernel, 1)
         return None
 
     tasks: dict[str, Task] = {"cpu0": table.install_steps(1, dev.devno, dev, dev.name)}
@@ -65,10 +69,28 @@ def publish_case(choose: Callable[[int], int], probe: Probe, *, readers: int = 2
     return RaceResult(sched.trace, out)
 
 
+def _kernel(devices: list["FakeDev"], table: DaxdevTable, probe: Probe) -> Any:
+    """The kernel side of a push generation over `table` (no lazy pull: the race's publisher is
+    the only installer), for its one lookup path."""
+    from harness.famfs import wire
+    from harness.famfs.kernel import KernelMount
+    return KernelMount(_Host(devices), _Server(devices, None, {}, None), wire.abi("push-fd"), probe=probe, table=table)
+
+
+def _lookup(kernel: Any, index: int) -> Task:
+    """One fault-time lookup (a clean failure is an outcome, judged by the probe's checker)."""
+    from harness.famfs.kernel import KernelError
+    try:
+        view = yield from kernel.lookup_steps(index)
+        return view
+    except KernelError:
+        return None
+
+
 class _Server:
     """GET_DAXDEV for the race: correct replies, or an error for the `fail_for` CPU."""
 
-    def __init__(self, devices: list[FakeDev], mem: WeakMemory, fmaps: dict[int, bytes], fail_for: str | None):
+    def __init__(self, devices: list[FakeDev], mem: WeakMemory | None, fmaps: dict[int, bytes], fail_for: str | None):
         self.devices, self.mem, self.fmaps, self.fail_for = devices, mem, fmaps, fail_for
 
     def get_fmap(self, nodeid: int) -> bytes:
@@ -76,7 +98,7 @@ class _Server:
 
     def get_daxdev(self, index: int) -> bytes:
         from harness.famfs import wire
-        if self.mem.cpu == self.fail_for:
+        if self.mem is not None and self.mem.cpu == self.fail_for:
             raise FamfsError(errno.EIO, Invariant.IDX_RESOLVE, "GET_DAXDEV failed (fault)")
         d = self.devices[index]
         return wire.encode_daxdev_out(wire.DaxdevReply(index, d.name.encode(), d.devno), wire.abi("pull-devt"))
@@ -126,18 +148,18 @@ def discovery_case(choose: Callable[[int], int], probe: Probe, *, files: tuple[i
 
 
 def teardown_case(choose: Callable[[int], int], probe: Probe, *, readers: int = 2, locking: bool = True) -> RaceResult:
-    """Teardown (cpu0) detaches the table while readers look up a published slot."""
+    """Teardown (cpu0) detaches the table while readers look up a published slot through the
+    kernel side's lookup path."""
     mem = WeakMemory()
     table = DaxdevTable(4, mem, locking=locking)
     dev = FakeDev("dax1.0", 0x0FA1)
     mem.cpu = "cpu0"
     table.install(1, dev.devno, dev, dev.name)
     mem.drain_all()
+    kernel = _kernel([dev], table, probe)
 
     def reader() -> Task:
-        view = yield from table.read_steps(1)
-        ok = view is not None and view.valid
-        probe.lookup("n", 1, view.name if ok else None, view.devno if ok else 0, 0 if ok else errno.EIO)
+        yield from _lookup(kernel, 1)
         return None
 
     tasks: dict[str, Task] = {"cpu0": table.clear_steps()}

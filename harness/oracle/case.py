@@ -8,22 +8,36 @@
 * the first entry where the per-entry rejections differ: the invariant of that rejection;
 * where replay stopped (LOG-PREFIX), the index table (IDX-DENSE), the namespace (NS-CONFLICT).
 
-`check_reads` mounts a daemon on one node's view of the devices, reads every file the model
-says exists through the kernel side, and compares the bytes with what lies at the model's
-extents in the device buffers (DATA), gathered here with the oracle's own arithmetic; every
-lookup the probe saw is checked against the model's index table (IDX-LOOKUP, IDX-CLUSTER,
-TBL-PUBLISH). Files on a device missing from the node must fail cleanly, with EIO.
+`Expectation` is what the oracle expects of one node, built from the model's verdict and the
+node's devices (never by a case driver): index -> UUID, local name -> UUID, the buffer holding
+each index's bytes on this node, and for every index *why* its lookups and reads may fail
+(`lookups.Why`: missing here, claimed twice, a fault in force, ...). `check_files` reads every
+file the model says exists, one extent or strip chunk at a time (`ranges`: the oracle's own
+arithmetic over the model's extents), and judges each range on its own:
+
+* a range on an index with no cause to fail must read, and its bytes must equal the bytes at
+  the model's extent in the device buffer (DATA), compared in bulk (one slice per range);
+* a range on an index that may fail may fail with a clean errno (EIO; EHWPOISON or ENODEV for an
+  injected device fault), or read right; a range on a missing or ambiguous index that reads
+  anyway is IDX-LOOKUP;
+* under push-fd a file referencing an index that was never pushed is marked bad at GET_FMAP
+  (spec 3.5): every range of it may fail (pull generations fail only the ranges on that index).
+
+Every lookup the probe saw is judged before the bytes (`LookupChecker`), so a wrong device is
+named IDX-LOOKUP, not DATA. Findings carry op "read" and the site `<abi>/<simple|interleave>`.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import errno as errnos
+from dataclasses import dataclass, field
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from harness.famfs.errors import FamfsError
 from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant
 from harness.oracle.invariants import InvariantViolation
-from harness.oracle.lookups import LookupChecker
-from harness.oracle.model import Verdict, observed
+from harness.oracle.lookups import Counts, LookupChecker, Why
+from harness.oracle.model import Verdict, carried_uuid, observed
 
 
 def check_replay(expected: Verdict, got: Any) -> None:
@@ -32,105 +46,221 @@ def check_replay(expected: Verdict, got: Any) -> None:
         if expected.image_error != got.invariant.value:
             inv = Invariant(expected.image_error or got.invariant.value)
             raise InvariantViolation(inv, f"replay raised {got!s}; the model expects "
-                                          f"{expected.image_error or 'a usable image'}")
+                                          f"{expected.image_error or 'a usable image'}", op="replay", site="image")
         return
     if expected.image_error:
         raise InvariantViolation(Invariant(expected.image_error),
-                                 f"replay accepted an image the model rejects ({expected.image_error})")
+                                 f"replay accepted an image the model rejects ({expected.image_error})",
+                                 op="replay", site="image")
     seen = observed(got)
     if seen.rejections != expected.rejections:
         mine, theirs = dict(expected.rejections), dict(seen.rejections)
         entry = min(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         inv = Invariant(mine.get(entry) or theirs[entry])
         raise InvariantViolation(inv, f"entry {entry}: replay says {theirs.get(entry) or 'ok'}, "
-                                      f"the model says {mine.get(entry) or 'ok'}")
+                                      f"the model says {mine.get(entry) or 'ok'}", op="replay",
+                                 site="accepted" if entry in mine else "rejected")
     if seen.stopped_at != expected.stopped_at:
         raise InvariantViolation(Invariant.LOG_PREFIX, f"replay stopped at {seen.stopped_at}, "
-                                                       f"the model at {expected.stopped_at}")
+                                                       f"the model at {expected.stopped_at}", op="replay", site="prefix")
     if seen.table != expected.table:
         raise InvariantViolation(Invariant.IDX_DENSE, f"index table {_uuids(seen.table)} != model's "
-                                                      f"{_uuids(expected.table)}")
+                                                      f"{_uuids(expected.table)}", op="replay", site="table")
     if seen.namespace != expected.namespace:
         a, b = dict(seen.namespace), dict(expected.namespace)
         path = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))[0]
-        raise InvariantViolation(Invariant.NS_CONFLICT, f"{path!r}: replay {a.get(path)}, model {b.get(path)}")
+        raise InvariantViolation(Invariant.NS_CONFLICT, f"{path!r}: replay {a.get(path)}, model {b.get(path)}",
+                                 op="replay", site="namespace")
 
 
 def _uuids(table: tuple[tuple[bytes, int], ...]) -> list[str]:
     return [uuid_str(u)[:8] for u, _ in table]
 
 
+def ranges(size: int, extents: Sequence[tuple[int, int, int]], chunk: int | None) -> list[tuple[int, int, int, int]]:
+    """The pieces of a file of `size` laid out on `extents` ((devindex, offset, len)), simple
+    (chunk None: one piece per extent) or striped with `chunk`-byte chunks (one piece per chunk,
+    chunk c on strip c % n at row c // n): (file offset, length, devindex, device offset)."""
+    out: list[tuple[int, int, int, int]] = []
+    if chunk is None:
+        at = 0
+        for dev, off, ln in extents:
+            if at >= size:
+                break
+            take = min(ln, size - at)
+            out.append((at, take, dev, off))
+            at += take
+        return out
+    n = len(extents)
+    for c in range(-(-size // chunk) if n else 0):
+        dev, off, _ = extents[c % n]
+        at = c * chunk
+        out.append((at, min(chunk, size - at), dev, off + (c // n) * chunk))
+    return out
+
+
 def gather(size: int, extents: Sequence[tuple[int, int, int]], chunk: int | None,
            bufs: Sequence[Any]) -> bytes | None:
-    """The bytes of a file of `size` laid out on `extents` ((devindex, offset, len)), simple
-    (chunk None) or striped with `chunk`-byte chunks; None if a device buffer is missing."""
-    out = bytearray()
-    if chunk is None:
-        for dev, off, ln in extents:
-            if len(out) >= size:
-                break
-            if bufs[dev] is None:
-                return None
-            take = min(ln, size - len(out))
-            out += bufs[dev][off:off + take]
-        return bytes(out)
-    n = len(extents)
-    c = 0
-    while len(out) < size:
-        dev, off, _ = extents[c % n]
-        if bufs[dev] is None:
+    """The bytes of a file of `size` laid out on `extents`; None if a device buffer is missing."""
+    pieces = ranges(size, extents, chunk)
+    if any(bufs[dev] is None for _, _, dev, _ in pieces):
+        return None
+    return b"".join(bytes(memoryview(bufs[dev])[off:off + ln]) for _, ln, dev, off in pieces)
+
+
+# The errno a range may fail with, per cause: a failed lookup is EIO; a device fault whatever the
+# device reported (EIO; EHWPOISON for poisoned memory; ENODEV for a device gone).
+EHWPOISON = getattr(errnos, "EHWPOISON", 133)
+CLEAN = {Why.FAULT: frozenset({errnos.EIO, EHWPOISON, errnos.ENODEV})}
+LOOKUP_ERRNO = frozenset({errnos.EIO})
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What the oracle expects of one node (see the module docstring). `bufs[i]` is the buffer
+    whose bytes index i must read as on this node (None: no single device carries it here)."""
+
+    node: str
+    abi: str
+    uuids: Mapping[int, str]
+    names: Mapping[str, str]
+    bufs: tuple[Any, ...]
+    why: Mapping[int, Why] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, expected: Verdict, node: str, devices: Mapping[str, Any], *, primary: str | None = None,
+           abi: str = "pull-devt", faulty: Collection[str] = ()) -> "Expectation":
+        """From the model's verdict and the node's devices (local name -> buffer): each index's
+        UUID is looked for among the devices' superblocks; `primary` is the device the daemon was
+        handed as index 0; devices in `faulty` have a fault injected and in force."""
+        carried = {name: carried_uuid(buf) for name, buf in devices.items()}
+        claims: dict[bytes, list[str]] = {}
+        for name, u in carried.items():
+            if u is not None:
+                claims.setdefault(u, []).append(name)
+        bufs: list[Any] = []
+        why: dict[int, Why] = {}
+        for k, (u, _) in enumerate(expected.table):
+            who = [primary] if k == 0 and primary is not None else claims.get(u, [])
+            if not who:
+                why[k] = Why.MISSING
+            elif len(who) > 1:
+                why[k] = Why.AMBIGUOUS
+            elif who[0] in faulty:
+                why[k] = Why.FAULT
+            bufs.append(devices[who[0]] if len(who) == 1 else None)
+        return cls(node, abi, {k: uuid_str(u) for k, (u, _) in enumerate(expected.table)},
+                   {name: uuid_str(u) for name, u in carried.items() if u is not None}, tuple(bufs), why)
+
+    def checker(self, site: str | None = None) -> LookupChecker:
+        """A lookup checker for this node, its causes of failure in force."""
+        return LookupChecker(expected=dict(self.uuids), names={self.node: dict(self.names)},
+                             justify={self.node: dict(self.why)}, site=self.abi if site is None else site)
+
+    def file_may_fail(self, indices: Collection[int]) -> Why | None:
+        """Why every range of a file on `indices` may fail (push-fd marks the whole file bad at
+        GET_FMAP when it references an index that was never pushed), or None."""
+        if self.abi != "push-fd":
             return None
-        start = off + (c // n) * chunk
-        take = min(chunk, size - len(out))
-        out += bufs[dev][start:start + take]
-        c += 1
-    return bytes(out)
+        return next((self.why[i] for i in sorted(indices) if self.why.get(i) in (Why.MISSING, Why.AMBIGUOUS)), None)
 
 
-def check_reads(daemon: Any, expected: Verdict, bufs: Sequence[Any], checker: LookupChecker,
-                read_size: int = 1 << 20, may_fail: frozenset[int] = frozenset()) -> int:
-    """Read every file of the model through `daemon`; compare bytes; check every lookup.
-    `bufs[i]` is the buffer of the device the model gave index i on this node (None if missing
-    here); files on an index in `may_fail` (a device with an injected fault) may fail cleanly,
-    but if they read, their bytes must be right. A file whose fmap references an index missing on
-    this node may fail cleanly too, even where its bytes all lie on present devices (a short file
-    striped over a missing one): push-fd marks such a file bad at GET_FMAP (spec §3.5), pull
-    fails only the faults on the missing index; both are clean errors for a file on that device.
-    Its bytes, if it reads, must be right. Returns the number of lookups checked."""
-    checked = 0
-    for path, desc in expected.namespace:
+Reader = Callable[[str, int, int], Any]
+
+
+def check_files(files: Sequence[tuple[str, tuple]], exp: Expectation, read: Reader, checker: LookupChecker,
+                feed: Callable[[], None] | None = None) -> Counts:
+    """Read every file of `files` (the model's (path, description) pairs) range by range with
+    `read(path, offset, length)` (bytes, or a FamfsError / OSError with an errno); judge the
+    lookups (after `feed()` hands them to `checker`, for a probe log), then every range."""
+    for path, desc in files:
         if desc[0] != "f":
             continue
         size, extents, chunk = desc[1], desc[5], desc[6]
-        want = gather(size, extents, chunk, bufs)
+        form = "simple" if chunk is None else "interleave"
+        whole = exp.file_may_fail({e[0] for e in extents})
+        outcomes = []
+        for piece in ranges(size, extents, chunk):
+            try:
+                outcomes.append((piece, read(path, piece[0], piece[1]), 0, None))
+            except (FamfsError, OSError) as e:
+                outcomes.append((piece, None, e.errno or 0, e))
+        if feed is not None:
+            feed()
+        checker.check()                       # a wrong device is named as such before its bytes
+        for (at, ln, dev, off), got, err, e in outcomes:
+            why = whole or exp.why.get(dev)
+            site = f"{exp.abi}/{form}"
+            if err:
+                allowed = CLEAN.get(why, LOOKUP_ERRNO) if why is not None else frozenset()
+                if err in allowed:
+                    continue
+                if why is None:
+                    inv = Invariant.IDX_PRIMARY if dev == 0 and getattr(e, "index", None) == 0 else Invariant.DATA
+                    raise InvariantViolation(inv, f"{path!r}: [{at:#x}, +{ln:#x}) on index {dev} failed ({e}) "
+                                                  "though its device is present", op="read", site=site)
+                raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: [{at:#x}, +{ln:#x}) on index {dev} "
+                                                               f"may fail ({why}), but not with errno {err} ({e})",
+                                         op="read", site=site)
+            if why in (Why.MISSING, Why.AMBIGUOUS):
+                raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: [{at:#x}, +{ln:#x}) read though index "
+                                                               f"{dev} is {why} on node {exp.node}", op="read", site=site)
+            buf = exp.bufs[dev] if dev < len(exp.bufs) else None
+            if buf is None:                   # undefined or unreadable here: the read must not succeed
+                raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: [{at:#x}, +{ln:#x}) read on index {dev}, "
+                                                               "which has no device on this node", op="read", site=site)
+            want = buf[off:off + ln]
+            if not _same(want, got):
+                raise InvariantViolation(Invariant.DATA, f"{path!r}: [{at:#x}, +{ln:#x}) on index {dev}: "
+                                                         f"{len(got)} bytes read differ from the {ln} at device "
+                                                         f"offset {off:#x}{_first_difference(want, got)}",
+                                         op="read", site=site)
+    if feed is not None:
+        feed()
+    checker.check()
+    return checker.counts
+
+
+def _same(want: Any, got: Any) -> bool:
+    """Bulk equality of two byte strings (a bytearray on one side keeps it a memcmp)."""
+    if isinstance(got, memoryview):
+        got = got.tobytes() if not isinstance(want, bytearray) else got
+    return len(want) == len(got) and want == got
+
+
+def _first_difference(want: Any, got: Any) -> str:
+    a, b = bytes(want), bytes(got)
+    lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:
+        return f", equal up to {hi:#x}"
+    while hi - lo > 1:                              # bisect to the first differing byte
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if a[:mid] == b[:mid] else (lo, mid)
+    return f", first difference at +{lo:#x}"
+
+
+def daemon_reader(daemon: Any) -> Reader:
+    """`read(path, offset, length)` through an in-process daemon's kernel side."""
+    def read(path: str, offset: int, length: int) -> Any:
         ino = daemon.ino_of(path)
         if ino is None:
-            raise InvariantViolation(Invariant.NS_CONFLICT, f"{path!r} is in the log but not served")
-        got = bytearray()
-        failed: FamfsError | None = None
-        try:
-            for off in range(0, size, read_size):
-                got += daemon.read(ino, off, read_size)
-        except FamfsError as e:
-            failed = e
-        checked += checker.check()           # a wrong device is named as such before its bytes
-        used = {e[0] for e in extents}
-        if failed is not None and (may_fail & used or any(bufs[i] is None for i in used)):
-            continue
-        if failed is not None:
-            if want is not None and getattr(failed, "index", None) == 0:
-                raise InvariantViolation(Invariant.IDX_PRIMARY, f"{path!r}: index 0, the primary, does not "
-                                                                f"resolve ({failed})")
-            if want is not None:
-                raise InvariantViolation(Invariant.DATA, f"{path!r}: read failed ({failed}) though every "
-                                                         "device it uses is present")
-            continue
-        if want is None:
-            raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: read succeeded though a device "
-                                                           "it uses is missing on this node")
-        if bytes(got) != want:
-            bad = next(i for i in range(min(len(got), len(want)) + 1)
-                       if i >= min(len(got), len(want)) or got[i] != want[i])
-            raise InvariantViolation(Invariant.DATA, f"{path!r}: {len(got)} bytes read, {len(want)} "
-                                                     f"expected, first difference at {bad}")
-    return checked + checker.check()
+            raise InvariantViolation(Invariant.NS_CONFLICT, f"{path!r} is in the log but not served",
+                                     op="lookup", site="namespace")
+        return daemon.read(ino, offset, length, zero_copy=True)   # one range is one run: a view, no copy
+    return read
+
+
+def check_reads(daemon: Any, expected: Verdict, bufs: Sequence[Any], checker: LookupChecker,
+                read_size: int = 1 << 20, may_fail: frozenset[int] = frozenset(), abi: str = "pull-devt") -> int:
+    """`check_files` over an in-process daemon, for a caller that has the buffers per index
+    (None: missing on this node) and the indices with a fault in force (`may_fail`).
+    Returns the number of lookups checked."""
+    why = {i: Why.MISSING for i, b in enumerate(bufs) if b is None}
+    why.update({i: Why.FAULT for i in may_fail})
+    node = daemon.node
+    for i, w in why.items():
+        checker.allow(node, i, w)
+    exp = Expectation(node, abi, dict(checker.expected), dict(checker.names.get(node, {})), tuple(bufs), why)
+    before = checker.checked
+    check_files(expected.namespace, exp, daemon_reader(daemon), checker)
+    return checker.checked - before

@@ -45,9 +45,22 @@ CATALOG: dict[Invariant, Entry] = {e.invariant: e for e in (
 
 
 class InvariantViolation(Exception):
-    """The oracle's finding: famfs broke `invariant` (not a typed rejection, a bug)."""
+    """The oracle's finding: famfs broke `invariant` (not a typed rejection, a bug).
 
-    def __init__(self, invariant: Invariant, message: str):
+    `op` is the operation whose outcome was wrong ("read", "lookup", "replay", "readdir", ...) and
+    `site` where in famfs the wrong value came from (the lookup path, the ABI generation and fmap
+    form a read went through, the replay check): both go into the crash signature, so two bugs
+    breaking one invariant in different places land in different folders. They must be stable
+    across runs: names only, never sizes, offsets, line numbers or addresses."""
+
+    def __init__(self, invariant: Invariant, message: str, *, op: str = "", site: str = ""):
         super().__init__(f"{invariant}: {message}")
         self.invariant = invariant
         self.message = message
+        self.op = op
+        self.site = site
+
+    @property
+    def where(self) -> str:
+        """'op@site' (or whichever of the two is known; '' if neither)."""
+        return "@".join(p for p in (self.op, self.site) if p)

@@ -59,3 +59,70 @@ def reasons(data: bytes, abi: Any) -> list[str]:
     if abi.fmap_size_filled and fmap_size and fmap_size != at:
         out.append("fmap_size disagrees with the message")
     return out
+
+
+def _maps(data: bytes) -> tuple[int, int, list[Any]] | None:
+    """(ext_type, file size, maps) of a reply `reasons` accepts: simple, maps = [(dev, off, len)];
+    interleave, maps = [(chunk, nbytes, [(dev, off, len), ...]), ...]. Raw offsets, as above."""
+    ext_type, n, size = _u(data, 4, 4), _u(data, 8, 4), _u(data, 16, 8)
+    if ext_type == 0:
+        return 0, size, [(_u(data, 32 + 24 * k, 4), _u(data, 40 + 24 * k, 8), _u(data, 48 + 24 * k, 8))
+                         for k in range(n)]
+    at, out = 32, []
+    for _ in range(n):
+        ns, chunk, nbytes = _u(data, at, 4), _u(data, at + 4, 4), _u(data, at + 8, 8)
+        at += 24
+        strips = [(_u(data, at + 24 * k, 4), _u(data, at + 24 * k + 8, 8), _u(data, at + 24 * k + 16, 8))
+                  for k in range(ns)]
+        at += 24 * ns
+        out.append((chunk, nbytes, strips))
+    return ext_type, size, out
+
+
+def file_indices(data: bytes) -> set[int]:
+    """Every devindex an accepted reply references (all extents, all strips)."""
+    parsed = _maps(data)
+    if parsed is None:
+        return set()
+    ext_type, _, maps = parsed
+    if ext_type == 0:
+        return {d for d, _, _ in maps}
+    return {d for _, _, strips in maps for d, _, _ in strips}
+
+
+def read_runs(data: bytes, offset: int, length: int) -> list[tuple[int, int, int] | None]:
+    """What a read of [offset, offset+length) of an accepted reply's file touches, in file order:
+    (devindex, device offset, bytes) per run, and None for a piece the map does not reach (a
+    strip too short for the chunks striped onto it: the kernel fails it with EIO). The read
+    stops at the file size and at the first unmapped piece."""
+    parsed = _maps(data)
+    assert parsed is not None
+    ext_type, size, maps = parsed
+    end = min(size, offset + length)
+    out: list[tuple[int, int, int] | None] = []
+    while offset < end:
+        base, hit = 0, None
+        if ext_type == 0:
+            for dev, off, ln in maps:
+                if offset < base + ln:
+                    hit = (dev, off + offset - base, base + ln - offset)
+                    break
+                base += ln
+        else:
+            for chunk, nbytes, strips in maps:
+                span = min(nbytes, size)
+                if offset < base + span:
+                    row, within = divmod(offset - base, chunk * len(strips))
+                    k, inner = divmod(within, chunk)
+                    dev, off, ln = strips[k]
+                    at = row * chunk + inner
+                    hit = (dev, off + at, min(chunk - inner, ln - at)) if at < ln else None
+                    break
+                base += span
+        if hit is None:
+            out.append(None)
+            return out
+        n = min(hit[2], end - offset)
+        out.append((hit[0], hit[1], n))
+        offset += n
+    return out

@@ -117,6 +117,9 @@ def test_backing_id_breaks_the_index_model(two_nodes):
     with pytest.raises(KernelError) as e:
         read_all(d, "b")                                 # its first chunk is on index 0: no slot 0
     assert e.value.errno == errno.EIO
+    with pytest.raises(InvariantViolation) as v:         # the primary's lookup failed: no cause for it
+        probe.check()
+    assert v.value.invariant == Invariant.IDX_PRIMARY
     read_all(d, "d/a")                                   # index 1 = the primary's id: wrong device
     with pytest.raises(InvariantViolation) as v:
         probe.check()

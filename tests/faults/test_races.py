@@ -98,3 +98,30 @@ def test_a_schedule_replays_the_identical_interleaving():
         checker = LookupChecker(expected=PUBLISH_EXPECTED[0], names=PUBLISH_EXPECTED[1])
         traces.add(tuple(publish_case(byte_chooser(data), checker, readers=2, reads=2, barrier=False).trace))
     assert len(traces) == 1
+
+
+def test_the_races_look_up_through_the_kernel_lookup_path(monkeypatch):
+    """A bug planted in KernelMount.lookup_steps (trust a slot whose dev_t is set, valid or not)
+    is a bug the publish race sees: its readers use that path, not a copy of the valid check."""
+    from harness.engine.cases import publish_order_case
+    from harness.famfs import kernel
+    from harness.oracle.invariants import InvariantViolation
+
+    def trusting(self, index):
+        self.lookups += 1
+        view = yield from self.table.read_steps(index)
+        ok = view is not None and (view.valid or view.devno)
+        self.probe.lookup(self.node, index, view.name if ok else None, view.devno if ok else 0, 0 if ok else 5)
+        return view
+
+    rng = random.Random(2)
+    inputs = [rng.randbytes(rng.randint(2, 64)) for _ in range(400)]
+    assert all(publish_order_case(d) >= 0 for d in inputs)                  # clean on main
+    monkeypatch.setattr(kernel.KernelMount, "lookup_steps", trusting)
+    found = []
+    for d in inputs:
+        try:
+            publish_order_case(d)
+        except InvariantViolation as v:
+            found.append(v)
+    assert found and all(v.invariant.value == "TBL-PUBLISH" and v.where == "lookup@race/publish" for v in found)

@@ -2,6 +2,7 @@
 names TBL-PUBLISH, IDX-LOOKUP and IDX-CLUSTER; the wire rules match the kernel side."""
 from __future__ import annotations
 
+import errno
 import random
 
 import pytest
@@ -17,7 +18,7 @@ from harness.gen.spec import build
 from harness.gen.strategies import specs
 from harness.oracle.case import check_replay
 from harness.oracle.invariants import CATALOG, Invariant, InvariantViolation
-from harness.oracle.lookups import LookupChecker
+from harness.oracle.lookups import Counts, LookupChecker, Why
 from harness.oracle.model import verdict
 from harness.oracle.wire_rules import reasons
 
@@ -67,18 +68,47 @@ def test_idx_lookup_wrong_device():
 
 
 def test_idx_cluster_nodes_disagree():
-    checker = LookupChecker(names={"A": {"dax0.0": "u1"}, "B": {"dax0.0": "u9"}})
+    """Each node checked against the log at the time: the log said u1 when A looked, u9 when B
+    did (a rewritten log): the nodes disagree, IDX-CLUSTER."""
+    checker = LookupChecker(expected={1: "u1"}, names={"A": {"dax0.0": "u1"}, "B": {"dax0.0": "u9"}})
     checker.lookup("A", 1, "dax0.0", 7, 0)
+    checker.check()
+    checker.expected = {1: "u9"}
     checker.lookup("B", 1, "dax0.0", 8, 0)
     with pytest.raises(InvariantViolation) as v:
         checker.check()
     assert v.value.invariant == Invariant.IDX_CLUSTER
 
 
-def test_clean_errors_are_counted_not_findings():
-    checker = LookupChecker(expected={1: "u1"})
-    checker.lookup("n", 1, None, 0, 5)
-    assert checker.check() == 1 and checker.checked == 1
+def test_an_undefined_index_that_resolves_is_a_finding():
+    checker = LookupChecker(expected={0: "u0"}, names={"n": {"dax0.0": "u0", "dax1.0": "u1"}})
+    checker.lookup("n", 1, "dax1.0", 7, 0)
+    with pytest.raises(InvariantViolation) as v:
+        checker.check()
+    assert v.value.invariant == Invariant.IDX_LOOKUP and "does not define" in str(v.value)
+
+
+def test_failed_lookups_are_justified_or_findings():
+    checker = LookupChecker(expected={0: "u0", 1: "u1", 2: "u2"}, names={"n": {"dax0.0": "u0"}})
+    checker.lookup("n", 5, None, 0, errno.EIO)                # undefined: justified
+    checker.allow("n", 1, Why.MISSING)
+    checker.lookup("n", 1, None, 0, errno.EIO)                # missing here: justified
+    assert checker.check() == 2 and checker.counts == Counts(0, 2, 0)
+    checker.lookup("n", 2, None, 0, errno.EIO)                # defined, present, nothing in force
+    with pytest.raises(InvariantViolation) as v:
+        checker.check()
+    assert v.value.invariant == Invariant.IDX_LOOKUP and checker.counts.unjustified == 1
+    checker.lookup("n", 1, None, 0, errno.ENODEV)             # justified cause, wrong errno
+    with pytest.raises(InvariantViolation):
+        checker.check()
+    checker.clear("n", 1)                                     # the cause is gone: must succeed
+    checker.lookup("n", 1, None, 0, errno.EIO)
+    with pytest.raises(InvariantViolation):
+        checker.check()
+    checker.lookup("n", 0, None, 0, errno.EIO)                # the primary never fails unjustified
+    with pytest.raises(InvariantViolation) as v:
+        checker.check()
+    assert v.value.invariant == Invariant.IDX_PRIMARY
 
 
 @pytest.mark.parametrize("gen", list(wire.ABIS.values()), ids=list(wire.ABIS))
