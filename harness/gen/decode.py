@@ -143,7 +143,7 @@ MODES = (0o644, 0o600, 0o755, 0o444, 0o700)
 
 # Extended values, reached through the top byte values of an escapable draw (`Choices.escapable`):
 # counts at their limits, sizes off the chunk, near-miss names. Older streams rarely hit them.
-MANY_DEVICES = ((5, 6, 8), (16, 23, 24, 25))        # the kernel's table has 24 slots (pull-* ABIs)
+MANY_DEVICES = ((5, 6, 8), (16, 23, 24))            # 24: the kernel table's last slot (pull-* ABIs)
 SMALL_DEV = 6 * MiB                                  # secondaries past the fourth: 2 allocation units
 CHUNK_DELTAS = (1, -1, 4095, 4096, 4097, MiB, -4096)
 EDGE_SIZES = (15 * 2 * MiB + 1, 16 * 2 * MiB, 16 * 2 * MiB - 1, 1 << 32, (1 << 32) + 1, 7 * 2 * MiB + 3)
@@ -180,8 +180,9 @@ def spec(c: Choices, *, min_devices: int = 1, max_devices: int = 4, max_ops: int
     """A well-formed spec from a choice stream (every stream decodes to some spec).
 
     Besides the old shapes (1-4 devices, names like 'a0', a size table, 1-4 strips) the escaped
-    byte values give: 5-25 devices (a full kernel table, the last slot, one past it) when the
-    caller allows the default 4 or more; long (up to 79-byte) and odd names; sizes that are not
+    byte values give: 5-24 devices (up to a full kernel table: a file on its last slot) when the
+    caller allows the default 4 or more (then every ADD_DAXDEV comes first, so files can land on
+    the last slots); long (up to 79-byte) and odd names; sizes that are not
     multiples of the chunk and edge sizes; files striped over 5-16 strips with 2-8 MiB chunks;
     and conflicting ops (an existing path again, a child of a file), which the builder cannot
     place and skips: `gen.corrupt`'s `conflicting_entry` writes those into the log instead."""
@@ -198,6 +199,9 @@ def spec(c: Choices, *, min_devices: int = 1, max_devices: int = 4, max_ops: int
     defined, dirs = 1, [""]
     paths: list[str] = []
     ops: list[Op] = []
+    if ext is not None:                  # a table at its limit: every device added first, files after
+        ops += [AddDaxdev(p) for p in order]
+        defined, order = n, []
     for _ in range(c.int(0, max_ops, "nops")):
         c.mark("op")
         kind, ext = c.escapable(0, 5, "kind", 3, 2)

@@ -678,7 +678,7 @@ def _choice_op(data: bytes, trace: list, rng: random.Random) -> bytes:
     spans = list(_spans(trace))
     nops = next((d for d in trace if d.label == "nops"), None)
     if r < 0.45 and draws:                                     # one draw to a boundary / extended value
-        d = rng.choice(draws)
+        d = rng.choices(draws, [4 if x.escape else 1 for x in draws])[0]   # escapable draws: 4x
         span = d.hi - d.lo
         raws = [0, span, max(0, span - 1), 1, rng.randint(0, span)]
         if d.escape:                                          # the decoder's extended values
