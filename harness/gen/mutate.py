@@ -452,12 +452,13 @@ def op_size_not_chunk_multiple(log: Log, rng: random.Random) -> str | None:
 
 
 def op_full_table(log: Log, rng: random.Random) -> str | None:
-    """ADD_DAXDEV entries appended (or inserted) until the table holds limit-1, limit or limit+1
-    devices (the kernel's 24 slots or replay's 64), each a fresh UUID; maybe a file on the last."""
+    """ADD_DAXDEV entries appended (or inserted after the last one) until the table holds limit-1,
+    limit or limit+1 devices (the kernel's 24 slots or replay's 64), each a fresh UUID; maybe a file on the last."""
     limit = rng.choice(TABLE_LIMITS)
     want = rng.choice(around(limit))
     have = log.ndev()
-    at = rng.choice((len(log.entries), rng.randint(0, len(log.entries))))
+    adds = log.of_type(ADD)
+    at = rng.choice((len(log.entries), rng.randint(adds[-1] + 1 if adds else 0, len(log.entries))))
     new = [add_entry(have + k, _uuid(rng), rng.choice((16 << 20, 8 << 20))) for k in range(max(0, want - have))]
     if not new:
         return None
