@@ -181,14 +181,14 @@ def spec(c: Choices, *, min_devices: int = 1, max_devices: int = 4, max_ops: int
 
     Besides the old shapes (1-4 devices, names like 'a0', a size table, 1-4 strips) the escaped
     byte values give: 5-24 devices (up to a full kernel table: a file on its last slot) when the
-    caller allows the default 4 or more (then every ADD_DAXDEV comes first, so files can land on
-    the last slots); long (up to 79-byte) and odd names; sizes that are not
+    caller allows the default 4 or more (then every ADD_DAXDEV comes first and a file's index is
+    counted from the last slot down, so the last slot is the likeliest); long (up to 79-byte) and odd names; sizes that are not
     multiples of the chunk and edge sizes; files striped over 5-16 strips with 2-8 MiB chunks;
     and conflicting ops (an existing path again, a child of a file), which the builder cannot
     place and skips: `gen.corrupt`'s `conflicting_entry` writes those into the log instead."""
-    n, ext = c.escapable(min_devices, max_devices, "ndev", 2 if max_devices >= 4 else 0, 1)
-    if ext is not None:
-        n = max(min_devices, c.pick(MANY_DEVICES[ext], "ndev.many"))
+    n, many = c.escapable(min_devices, max_devices, "ndev", 2 if max_devices >= 4 else 0, 1)
+    if many is not None:
+        n = max(min_devices, c.pick(MANY_DEVICES[many], "ndev.many"))
     devs = tuple(Device(_uuid.UUID(int=(c.int(1, 255, "uuid") << 64) | (k + 1)).bytes,
                         primary_size if k == 0 else c.pick(dev_sizes, "devsize") if k < 4 else SMALL_DEV)
                  for k in range(n))
@@ -199,7 +199,7 @@ def spec(c: Choices, *, min_devices: int = 1, max_devices: int = 4, max_ops: int
     defined, dirs = 1, [""]
     paths: list[str] = []
     ops: list[Op] = []
-    if ext is not None:                  # a table at its limit: every device added first, files after
+    if many is not None:                 # a table at its limit: every device added first, files after
         ops += [AddDaxdev(p) for p in order]
         defined, order = n, []
     for _ in range(c.int(0, max_ops, "nops")):
@@ -224,7 +224,10 @@ def spec(c: Choices, *, min_devices: int = 1, max_devices: int = 4, max_ops: int
             k = c.int(1, min(4, defined), "nstrips")
             ops.append(Create(path, _size(c), strips=tuple(c.int(0, defined - 1, "strip") for _ in range(k))))
         else:
-            ops.append(Create(path, _size(c), c.pick(MODES, "mode"), devindex=c.int(0, defined - 1, "devindex")))
+            size, mode, index = _size(c), c.pick(MODES, "mode"), c.int(0, defined - 1, "devindex")
+            if many is not None:         # counted from the last slot down: a 0 byte is the last slot
+                index = defined - 1 - index
+            ops.append(Create(path, size, mode, devindex=index))
     ops += [AddDaxdev(p) for p in order]
     return Spec(devs, tuple(ops))
 
