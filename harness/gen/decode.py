@@ -182,7 +182,7 @@ def spec(c: Choices, *, min_devices: int = 1, max_devices: int = 4, max_ops: int
     Besides the old shapes (1-4 devices, names like 'a0', a size table, 1-4 strips) the escaped
     byte values give: 5-24 devices (up to a full kernel table: a file on its last slot) when the
     caller allows the default 4 or more (then every ADD_DAXDEV comes first and a file's index is
-    counted from the last slot down, so the last slot is the likeliest); long (up to 79-byte) and odd names; sizes that are not
+    mostly a boundary one: the last slot, the one before it, or 0); long (up to 79-byte) and odd names; sizes that are not
     multiples of the chunk and edge sizes; files striped over 5-16 strips with 2-8 MiB chunks;
     and conflicting ops (an existing path again, a child of a file), which the builder cannot
     place and skips: `gen.corrupt`'s `conflicting_entry` writes those into the log instead."""
@@ -224,9 +224,12 @@ def spec(c: Choices, *, min_devices: int = 1, max_devices: int = 4, max_ops: int
             k = c.int(1, min(4, defined), "nstrips")
             ops.append(Create(path, _size(c), strips=tuple(c.int(0, defined - 1, "strip") for _ in range(k))))
         else:
-            size, mode, index = _size(c), c.pick(MODES, "mode"), c.int(0, defined - 1, "devindex")
-            if many is not None:         # counted from the last slot down: a 0 byte is the last slot
-                index = defined - 1 - index
+            size, mode = _size(c), c.pick(MODES, "mode")
+            if many is None:
+                index = c.int(0, defined - 1, "devindex")
+            else:                        # a full table: the boundary slots first (last, one before, 0)
+                edge = c.int(0, 3, "devindex.edge")
+                index = (defined - 1, defined - 2, 0)[edge] if edge < 3 else c.int(0, defined - 1, "devindex")
             ops.append(Create(path, size, mode, devindex=index))
     ops += [AddDaxdev(p) for p in order]
     return Spec(devs, tuple(ops))

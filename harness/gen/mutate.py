@@ -25,8 +25,9 @@ Three input formats, one mutator family each:
 * **choice streams** (`choice_stream(...)`, the structured targets): the stream is decoded with
   `gen.decode.spec` under a recording `Choices`, so every draw's byte span and range are known;
   an operator sets one draw to a boundary of its range (or to one of the decoder's extended
-  values, inserting the extra bytes it needs so later draws stay aligned), duplicates, drops or
-  swaps whole operations (keeping the op count right), or changes the bytes after the spec
+  values, inserting the extra bytes it needs so later draws stay aligned), fills the daxdev
+  table (the device count set to the kernel's 24 slots, or 23), duplicates, drops or swaps
+  whole operations (keeping the op count right), or changes the bytes after the spec
   (corruption seed and mode).
 
 Every mutator falls back to byte mutation (libFuzzer's `atheris.Mutate` when running under
@@ -678,6 +679,14 @@ def _choice_op(data: bytes, trace: list, rng: random.Random) -> bytes:
     r = rng.random()
     spans = list(_spans(trace))
     nops = next((d for d in trace if d.label == "nops"), None)
+    ndev = next((d for d in draws if d.label == "ndev" and d.escape), None)
+    if r < 0.1 and ndev is not None:                          # a full daxdev table (24 or 23 devices)
+        many = next((d for d in draws if d.label == "ndev.many"), None)
+        pick = bytes([2 if rng.random() < 0.67 else 1])
+        head = padded[:ndev.start] + bytes([255])             # the second group of MANY_DEVICES
+        if many is not None:
+            return head + pick + padded[many.start + many.nbytes:]
+        return head + pick + padded[ndev.start + 1:]
     if r < 0.45 and draws:                                     # one draw to a boundary / extended value
         d = rng.choices(draws, [4 if x.escape else 1 for x in draws])[0]   # escapable draws: 4x
         span = d.hi - d.lo
