@@ -7,14 +7,14 @@ Checks  recovery works (the dead mount is detected and cleaned, a new daemon mou
 Seeds   choice streams (corpora/daemon_kill/)
 Masks   the kill itself is the fault plan, not a finding; a daemon that does not come back is
 """
-from harness.engine.e2e import kill_case
+from harness.engine.e2e import DEV_SIZE, NDEV, kill_case
 from harness.engine.registry import Target
-from harness.gen import seeds
+from harness.gen import mutate, seeds
 
 
 def one_input(data: bytes) -> int | None:
     return kill_case(data)
 
 
-TARGET = Target(name="daemon_kill", one_input=one_input, seeds=seeds.choice_streams, max_len=256, timeout_s=30.0,
+TARGET = Target(name="daemon_kill", one_input=one_input, seeds=seeds.choice_streams, mutator=mutate.choice_stream(max_devices=NDEV, dev_sizes=(DEV_SIZE,)), max_len=256, timeout_s=30.0,
                 uses_fuse=True)

@@ -9,11 +9,11 @@ Masks   files on the faulty device may fail (that is the expected, clean behavio
 """
 from harness.engine.cases import device_fault_case
 from harness.engine.registry import Target
-from harness.gen import seeds
+from harness.gen import mutate, seeds
 
 
 def one_input(data: bytes) -> int | None:
     return device_fault_case(data)
 
 
-TARGET = Target(name="device_faults", one_input=one_input, seeds=seeds.choice_streams, max_len=512)
+TARGET = Target(name="device_faults", one_input=one_input, seeds=seeds.choice_streams, mutator=mutate.choice_stream(min_devices=2), max_len=512)

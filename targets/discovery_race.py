@@ -11,6 +11,7 @@ Masks   none
 """
 from harness.engine.cases import discovery_race_case
 from harness.engine.registry import Target
+from harness.faults import statecov  # noqa: F401 - loaded with the target, so atheris instruments it
 from harness.gen import seeds
 
 

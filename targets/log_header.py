@@ -7,7 +7,7 @@ Masks   none
 """
 from harness.engine.cases import replay_case
 from harness.engine.registry import Target
-from harness.gen import seeds
+from harness.gen import mutate, seeds
 from harness.gen.region import overlay
 
 
@@ -16,4 +16,4 @@ def one_input(data: bytes) -> int | None:
     return replay_case(image.device, image.size)
 
 
-TARGET = Target(name="log_header", one_input=one_input, seeds=seeds.headers, max_len=64)
+TARGET = Target(name="log_header", one_input=one_input, seeds=seeds.headers, mutator=mutate.region("log_header"), max_len=64)

@@ -7,7 +7,7 @@ Masks   none
 """
 from harness.engine.cases import replay_case
 from harness.engine.registry import Target
-from harness.gen import decode, seeds
+from harness.gen import decode, mutate, seeds
 
 
 def one_input(data: bytes) -> int | None:
@@ -17,4 +17,4 @@ def one_input(data: bytes) -> int | None:
     return replay_case(image.device, image.size)
 
 
-TARGET = Target(name="log_replay", one_input=one_input, seeds=seeds.compact_images, max_len=1 << 16)
+TARGET = Target(name="log_replay", one_input=one_input, seeds=seeds.compact_images, mutator=mutate.log_image, max_len=1 << 16)

@@ -8,11 +8,11 @@ Masks   none
 """
 from harness.engine.cases import structured_case
 from harness.engine.registry import Target
-from harness.gen import seeds
+from harness.gen import mutate, seeds
 
 
 def one_input(data: bytes) -> int | None:
     return structured_case(data, family=None)
 
 
-TARGET = Target(name="log_structured", one_input=one_input, seeds=seeds.choice_streams, max_len=512)
+TARGET = Target(name="log_structured", one_input=one_input, seeds=seeds.choice_streams, mutator=mutate.choice_stream(), max_len=512)

@@ -9,11 +9,11 @@ Masks   none
 """
 from harness.engine.cases import structured_case
 from harness.engine.registry import Target
-from harness.gen import seeds
+from harness.gen import mutate, seeds
 
 
 def one_input(data: bytes) -> int | None:
     return structured_case(data, family="missing_primary", wrong_primary=True, missing=True)
 
 
-TARGET = Target(name="missing_primary", one_input=one_input, seeds=seeds.choice_streams, max_len=512)
+TARGET = Target(name="missing_primary", one_input=one_input, seeds=seeds.choice_streams, mutator=mutate.choice_stream(), max_len=512)

@@ -7,14 +7,14 @@ Checks  the mount serves exactly the model's verdict: a refused image as the sam
 Seeds   choice streams (corpora/mount_e2e/)
 Masks   none; the daemon's death is a finding (DaemonDied), not the harness's
 """
-from harness.engine.e2e import e2e_case
+from harness.engine.e2e import DEV_SIZE, NDEV, e2e_case
 from harness.engine.registry import Target
-from harness.gen import seeds
+from harness.gen import mutate, seeds
 
 
 def one_input(data: bytes) -> int | None:
     return e2e_case(data)
 
 
-TARGET = Target(name="mount_e2e", one_input=one_input, seeds=seeds.choice_streams, max_len=512, timeout_s=20.0,
+TARGET = Target(name="mount_e2e", one_input=one_input, seeds=seeds.choice_streams, mutator=mutate.choice_stream(max_devices=NDEV, dev_sizes=(DEV_SIZE,)), max_len=512, timeout_s=20.0,
                 uses_fuse=True)

@@ -9,6 +9,7 @@ Masks   none. tests/faults shows the same target, with the barrier removed or va
 """
 from harness.engine.cases import publish_order_case
 from harness.engine.registry import Target
+from harness.faults import statecov  # noqa: F401 - loaded with the target, so atheris instruments it
 from harness.gen import seeds
 
 

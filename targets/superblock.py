@@ -7,7 +7,7 @@ Masks   none
 """
 from harness.engine.cases import replay_case
 from harness.engine.registry import Target
-from harness.gen import seeds
+from harness.gen import mutate, seeds
 from harness.gen.region import overlay
 
 
@@ -16,4 +16,4 @@ def one_input(data: bytes) -> int | None:
     return replay_case(image.device, image.size)
 
 
-TARGET = Target(name="superblock", one_input=one_input, seeds=seeds.superblocks, max_len=256)
+TARGET = Target(name="superblock", one_input=one_input, seeds=seeds.superblocks, mutator=mutate.region("superblock"), max_len=256)

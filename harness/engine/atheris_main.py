@@ -43,6 +43,11 @@ def _pause_requested(signum: int, frame: object) -> None:
 signal.signal(signal.SIGUSR1, _pause_requested)
 
 
+# Harness modules instrumented besides harness.famfs: the race targets' interleaving signal (its
+# branches are the coverage; a target that uses it imports it, so it loads inside the block).
+ALSO_INSTRUMENTED = ("harness.faults.statecov",)
+
+
 def _not_famfs() -> list[str]:
     """Every harness module outside harness.famfs, found on disk without importing anything.
     atheris.instrument_imports cuts `include` down to the top-level package ("harness"), so
@@ -57,7 +62,8 @@ def _not_famfs() -> list[str]:
             for f in files:
                 if f.endswith(".py"):
                     mod = rel if f == "__init__.py" else f"{rel}.{f[:-3]}"
-                    if mod != "harness" and not (mod == "harness.famfs" or mod.startswith("harness.famfs.")):
+                    if mod != "harness" and not (mod == "harness.famfs" or mod.startswith("harness.famfs.")) \
+                            and mod not in ALSO_INSTRUMENTED:
                         names.append(mod)
     return names
 

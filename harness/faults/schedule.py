@@ -4,13 +4,16 @@ A `Scheduler` runs tasks (Python generators, each step one atomic action: a stor
 message round trip) and, before every step, lets its `chooser` pick among the runnable actions:
 one task's next step, or draining one store of the weak memory. The chooser reads bytes (Atheris)
 or a Hypothesis `data` object, so a schedule is reproduced exactly from its input and shrinks
-with it. `trace` records what ran, in order: the crasher's readable schedule.
+with it. `trace` records what ran, in order: the crasher's readable schedule. Every step is also
+reported to `faults.statecov` (its kind after the previous step's kind, and how many stores are
+still buffered), the interleaving signal libFuzzer's coverage sees.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, Iterator
 
+from harness.faults import statecov
 from harness.faults.memory import WeakMemory
 
 Task = Generator[str, None, Any]
@@ -27,6 +30,7 @@ class Scheduler:
         """Run `tasks` (name -> generator) to completion under the chooser; their results."""
         live = dict(tasks)
         results: dict[str, Any] = {}
+        prev = statecov.OTHER
         for _ in range(self.max_steps):
             options: list[tuple[str, Any]] = [("task", n) for n in sorted(live)]
             options += [("drain", d) for d in self.memory.drainable()]
@@ -37,16 +41,39 @@ class Scheduler:
                 loc = self.memory.buffers[what[0]][what[1]].loc
                 self.memory.drain(what)
                 self.trace.append(f"drain {what[0]} {loc}")
+                prev = self._feature(prev, self.trace[-1])
                 continue
             self.memory.cpu = what
             try:
                 label = next(live[what])
                 self.trace.append(f"{what}: {label}")
+                prev = self._feature(prev, label)
             except StopIteration as done:
                 results[what] = done.value
                 del live[what]
         self.memory.drain_all()
         return results
+
+    def _feature(self, prev: int, label: str) -> int:
+        cur = kind_of(label)
+        statecov.pair(prev, cur)
+        statecov.pending(cur, sum(len(b) for b in self.memory.buffers.values()))
+        return cur
+
+
+def kind_of(label: str) -> int:
+    """The `statecov` step kind of one trace label (a task's step or a drain)."""
+    if label.startswith("drain"):
+        return statecov.DRAIN_VALID if "'valid'" in label else statecov.DRAIN
+    if label.startswith("store"):
+        return statecov.STORE_VALID if label.endswith("valid") or "valid (first" in label else statecov.STORE
+    if label == "wmb":
+        return statecov.WMB
+    if label.startswith("load"):
+        if "valid=" in label:
+            return statecov.LOAD_VALID if label.endswith("valid=1") else statecov.LOAD_INVALID
+        return statecov.LOAD_FIELD
+    return statecov.OTHER
 
 
 def byte_chooser(data: bytes) -> Callable[[int], int]:

@@ -241,15 +241,59 @@ def checks_off(device: bytearray, rng: random.Random) -> Corruption | None:
     return flip_bytes(device, rng, "checks-off")
 
 
+# -- fix-all: the mutator's entry operators, on a built image -----------------------------------
+
+
+def _via_log(name: str, device: bytearray, rng: random.Random) -> Corruption | None:
+    """Run `gen.mutate`'s entry operator `name` on the log of a built primary, then write the
+    entries back (seqnums renumbered if they moved) and reseal."""
+    from harness.gen import mutate
+    off, _, _ = _log(device)
+    log = mutate.Log(bytearray(device[:L.SUPERBLOCK.size]), bytearray(device[off:off + L.HEADER_SIZE]),
+                     [bytearray(e) for e in entries(device)], b"")
+    what = mutate.IMAGE_OPERATORS[name](log, rng)
+    if what is None:
+        return None
+    assemble(device, [bytes(e) for e in log.entries], renumber=log.moved)
+    return Corruption(name, "fix-all", what)
+
+
+def conflicting_entry(device: bytearray, rng: random.Random) -> Corruption | None:
+    return _via_log("conflicting_entry", device, rng)
+
+
+def near_miss_name(device: bytearray, rng: random.Random) -> Corruption | None:
+    return _via_log("near_miss_name", device, rng)
+
+
+def many_extents(device: bytearray, rng: random.Random) -> Corruption | None:
+    return _via_log("many_extents", device, rng)
+
+
+def full_table(device: bytearray, rng: random.Random) -> Corruption | None:
+    return _via_log("full_table", device, rng)
+
+
+def size_not_chunk_multiple(device: bytearray, rng: random.Random) -> Corruption | None:
+    return _via_log("size_not_chunk_multiple", device, rng)
+
+
+def retarget_devindex(device: bytearray, rng: random.Random) -> Corruption | None:
+    return _via_log("retarget_devindex", device, rng)
+
+
 Operator = Callable[[bytearray, random.Random], "Corruption | None"]
 
 OPERATORS: dict[str, Operator] = {f.__name__: f for f in (
     add_out_of_order, add_duplicate, add_gap, use_before_define, shuffle_entries,
-    add_claims_index_zero, add_primary_uuid, field_edit, flip_bytes, checks_off)}
+    add_claims_index_zero, add_primary_uuid, field_edit, flip_bytes, checks_off,
+    conflicting_entry, near_miss_name, many_extents, full_table, size_not_chunk_multiple, retarget_devindex)}
 
 FAMILIES: dict[str, tuple[str, ...]] = {
-    "corrupted_log": ("field_edit", "flip_bytes", "checks_off", "shuffle_entries"),
-    "add_daxdev_order": ("add_out_of_order", "add_duplicate", "add_gap", "use_before_define"),
+    "corrupted_log": ("field_edit", "flip_bytes", "checks_off", "shuffle_entries", "conflicting_entry",
+                      "near_miss_name", "many_extents", "size_not_chunk_multiple"),
+    "add_daxdev_order": ("add_out_of_order", "add_duplicate", "add_gap", "use_before_define", "full_table",
+                         "retarget_devindex"),
     "missing_primary": ("add_claims_index_zero", "add_primary_uuid"),
 }
 

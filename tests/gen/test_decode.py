@@ -1,0 +1,72 @@
+"""gen.decode: escaped draws keep older streams' meaning and reach the extended values; every
+corpus stream still decodes and builds."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from harness.famfs.layout import ALLOC_UNIT
+from harness.gen import decode
+from harness.gen.spec import AddDaxdev, BufferPool, Create, build
+
+ROOT = Path(__file__).resolve().parents[2]
+POOL = BufferPool()
+
+
+def test_escapable_matches_int_below_the_escape_range():
+    for raw in range(253):
+        a = decode.Choices(bytes([raw]))
+        b = decode.Choices(bytes([raw]))
+        assert a.escapable(0, 5, "k", 3) == (b.int(0, 5), None)
+    assert decode.Choices(b"\xfd").escapable(0, 5, "k", 3) == (0, 0)
+    assert decode.Choices(b"\xff").escapable(0, 5, "k", 3) == (0, 2)
+
+
+def test_recording_maps_every_draw():
+    c = decode.Choices(bytes(range(100)), record=True)
+    decode.spec(c)
+    spans = [(d.start, d.nbytes) for d in c.trace if d.nbytes]
+    assert spans == sorted(spans) and all(a + n <= b for (a, n), (b, _) in zip(spans, spans[1:]))
+    assert any(d.label == "nops" for d in c.trace)
+
+
+def escaped_streams(n: int = 600):
+    """Random streams with one byte in eight in the escape range."""
+    rng = random.Random(5)
+    for _ in range(n):
+        yield bytes(rng.choice((0xFD, 0xFE, 0xFF)) if rng.random() < 0.12 else rng.randrange(253)
+                    for _ in range(200))
+
+
+def test_extended_values_are_reached():
+    seen: set[str] = set()
+    for data in escaped_streams():
+        s = decode.spec(decode.Choices(data))
+        files = [op for op in s.ops if isinstance(op, Create)]
+        paths = [op.path for op in s.ops if not isinstance(op, AddDaxdev)]
+        seen |= {"wide" for op in files if len(op.strips) >= 15}
+        seen |= {"chunk" for op in files if op.chunk > ALLOC_UNIT}
+        seen |= {"last" for op in files if op.path.split("/")[-1].startswith("last")}
+        seen |= {"off-chunk" for op in files if op.size % ALLOC_UNIT and op.size > ALLOC_UNIT}
+        seen |= {"long" for p in paths if len(p.split("/")[-1]) >= 70}
+        seen |= {"odd" for p in paths if p.split("/")[-1] in decode.ODD_NAMES}
+        seen |= {"many" for _ in [0] if len(s.devices) > 4}
+        if len(set(paths)) < len(paths) and "conflict" not in seen:
+            seen.add("conflict")
+            assert build(s, POOL, data="stamp").skipped
+            POOL.give_back()
+    assert seen == {"wide", "chunk", "last", "off-chunk", "long", "odd", "many", "conflict"}
+
+
+def test_every_corpus_stream_decodes_and_builds():
+    n = 0
+    for target, kw in (("log_structured", {}), ("add_daxdev_order", {"min_devices": 2}),
+                       ("missing_primary", {}), ("device_faults", {"min_devices": 2}),
+                       ("mount_e2e", {"max_devices": 3, "dev_sizes": (16 << 20,), "primary_size": 16 << 20})):
+        for p in sorted((ROOT / "corpora" / target).rglob("*"))[:25]:
+            if p.is_file():
+                s = decode.spec(decode.Choices(p.read_bytes()), **kw)
+                build(s, POOL, data="stamp")
+                POOL.give_back()
+                n += 1
+    assert n > 100
