@@ -208,9 +208,11 @@ def target_rates(seconds: float = 3.0, names: list[str] | None = None) -> dict[s
     import random as _random
     from pathlib import Path
 
+    from harness.engine import allocator
     from harness.engine.campaign import corpus_inputs
     from harness.engine.registry import default_names, load
     from harness.engine.runner import CaseRunner
+    allocator.tune()                    # as a fuzzing process does (engine/allocator.py)
     out = {}
     rng = _random.Random(1)
     for name in names or default_names():
@@ -226,4 +228,81 @@ def target_rates(seconds: float = 3.0, names: list[str] | None = None) -> dict[s
         el = time.perf_counter() - start
         out[name] = {"execs_per_s": round(runner.stats.execs / el, 1), "lookups_checked": runner.stats.lookups,
                      "findings": runner.stats.findings}
+    return out
+
+
+def atheris_rate(name: str = "log_replay", seconds: float = 5.0) -> dict[str, float]:
+    """exec/s of target `name` under Atheris (instrumented, libFuzzer driving, one child process
+    on one core) from its corpus, for `seconds`: libFuzzer's own count over the run."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="famfs-bench-atheris-") as tmp:
+        new = os.path.join(tmp, "corpus")            # libFuzzer adds inputs to the first folder only
+        os.makedirs(new)
+        cmd = [sys.executable, "-m", "harness.engine.atheris_main", "--target", name,
+               "--crashers", os.path.join(tmp, "crashers"), "--stats", os.path.join(tmp, "stats.json"),
+               f"-max_total_time={max(1, round(seconds))}", "-print_final_stats=1", new,
+               os.path.join("corpora", name)]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    execs = re.search(r"stat::number_of_executed_units:\s*(\d+)", p.stderr)
+    rate = re.search(r"stat::average_exec_per_sec:\s*(\d+)", p.stderr)
+    if not execs or not rate:
+        raise RuntimeError(f"no libFuzzer statistics from {name} (exit {p.returncode}): {p.stderr[-400:]}")
+    return {"execs": int(execs.group(1)), "execs_per_s": float(rate.group(1))}
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """One speed goal: `measure` names the figure in the bench document; `at_least` or, for a
+    ratio, `at_most`."""
+
+    row: str
+    measure: tuple[str, ...]        # path into the bench document
+    unit: str
+    at_least: float | None = None
+    at_most: float | None = None
+
+    def judge(self, doc: dict[str, object]) -> dict[str, object]:
+        value: object = doc
+        for key in self.measure:
+            value = value.get(key) if isinstance(value, dict) else None  # type: ignore[assignment]
+        measured = float(value) if isinstance(value, (int, float)) else None
+        if measured is None:
+            met = None
+        elif self.at_least is not None:
+            met = measured >= self.at_least
+        else:
+            assert self.at_most is not None
+            met = measured <= self.at_most
+        goal = f">= {self.at_least:,.0f}" if self.at_least is not None else f"<= {self.at_most:g}"
+        return {"row": self.row, "measured": measured, "unit": self.unit, "goal": f"{goal} {self.unit}",
+                "met": met}
+
+
+STRUCTURED = ("log_structured", "add_daxdev_order", "missing_primary", "device_faults")
+GOALS = (
+    *(Goal(n, ("targets", n, "execs_per_s"), "exec/s", at_least=1000) for n in STRUCTURED),
+    Goal("mount_e2e", ("targets", "mount_e2e", "execs_per_s"), "exec/s", at_least=200),
+    Goal("daemon_kill", ("targets", "daemon_kill", "execs_per_s"), "exec/s", at_least=20),
+    Goal("log_replay under Atheris", ("atheris", "log_replay", "execs_per_s"), "exec/s", at_least=10_000),
+    Goal("full 8 MiB log replay / CRC-only", ("replay", "replay_over_crc"), "x", at_most=5),
+)
+
+
+def judge(doc: dict[str, object]) -> list[dict[str, object]]:
+    """Every goal of `GOALS` against the figures of this one bench run (`doc` as `--json` prints
+    it): measured value, goal, and met (None when the run did not measure it)."""
+    return [g.judge(doc) for g in GOALS]
+
+
+def goal_lines(goals: list[dict[str, object]]) -> list[str]:
+    out = [f"{'goal row':34} {'measured':>12} {'goal':>16}"]
+    for g in goals:
+        m = g["measured"]
+        shown = "-" if m is None else (f"{m:,.1f}" if g["unit"] == "x" else f"{m:,.0f}")  # type: ignore[str-format]
+        mark = "not measured" if g["met"] is None else ("met" if g["met"] else "NOT MET")
+        out.append(f"{g['row']:34} {shown:>12} {g['unit']:<6} {g['goal']:>16}  {mark}")
     return out

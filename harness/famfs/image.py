@@ -40,14 +40,17 @@ def new_uuid() -> bytes:
 
 def mkfs(device: Buffer, size: int, *, dev_uuid: bytes, fs_uuid: bytes, system_uuid: bytes,
          log_len: int = LOG_LEN, log_offset: int = LOG_OFFSET, alloc_unit: int = ALLOC_UNIT,
-         daxdev_name: bytes = b"/dev/dax0.0") -> Superblock:
-    """Format a primary daxdev as `__famfs_mkfs` does: superblock, zeroed log, fresh log header."""
+         daxdev_name: bytes = b"/dev/dax0.0", head_is_zero: bool = False) -> Superblock:
+    """Format a primary daxdev as `__famfs_mkfs` does: superblock, zeroed log, fresh log header.
+    `head_is_zero`: the caller knows the superblock region is zero already (a fresh buffer, or a
+    pool's canonical one), so only the superblock itself is written there."""
     if log_offset + log_len > min(size, len(device)):
         raise ImageError.no_space(f"log [{log_offset:#x}, +{log_len:#x}) does not fit a {size:#x}-byte device")
     sb = Superblock(log_offset=log_offset, log_len=log_len, alloc_unit=alloc_unit, fs_uuid=fs_uuid,
                     dev_uuid=dev_uuid, system_uuid=system_uuid, dd_size=size,
                     dd_daxdev=daxdev_name).sealed()
-    device[0:min(SUPERBLOCK_SIZE, log_offset)] = bytes(min(SUPERBLOCK_SIZE, log_offset))
+    if not head_is_zero:
+        device[0:min(SUPERBLOCK_SIZE, log_offset)] = bytes(min(SUPERBLOCK_SIZE, log_offset))
     device[log_offset:log_offset + log_len] = bytes(log_len)
     device[log_offset:log_offset + HEADER_SIZE] = LogHeader.for_log(log_len).encode()
     device[0:len(sb.encode())] = sb.encode()
@@ -165,14 +168,16 @@ class Image:
     def mkfs(cls, devices: Sequence[Buffer], sizes: Sequence[int] | None = None, *,
                uuids: Sequence[bytes] | None = None, fs_uuid: bytes | None = None,
                system_uuid: bytes | None = None, log_len: int = LOG_LEN,
-               alloc_unit: int = ALLOC_UNIT, add_secondaries: bool = True) -> "Image":
-        """mkfs the primary (devices[0]) and every secondary; ADD_DAXDEV each secondary in order."""
+               alloc_unit: int = ALLOC_UNIT, add_secondaries: bool = True,
+               head_is_zero: bool = False) -> "Image":
+        """mkfs the primary (devices[0]) and every secondary; ADD_DAXDEV each secondary in order.
+        `head_is_zero`: as in `mkfs`, for the primary."""
         sizes = list(sizes) if sizes is not None else [len(d) for d in devices]
         uuids = list(uuids) if uuids is not None else [new_uuid() for _ in devices]
         fs_uuid = fs_uuid or new_uuid()
         system_uuid = system_uuid or new_uuid()
         sb = mkfs(devices[0], sizes[0], dev_uuid=uuids[0], fs_uuid=fs_uuid, system_uuid=system_uuid,
-                  log_len=log_len, alloc_unit=alloc_unit)
+                  log_len=log_len, alloc_unit=alloc_unit, head_is_zero=head_is_zero)
         for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:]):
             mkfs_secondary(dev, size, dev_uuid=u, fs_uuid=fs_uuid, system_uuid=system_uuid)
         image = cls(devices[:1], sizes[:1], sb)

@@ -171,6 +171,8 @@ _ADD_ENTRY = struct.Struct("<QI4xQ16sI")
 ENTRY_HEAD = struct.Struct("<QI")                            # seqnum, type
 _U64 = struct.Struct("<Q")
 FILE_HEAD = FILE_META.head("se0_devindex")                   # size .. nextents (at PAYLOAD)
+FILE_ONE_EXTENT = struct.Struct(FILE_META.head("se1_devindex").format + "360s")   # the same, extent 0,
+                                                             # and the 15 slots after it as bytes
 FMAP_WORDS = FILE_META.offsets["se0_devindex"]               # the fmap union's 50 u64 words
 MKDIR_BODY = MKDIR.codec                                     # (at PAYLOAD)
 ADD_DAXDEV_BODY = ADD_DAXDEV.codec                           # (at PAYLOAD)
@@ -178,6 +180,7 @@ _EXTENT = struct.Struct("<QQQ")                              # devindex, offset,
 _U64_PAIR = struct.Struct("<QQ")                             # an interleaved extent's nstrips, chunk_size
 _UNION = struct.Struct("<50Q")                               # the fmap union as words (RawFmap)
 _ZERO_BYTES = bytes(_EXTENT.size * MAX_SIMPLE_EXTENTS)
+ZERO_SLOTS_AFTER_1 = _ZERO_BYTES[_EXTENT.size:]              # the 15 unused slots of a one-extent fmap
 assert FILE_HEAD.size == FMAP_WORDS - PAYLOAD and FMAP_WORDS + _UNION.size == 536
 assert INTERLEAVE_META.offsets["nstrips"] == FMAP_WORDS and INTERLEAVE_META.offsets["st0_devindex"] == FMAP_WORDS + 16
 
@@ -285,7 +288,7 @@ def _slots(extents: tuple[SimpleExtent, ...] | list[SimpleExtent], n: int) -> tu
     return extents + (ZERO_EXTENT,) * (n - len(extents))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)    # immutable by convention: see _HOT
 class SimpleFmap:
     """An fmap of simple extents. `slots` holds all 16 on-media slots; `nextents` is the raw count."""
 
@@ -306,7 +309,7 @@ class SimpleFmap:
         return self.ext_type, self.nextents, flat + [0, 0]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)    # immutable by convention: see _HOT
 class InterleavedFmap:
     """An fmap with one interleaved extent (`ie[1]`): `nstrips` strips of `chunk_size` chunks."""
 
@@ -329,7 +332,7 @@ class InterleavedFmap:
         return self.ext_type, self.niext, [self.nstrips, self.chunk_size] + flat
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)    # immutable by convention: see _HOT
 class RawFmap:
     """An fmap whose ext_type famfs does not know; the union words are kept as read."""
 
@@ -342,6 +345,12 @@ class RawFmap:
 
 
 Fmap = Union[SimpleFmap, InterleavedFmap, RawFmap]
+
+# _HOT: the fmap classes above (and namespace's `Dir` and `File`) are slotted dataclasses that are
+# not `frozen`: replay builds one or two per entry, and a frozen dataclass's `__init__` sets every
+# field through `object.__setattr__`, about 4x the cost of a plain one. They are values all the
+# same (equal by fields, hashable): nothing assigns to a field after construction, and
+# `tests/famfs/test_replay.py` checks that replay's values are not changed by anything that reads them.
 
 
 # Extent slots are NamedTuples built straight from unpacked (devindex, offset, len) triples;
@@ -365,6 +374,11 @@ def extents_at(buf: bytes | bytearray | memoryview, offset: int, used: int) -> t
 
 
 _SIMPLE, _INTERLEAVE = int(ExtType.SIMPLE), int(ExtType.INTERLEAVE)   # plain ints: enum lookups cost
+# What `fmap_at` gives for a simple fmap with count 1 and the other slots zero (the shape of most
+# files famfs writes) is `SimpleFmap(1, (new_extent((devindex, offset, len)),) + ONE_EXTENT_TAIL)`;
+# replay builds it from the words it unpacked with FILE_ONE_EXTENT.
+new_extent = _extent
+ONE_EXTENT_TAIL = _ZERO_SLOTS[1]
 
 
 def fmap_at(buf: bytes | bytearray | memoryview, offset: int, ext_type: int, count: int) -> "Fmap":

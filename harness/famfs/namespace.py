@@ -14,7 +14,7 @@ from harness.famfs.layout import Fmap, InterleavedFmap, SimpleFmap
 META_DIR = ".meta"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)    # immutable by convention (layout._HOT)
 class Dir:
     """A directory a MKDIR entry created."""
 
@@ -25,7 +25,7 @@ class Dir:
     entry: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)    # immutable by convention (layout._HOT)
 class File:
     """A regular file a FILE entry created; `fmap` is validated (simple or interleaved)."""
 

@@ -31,6 +31,7 @@ keeping them. README "Benchmarks" lists what each step costs.
 from __future__ import annotations
 
 import errno
+import gc
 import struct
 from dataclasses import dataclass
 from typing import Union
@@ -38,11 +39,12 @@ from typing import Union
 from harness.famfs.errors import EntryRejected, FamfsError, LogHeaderRejected, SuperblockRejected
 from harness.famfs.index import IndexTable
 from harness.famfs.layout import (
-    ADD_DAXDEV_BODY, ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_HEAD, ENTRY_SIZE, FILE_HEAD, FMAP_WORDS, HEADER_SIZE,
+    ADD_DAXDEV_BODY, ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_HEAD, ENTRY_SIZE, FILE_HEAD, FILE_ONE_EXTENT,
+    FMAP_WORDS, HEADER_SIZE, ZERO_SLOTS_AFTER_1,
     LOG_MAGIC, MAX_CHUNK_SIZE, MAX_DAXDEVS, MAX_INTERLEAVED_EXTENTS, MAX_PATHLEN, MAX_SIMPLE_EXTENTS, MAX_STRIPS,
     MKDIR_BODY, PAYLOAD, SECONDARY_SB, SUPER_MAGIC, SUPERBLOCK, SUPERBLOCK_SIZE, U64_MAX, AddDaxdev,
     EntryType, ExtType, InterleavedFmap, LogHeader, SimpleExtent, SimpleFmap, Superblock, crc32,
-    fmap_at, log_slots,
+    fmap_at, log_slots, new_extent, ONE_EXTENT_TAIL,
 )
 from harness.famfs.namespace import META_DIR, Dir, File, Namespace
 from harness.famfs.probe import NULL_PROBE, Probe
@@ -51,6 +53,7 @@ _U64 = struct.Struct("<Q")
 # Plain ints for the per-entry dispatch: comparing with an IntEnum member costs an enum lookup.
 _FILE, _MKDIR, _ADD_DAXDEV = int(EntryType.FILE), int(EntryType.MKDIR), int(EntryType.ADD_DAXDEV)
 _SIMPLE, _INTERLEAVE = int(ExtType.SIMPLE), int(ExtType.INTERLEAVE)
+assert all(u & (u - 1) == 0 for u in ALLOC_UNITS_ACCEPTED)    # `_Player.au_mask` tests alignment
 
 
 @dataclass(frozen=True)
@@ -134,11 +137,33 @@ def replay(device: Union[bytes, bytearray, memoryview], *, device_size: int | No
         probe.index_assigned(0, table[0].uuid_text, size0, None)
     player = _Player(sb, table, probe)
     log = memoryview(device)[sb.log_offset: sb.log_offset + sb.log_len]
-    head = ENTRY_HEAD.unpack_from
+    collecting = gc.isenabled()
+    if collecting:                  # see `_no_cycles` below
+        gc.disable()
+    try:
+        stopped_at = _entries(header.next_index, log, player, check_crc)
+    finally:
+        if collecting:
+            gc.enable()
+    read = (stopped_at + 1) if stopped_at is not None else header.next_index
+    return Replay(sb, header, table, player.ns, tuple(player.rejections), stopped_at, read)
+
+
+# _no_cycles: replay builds values, dicts and lists that refer downwards; the only cycles are
+# those of the rejections it keeps (exception -> traceback -> frame), which live as long as the
+# result. So the cyclic collector has nothing to find while entries are applied, and its passes
+# over the growing namespace (15,000 files for a full log) are pure cost, about a tenth of a full
+# replay. It is off during the entry loop and on again after (where it was on).
+
+
+def _entries(next_index: int, log: memoryview, player: "_Player", check_crc: bool) -> int | None:
+    """Read entries 0 .. next_index-1 into `player`; the entry where LOG-PREFIX stopped, or None."""
+    head, u64 = ENTRY_HEAD.unpack_from, _U64.unpack_from
+    file, mkdir, apply = player.file, player.mkdir, player.apply
     stopped_at = None
-    for i in range(header.next_index):
+    for i in range(next_index):
         at = HEADER_SIZE + ENTRY_SIZE * i
-        if check_crc and crc32(log[at:at + 536]) != _U64.unpack_from(log, at + 536)[0]:
+        if check_crc and crc32(log[at:at + 536]) != u64(log, at + 536)[0]:
             player.reject(EntryRejected.torn(i, "entry CRC mismatch"))
             stopped_at = i
             break
@@ -148,11 +173,15 @@ def replay(device: Union[bytes, bytearray, memoryview], *, device_size: int | No
             stopped_at = i
             break
         try:
-            player.apply(i, etype, log, at)
+            if etype == _FILE:
+                file(i, log, at)
+            elif etype == _MKDIR:
+                mkdir(i, log, at)
+            else:
+                apply(i, etype, log, at)
         except FamfsError as e:
             player.reject(e)
-    read = (stopped_at + 1) if stopped_at is not None else header.next_index
-    return Replay(sb, header, table, player.ns, tuple(player.rejections), stopped_at, read)
+    return stopped_at
 
 
 class _Player:
@@ -164,10 +193,13 @@ class _Player:
 
     def __init__(self, sb: Superblock, table: IndexTable, probe: Probe):
         self.au = sb.alloc_unit
+        self.au_mask = sb.alloc_unit - 1    # a power of two (SB-VALID: ALLOC_UNITS_ACCEPTED)
         self.reserved0 = max(SUPERBLOCK_SIZE, sb.log_offset + sb.log_len)
         self.table = table
+        self.sizes = table.sizes()          # daxdev sizes by index, kept in step with `table`
         self.probe = probe
         self.ns = Namespace()
+        self.files, self.dirs, self.children = self.ns.files, self.ns.dirs, self.ns.children
         self.rejections: list[FamfsError] = []
 
     def reject(self, e: FamfsError) -> None:
@@ -188,16 +220,89 @@ class _Player:
 
     def mkdir(self, i: int, log: memoryview, at: int) -> None:
         uid, gid, mode, raw = MKDIR_BODY.unpack_from(log, at + PAYLOAD)
+        path = self.plain_path(raw) or self.path(i, raw)
+        parent = self.place(i, path)
+        self.ns.add_dir(Dir(path, mode & 0o7777, uid, gid, i), parent)
+
+    def mkdir_checked(self, i: int, log: memoryview, at: int) -> None:
+        """`mkdir` without the plain-path shortcut (the tests compare the two)."""
+        uid, gid, mode, raw = MKDIR_BODY.unpack_from(log, at + PAYLOAD)
         path = self.path(i, raw)
         parent = self.place(i, path)
         self.ns.add_dir(Dir(path, mode & 0o7777, uid, gid, i), parent)
 
     def add_daxdev(self, i: int, log: memoryview, at: int) -> None:
         dev = self.table.add(i, AddDaxdev(*ADD_DAXDEV_BODY.unpack_from(log, at + PAYLOAD)))
+        self.sizes.append(dev.size)
         if self.probe.enabled:
             self.probe.index_assigned(dev.index, dev.uuid_text, dev.size, i)
 
     def file(self, i: int, log: memoryview, at: int) -> None:
+        """A FILE entry. Fast path: a plain path and one simple extent that passes every check
+        (most entries famfs writes), tested on the unpacked words and built as `file_checked`
+        would build it. Anything else, good or bad, goes through `file_checked`, the one place
+        that decides rejections, so the fast path can only accept what it would accept."""
+        (size, flags, uid, gid, mode, raw, ext_type, count,
+         dev, off, ln, rest) = FILE_ONE_EXTENT.unpack_from(log, at + PAYLOAD)
+        if count == 1 and ext_type == _SIMPLE and rest == ZERO_SLOTS_AFTER_1 and ln >= size and ln \
+                and not (off | ln) & self.au_mask:
+            sizes = self.sizes
+            if dev < len(sizes) and off + ln <= sizes[dev] and off >= (SUPERBLOCK_SIZE if dev else self.reserved0):
+                path = self.plain_path(raw)
+                dirs = self.dirs
+                if path and path not in self.files and path not in dirs:
+                    parent = path.rpartition("/")[0]
+                    if not parent or parent in dirs:
+                        self.files[path] = File(path, size, flags, mode & 0o7777, uid, gid,
+                                                SimpleFmap(1, (new_extent((dev, off, ln)),) + ONE_EXTENT_TAIL), i)
+                        self.children[parent].append(path)
+                        return
+        elif ext_type == _INTERLEAVE and count == MAX_INTERLEAVED_EXTENTS and self.interleaved(i, log, at):
+            return
+        self.file_checked(i, log, at)
+
+    def interleaved(self, i: int, log: memoryview, at: int) -> bool:
+        """`file`'s fast path for an interleaved fmap: True if the entry passed every check and was
+        added as `file_checked` would add it; False (nothing changed) sends it there."""
+        size, flags, uid, gid, mode, raw, ext_type, count = FILE_HEAD.unpack_from(log, at + PAYLOAD)
+        path = self.plain_path(raw)
+        if not path or path in self.files or path in self.dirs:
+            return False
+        parent = path.rpartition("/")[0]
+        if parent and parent not in self.dirs:
+            return False
+        fmap = fmap_at(log, at + FMAP_WORDS, ext_type, count)
+        n, chunk, au = fmap.nstrips, fmap.chunk_size, self.au    # type: ignore[union-attr]
+        if not 1 <= n <= MAX_STRIPS or not chunk or chunk & (chunk - 1) or chunk % au:
+            return False
+        sizes, nchunks = self.sizes, -(-size // chunk)
+        for k, (dev, off, ln) in enumerate(fmap.strip_slots[:n]):  # type: ignore[union-attr]
+            if not ln or (off | ln) & self.au_mask or dev >= len(sizes) or off + ln > sizes[dev] \
+                    or off < (self.reserved0 if dev == 0 else SUPERBLOCK_SIZE) \
+                    or ln < strip_bytes_needed(size, chunk, n, k, nchunks):
+                return False
+        self.files[path] = File(path, size, flags, mode & 0o7777, uid, gid, fmap, i)  # type: ignore[arg-type]
+        self.children[parent].append(path)
+        return True
+
+    @staticmethod
+    def plain_path(field: bytes) -> str | None:
+        """The path of a relpath field that passes `path` without question (NUL-terminated, not
+        empty or absolute, UTF-8, no '.' at all, no empty component), else None. A path with no
+        '.' cannot be under `.meta` either."""
+        end = field.find(0, 0, MAX_PATHLEN)
+        if end <= 0 or field[0] == 0x2F:
+            return None
+        try:
+            path = field[:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if "." in path or "//" in path or path[-1] == "/":
+            return None
+        return path
+
+    def file_checked(self, i: int, log: memoryview, at: int) -> None:
+        """A FILE entry, every check in its order, raising the first rejection it earns."""
         size, flags, uid, gid, mode, raw, ext_type, count = FILE_HEAD.unpack_from(log, at + PAYLOAD)
         path = self.path(i, raw)
         fmap = fmap_at(log, at + FMAP_WORDS, ext_type, count)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from harness.famfs import layout as L
 from harness.famfs.errors import FamfsError
-from harness.famfs.image import Image, pattern
+from harness.famfs.image import Image, Interleave, pattern
 from harness.famfs.replay import replay
 from harness.gen.corrupt import set_field
 from harness.gen.spec import build
@@ -287,3 +287,63 @@ def test_any_bytes_give_only_typed_errors(case):
         replay(dev, device_size=16 * MiB)
     except FamfsError:
         pass
+
+
+def _outcome(r) -> tuple:
+    return (r.namespace, [(e.invariant, str(e)) for e in r.rejections], r.stopped_at, list(r.table))
+
+
+def test_fast_paths_decide_as_the_checked_path(monkeypatch):
+    """`_Player.file` accepts one-extent and interleaved entries on its fast paths; every entry it
+    does not send to `file_checked` must come out exactly as `file_checked` makes it (same values,
+    same rejections and messages). Field edits of every FILE entry of the log_replay corpus, CRCs
+    off so that each edit reaches the checks, replayed both ways."""
+    import random
+    from pathlib import Path
+
+    from harness.famfs import replay as R
+    from harness.gen import decode
+    rng = random.Random(7)
+    images = [decode.log_image(p.read_bytes()) for p in sorted(Path("corpora/log_replay").glob("*")) if p.is_file()]
+    devices = [im.device for im in images if im is not None][::4]
+    assert len(devices) >= 8
+    small, _ = image(3)                      # small striped files, where chunk and strip edits matter
+    small.create("d/s", 4096, interleave=Interleave(3, 2 * MiB, (0, 1, 2)))
+    small.create("d/t", 5 * MiB, interleave=Interleave(2, 2 * MiB, (2, 0)))
+    devices.append(small.devices[0])
+    common = [(L.FILE_META, n, w) for n, w in [("size", 8), ("relpath", 80), ("ext_type", 4)]]
+    simple = common + [(L.FILE_META, n, w) for n, w in [("nextents", 4), ("se0_devindex", 8), ("se0_offset", 8),
+                                                          ("se0_len", 8), ("se1_len", 8)]]
+    striped = common + [(L.INTERLEAVE_META, n, w) for n, w in [("niext", 4), ("nstrips", 8), ("chunk_size", 8),
+                                                                 ("st0_len", 8), ("st1_offset", 8), ("st1_devindex", 8)]]
+    values = [0, 1, 2, 3, 4096, 1 << 21, 3 << 21, 15 << 20, 1 << 63]
+    cases = 0
+    for dev in devices:
+        try:
+            r = replay(dev, check_crc=False)
+        except FamfsError:
+            continue
+        base = r.superblock.log_offset + L.HEADER_SIZE
+        for entry in range(r.entries_read):
+            at = base + L.ENTRY_SIZE * entry
+            if int.from_bytes(dev[at + 8:at + 12], "little") != L.EntryType.FILE:
+                continue
+            ext_type = int.from_bytes(dev[at + L.FILE_META.offsets["ext_type"]:][:4], "little")
+            for desc, name, width in striped if ext_type == L.ExtType.INTERLEAVE else simple:
+                off = at + desc.offsets[name]
+                if name == "relpath":
+                    edits = [(off + rng.randrange(8), bytes([c])) for c in b"./\x00\xffa"]
+                else:
+                    edits = [(off, (v % (1 << 8 * width)).to_bytes(width, "little"))
+                             for v in values + [rng.getrandbits(8 * width)]]
+                for where, new in edits:
+                    mutated = bytearray(dev)
+                    mutated[where:where + len(new)] = new
+                    fast = replay(mutated, check_crc=False)
+                    with monkeypatch.context() as m:
+                        m.setattr(R._Player, "file", R._Player.file_checked)
+                        m.setattr(R._Player, "mkdir", R._Player.mkdir_checked)
+                        checked = replay(mutated, check_crc=False)
+                    assert _outcome(fast) == _outcome(checked), (name, entry, new)
+                    cases += 1
+    assert cases > 500
