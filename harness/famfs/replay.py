@@ -273,7 +273,7 @@ class _Player:
             return False
         fmap = fmap_at(log, at + FMAP_WORDS, ext_type, count)
         n, chunk, au = fmap.nstrips, fmap.chunk_size, self.au    # type: ignore[union-attr]
-        if not 1 <= n <= MAX_STRIPS or not chunk or chunk & (chunk - 1) or chunk % au:
+        if not 1 <= n <= MAX_STRIPS or not chunk or chunk & (chunk - 1) or chunk % au or chunk > MAX_CHUNK_SIZE:
             return False
         sizes, nchunks = self.sizes, -(-size // chunk)
         for k, (dev, off, ln) in enumerate(fmap.strip_slots[:n]):  # type: ignore[union-attr]
