@@ -12,7 +12,7 @@ def test_a_hung_guest_is_killed_on_its_timeout(kit: Kit) -> None:
     guest.start()
     try:
         while "realdax: up" not in guest.console_path.read_text(errors="replace"):   # booted: now the
-            assert time.monotonic() - guest.started < 90, "the guest did not boot"   # script hangs
+            assert time.monotonic() - guest.started < 300, "the guest did not boot"  # script hangs
             time.sleep(0.1)
         guest.timeout = time.monotonic() - guest.started + 3
         run = guest.wait()
