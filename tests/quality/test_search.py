@@ -58,8 +58,8 @@ PLANTS = {
         "FMAP-SHAPE", "a simple fmap claiming 17 extents (one past the limit)"),
     "replay-strip-need-ignores-partial-chunk": Plant(
         "log_replay", "harness/famfs/replay.py",
-        "        nchunks = -(-size // chunk)\n        for k, strip", "        nchunks = size // chunk\n        for k, strip",
-        "FMAP-SHAPE",
+        "        nchunks = -(-size // chunk)\n        for k, strip",
+        "        nchunks = size // chunk\n        for k, strip", "FMAP-SHAPE",
         "an interleaved file whose size is not a chunk multiple, with a strip one chunk short"),
     "replay-path-last-component-unchecked": Plant(
         "log_replay", "harness/famfs/replay.py",
