@@ -85,6 +85,11 @@ PLANTS = {
         "                if ie.chunk_size == 0 or ie.chunk_size % align or ie.nbytes == 0:\n",
         "                if ie.chunk_size == 0 or ie.chunk_size != align or ie.nbytes == 0:\n", "DATA",
         "an interleaved file with a 4 or 8 MiB chunk (every seed stripes in 2 MiB chunks)"),
+    "kernel-32-extents-refused": Plant(
+        "fmap_wire", "harness/famfs/kernel.py",
+        "            if not 1 <= len(extents) <= abi.max_extents:\n",
+        "            if not 1 <= len(extents) < abi.max_extents:\n", "FMAP-SHAPE",
+        "a GET_FMAP reply with 32 simple extents, the kernel's limit (seed replies carry 1-2)"),
     "wire-fmap-reply-holds-8-extents": Plant(
         "log_structured", "harness/famfs/wire.py",
         "                       extents=tuple(WireSimple(e.devindex, e.offset, e.len) for e in fmap.extents))\n",
