@@ -15,4 +15,5 @@ def one_input(data: bytes) -> int | None:
     return structured_case(data, family="add_daxdev_order", min_devices=2)
 
 
-TARGET = Target(name="add_daxdev_order", one_input=one_input, seeds=seeds.choice_streams, mutator=mutate.choice_stream(min_devices=2), max_len=512)
+TARGET = Target(name="add_daxdev_order", one_input=one_input, seeds=seeds.choice_streams,
+                mutator=mutate.choice_stream(min_devices=2), max_len=512)

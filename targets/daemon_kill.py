@@ -16,5 +16,6 @@ def one_input(data: bytes) -> int | None:
     return kill_case(data)
 
 
-TARGET = Target(name="daemon_kill", one_input=one_input, seeds=seeds.choice_streams, mutator=mutate.choice_stream(max_devices=NDEV, dev_sizes=(DEV_SIZE,)), max_len=256, timeout_s=30.0,
+TARGET = Target(name="daemon_kill", one_input=one_input, seeds=seeds.choice_streams,
+                mutator=mutate.choice_stream(max_devices=NDEV, dev_sizes=(DEV_SIZE,)), max_len=256, timeout_s=30.0,
                 uses_fuse=True)

@@ -16,4 +16,5 @@ def one_input(data: bytes) -> int | None:
     return device_fault_case(data)
 
 
-TARGET = Target(name="device_faults", one_input=one_input, seeds=seeds.choice_streams, mutator=mutate.choice_stream(min_devices=2), max_len=512)
+TARGET = Target(name="device_faults", one_input=one_input, seeds=seeds.choice_streams,
+                mutator=mutate.choice_stream(min_devices=2), max_len=512)

@@ -9,7 +9,7 @@ Masks   none
 """
 from harness.engine.cases import wire_case
 from harness.engine.registry import Target
-from harness.gen import seeds
+from harness.gen import mutate, seeds
 
 
 def one_input(data: bytes) -> int | None:
@@ -18,4 +18,5 @@ def one_input(data: bytes) -> int | None:
     return wire_case(data[0], data[1:])
 
 
-TARGET = Target(name="fmap_wire", one_input=one_input, seeds=seeds.fmap_replies, max_len=4096)
+TARGET = Target(name="fmap_wire", one_input=one_input, seeds=seeds.fmap_replies, mutator=mutate.fmap_reply,
+                max_len=4096)

@@ -16,4 +16,5 @@ def one_input(data: bytes) -> int | None:
     return replay_case(image.device, image.size)
 
 
-TARGET = Target(name="log_header", one_input=one_input, seeds=seeds.headers, mutator=mutate.region("log_header"), max_len=64)
+TARGET = Target(name="log_header", one_input=one_input, seeds=seeds.headers,
+                mutator=mutate.region("log_header"), max_len=64)

@@ -17,4 +17,5 @@ def one_input(data: bytes) -> int | None:
     return replay_case(image.device, image.size)
 
 
-TARGET = Target(name="log_replay", one_input=one_input, seeds=seeds.compact_images, mutator=mutate.log_image, max_len=1 << 16)
+TARGET = Target(name="log_replay", one_input=one_input, seeds=seeds.compact_images,
+                mutator=mutate.log_image, max_len=1 << 16)

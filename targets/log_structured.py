@@ -15,4 +15,5 @@ def one_input(data: bytes) -> int | None:
     return structured_case(data, family=None)
 
 
-TARGET = Target(name="log_structured", one_input=one_input, seeds=seeds.choice_streams, mutator=mutate.choice_stream(), max_len=512)
+TARGET = Target(name="log_structured", one_input=one_input, seeds=seeds.choice_streams,
+                mutator=mutate.choice_stream(), max_len=512)

@@ -16,4 +16,5 @@ def one_input(data: bytes) -> int | None:
     return structured_case(data, family="missing_primary", wrong_primary=True, missing=True)
 
 
-TARGET = Target(name="missing_primary", one_input=one_input, seeds=seeds.choice_streams, mutator=mutate.choice_stream(), max_len=512)
+TARGET = Target(name="missing_primary", one_input=one_input, seeds=seeds.choice_streams,
+                mutator=mutate.choice_stream(), max_len=512)

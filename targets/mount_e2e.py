@@ -16,5 +16,6 @@ def one_input(data: bytes) -> int | None:
     return e2e_case(data)
 
 
-TARGET = Target(name="mount_e2e", one_input=one_input, seeds=seeds.choice_streams, mutator=mutate.choice_stream(max_devices=NDEV, dev_sizes=(DEV_SIZE,)), max_len=512, timeout_s=20.0,
+TARGET = Target(name="mount_e2e", one_input=one_input, seeds=seeds.choice_streams,
+                mutator=mutate.choice_stream(max_devices=NDEV, dev_sizes=(DEV_SIZE,)), max_len=512, timeout_s=20.0,
                 uses_fuse=True)

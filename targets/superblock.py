@@ -16,4 +16,5 @@ def one_input(data: bytes) -> int | None:
     return replay_case(image.device, image.size)
 
 
-TARGET = Target(name="superblock", one_input=one_input, seeds=seeds.superblocks, mutator=mutate.region("superblock"), max_len=256)
+TARGET = Target(name="superblock", one_input=one_input, seeds=seeds.superblocks,
+                mutator=mutate.region("superblock"), max_len=256)

@@ -8,6 +8,11 @@ Modes (every finding carries the mode of the operator that produced its input):
                  reseal: the natural source of out-of-order ADD_DAXDEV and use-before-define;
 * ``checks-off`` like raw, but replayed with entry CRC checks disabled (triaged apart).
 
+Besides the ADD_DAXDEV families, `gen.mutate`'s entry operators run here on built images
+(`conflicting_entry`, `near_miss_name`, `many_extents`, `full_table`, `size_not_chunk_multiple`,
+`retarget_devindex`): the shapes a builder never writes (a conflicting op, 16 extents, a full
+table, a strip off the chunk) reach the structured targets as fix-all corruptions.
+
 Operators name fields (`("add_daxdev", "index")`), never offsets; `layout.field_span` turns a name
 into bytes. An operator never raises: one that does not apply to an image returns None.
 """

@@ -182,8 +182,9 @@ def spec(c: Choices, *, min_devices: int = 1, max_devices: int = 4, max_ops: int
     Besides the old shapes (1-4 devices, names like 'a0', a size table, 1-4 strips) the escaped
     byte values give: 5-24 devices (up to a full kernel table: a file on its last slot) when the
     caller allows the default 4 or more (then every ADD_DAXDEV comes first and a file's index is
-    mostly a boundary one: the last slot, the one before it, or 0); long (up to 79-byte) and odd names; sizes that are not
-    multiples of the chunk and edge sizes; files striped over 5-16 strips with 2-8 MiB chunks;
+    mostly a boundary one: the last slot, the one before it, or 0); long (up to 79-byte) and odd
+    names; sizes that are not multiples of the chunk and edge sizes; files striped over 5-16
+    strips with 2-8 MiB chunks;
     and conflicting ops (an existing path again, a child of a file), which the builder cannot
     place and skips: `gen.corrupt`'s `conflicting_entry` writes those into the log instead."""
     n, many = c.escapable(min_devices, max_devices, "ndev", 2 if max_devices >= 4 else 0, 1)

@@ -723,3 +723,83 @@ def _choice_op(data: bytes, trace: list, rng: random.Random) -> bytes:
 def _set_draw(data: bytes, d, value: int) -> bytes:  # type: ignore[no-untyped-def]
     raw = (value - d.lo).to_bytes(d.nbytes, "little")
     return data[:d.start] + raw + data[d.start + d.nbytes:]
+
+
+# -- GET_FMAP replies (fmap_wire) ------------------------------------------------------------------
+
+MAX_WIRE = 32                                    # the kernel's max_extents / max_strips
+
+
+def fmap_reply(data: bytes, max_size: int, seed: int) -> bytes:
+    """Custom mutator of `fmap_wire` inputs (byte 0 picks the ABI generation, the rest is one
+    GET_FMAP reply): decode the reply with `famfs.wire`, then set a count to a boundary (0, 1, 15,
+    16, 17, 31, 32, 33 extents or strips, by repeating them end to end), a devindex to a table
+    boundary (the defined 0-2, 3, 23, 24, 63, 64, 2^32-1), an offset, length or chunk just off the
+    alignment, the file size around what the extents cover, switch simple <-> interleaved or
+    the ABI byte, or make the header's count disagree with the body; re-encode. Byte mutation
+    when the reply does not decode (and one time in ten)."""
+    rng = random.Random(seed)
+    try:
+        from harness.famfs import wire
+        gens = list(wire.ABIS.values())
+        if len(data) < 2 or rng.random() < 0.1:
+            return byte_mutate(data, max_size, rng)
+        abi_byte = data[0]
+        gen = gens[abi_byte % len(gens)]
+        try:
+            msg = wire.decode_fmap(bytes(data[1:]), gen)
+        except wire.WireError:
+            return byte_mutate(data, max_size, rng)
+        patch = None
+        for _ in range(stack_depth(rng)):
+            msg, abi_byte, patch = _reply_op(msg, abi_byte, rng, wire)
+        out = wire.encode_fmap(msg, gens[abi_byte % len(gens)])
+        if patch is not None:                                  # the header's count, not the body's
+            out = out[:8] + _U32.pack(patch) + out[12:]
+        return (bytes([abi_byte]) + out)[:max_size]
+    except Exception:                                          # noqa: BLE001 - never raise
+        return byte_mutate(data, max_size, rng)
+
+
+def _reply_op(msg, abi_byte: int, rng: random.Random, wire):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+    counts = (0, 1, 2, 15, 16, 17, 31, 32, 33)
+    devs = (0, 1, 2, 3, 23, 24, 63, 64, U32)
+    offs = (0, 4096, AU - 4096, AU, AU + 4096, 2 * AU, 4 * AU, U64 - AU)
+    simple = msg.ext_type == wire.EXT_SIMPLE
+    exts = list(msg.extents) if simple else list(msg.interleaved[0].strips) if msg.interleaved else []
+    base = exts[0] if exts else wire.WireSimple(0, 2 * AU, AU)
+    how = rng.randrange(8)
+    patch = None
+    if how == 0:                                               # a count at a boundary
+        n = rng.choice(counts)
+        exts = [wire.WireSimple(base.devindex if rng.random() < 0.5 else k % 3, base.offset + k * max(base.len, AU),
+                                max(base.len, AU)) for k in range(n)]
+    elif how == 1 and exts:                                    # one devindex at a table boundary
+        k = rng.randrange(len(exts))
+        exts[k] = replace(exts[k], devindex=rng.choice(devs))
+    elif how == 2 and exts:                                    # an offset / length off the alignment
+        k = rng.randrange(len(exts))
+        field = rng.choice(("offset", "len"))
+        exts[k] = replace(exts[k], **{field: max(0, rng.choice(offs) + rng.choice((0, 0, 1, -1, 4096)))})
+    elif how == 3:                                             # the file size around the coverage
+        total = sum(e.len for e in exts)
+        size = max(0, rng.choice((0, 1, total, total - 1, total + 1, total - 4096, U64)))
+        msg = replace(msg, file_size=size)
+    elif how == 4:                                             # simple <-> interleaved
+        simple = not simple
+    elif how == 5:
+        abi_byte = rng.randrange(256) if rng.random() < 0.3 else (abi_byte + 1) % 4
+    elif how == 6:
+        patch = rng.choice(counts + (len(exts) + 1, max(0, len(exts) - 1)))
+    if simple:
+        return replace(msg, ext_type=wire.EXT_SIMPLE, extents=tuple(exts), interleaved=()), abi_byte, patch
+    old = msg.interleaved[0] if msg.interleaved else None
+    chunk = old.chunk_size if old else AU
+    nbytes = old.nbytes if old else msg.file_size
+    if how == 7:
+        chunk = rng.choice((0, 4096, AU - 4096, AU, 2 * AU, 4 * AU, U32))
+        nbytes = rng.choice((0, msg.file_size, msg.file_size + 1, chunk * max(1, len(exts))))
+    nstrips = len(exts) if rng.random() < 0.9 else rng.choice(counts)
+    ie = wire.WireInterleave(nstrips, chunk, nbytes, tuple(exts))
+    return replace(msg, ext_type=wire.EXT_INTERLEAVE, interleaved=(ie,), extents=()), abi_byte, patch

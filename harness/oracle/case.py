@@ -202,9 +202,14 @@ def check_files(files: Sequence[tuple[str, tuple]], exp: Expectation, read: Read
                 raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: [{at:#x}, +{ln:#x}) on index {dev} "
                                                                f"may fail ({why}), but not with errno {err} ({e})",
                                          op="read", site=site)
-            if why in (Why.MISSING, Why.AMBIGUOUS):
+            own = exp.why.get(dev)
+            if own in (Why.MISSING, Why.AMBIGUOUS):
                 raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: [{at:#x}, +{ln:#x}) read though index "
-                                                               f"{dev} is {why} on node {exp.node}", op="read", site=site)
+                                                               f"{dev} is {own} on node {exp.node}", op="read", site=site)
+            if whole is not None:
+                raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: [{at:#x}, +{ln:#x}) read though the file "
+                                                               f"references an index that is {whole} here (push-fd "
+                                                               "marks such a file bad at GET_FMAP)", op="read", site=site)
             buf = exp.bufs[dev] if dev < len(exp.bufs) else None
             if buf is None:                   # undefined or unreadable here: the read must not succeed
                 raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: [{at:#x}, +{ln:#x}) read on index {dev}, "

@@ -38,7 +38,7 @@ def applied(data: bytes) -> set[bytes]:
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=3000), st.integers(0, 2 ** 32 - 1), st.integers(1, 1 << 16))
 def test_mutators_never_raise(data, seed, max_size):
-    for m in (mutate.log_image, mutate.region("superblock"), mutate.region("log_header"),
+    for m in (mutate.log_image, mutate.region("superblock"), mutate.region("log_header"), mutate.fmap_reply,
               mutate.choice_stream(), mutate.choice_stream(min_devices=2),
               mutate.choice_stream(max_devices=3, dev_sizes=(16 << 20,))):
         out = m(data, max_size, seed)
@@ -246,3 +246,17 @@ def test_choice_mutator_duplicates_and_drops_whole_ops():
         decode.spec(c)
         deltas.add(len([d for d in c.trace if d.label == "op"]) - n)
     assert {-1, 0, 1} <= deltas
+
+
+def test_fmap_reply_mutator_reaches_the_kernels_count_limits_in_replies_it_must_accept():
+    from harness.famfs import wire
+    from harness.oracle.wire_rules import reasons
+    replies = list(seeds.fmap_replies())
+    counts = set()
+    for seed in range(600):
+        out = mutate.fmap_reply(replies[seed % len(replies)], 4096, seed)
+        gen = list(wire.ABIS.values())[out[0] % len(wire.ABIS)]
+        if not reasons(out[1:], gen):
+            m = wire.decode_fmap(out[1:], gen)
+            counts.add(m.nextents if m.ext_type == wire.EXT_SIMPLE else len(m.interleaved[0].strips))
+    assert {16, 31, 32} <= counts

@@ -58,8 +58,8 @@ PLANTS = {
         "FMAP-SHAPE", "a simple fmap claiming 17 extents (one past the limit)"),
     "replay-strip-need-ignores-partial-chunk": Plant(
         "log_replay", "harness/famfs/replay.py",
-        "        nchunks = -(-size // chunk)\n        for k, strip", "        nchunks = size // chunk\n        for k, strip",
-        "FMAP-SHAPE",
+        "        nchunks = -(-size // chunk)\n        for k, strip",
+        "        nchunks = size // chunk\n        for k, strip", "FMAP-SHAPE",
         "an interleaved file whose size is not a chunk multiple, with a strip one chunk short"),
     "replay-path-last-component-unchecked": Plant(
         "log_replay", "harness/famfs/replay.py",
@@ -85,6 +85,11 @@ PLANTS = {
         "                if ie.chunk_size == 0 or ie.chunk_size % align or ie.nbytes == 0:\n",
         "                if ie.chunk_size == 0 or ie.chunk_size != align or ie.nbytes == 0:\n", "DATA",
         "an interleaved file with a 4 or 8 MiB chunk (every seed stripes in 2 MiB chunks)"),
+    "kernel-32-extents-refused": Plant(
+        "fmap_wire", "harness/famfs/kernel.py",
+        "            if not 1 <= len(extents) <= abi.max_extents:\n",
+        "            if not 1 <= len(extents) < abi.max_extents:\n", "FMAP-SHAPE",
+        "a GET_FMAP reply with 32 simple extents, the kernel's limit (seed replies carry 1-2)"),
     "wire-fmap-reply-holds-8-extents": Plant(
         "log_structured", "harness/famfs/wire.py",
         "                       extents=tuple(WireSimple(e.devindex, e.offset, e.len) for e in fmap.extents))\n",
