@@ -46,6 +46,7 @@ class Why(StrEnum):
     TEARDOWN = "teardown"         # the daxdev table is being torn down
     PUBLISHING = "publishing"     # the slot is being published right now (not valid yet)
     REFUSED = "refused"           # the ABI generation's documented refusal (push-fd bad file, backing-id)
+    BEYOND_TABLE = "beyond-table"  # past this kernel generation's daxdev table (the log allows 64 indices)
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,3 +169,22 @@ def test_runner_counts_lookup_classes_and_internal_errors():
     assert (d["lookups_checked"], d["lookups_ok"], d["lookups_justified"], d["lookups_unjustified"]) == (5, 3, 2, 0)
     assert d["internal_errors"] == 1 and len(d["internal_signatures"]) == 1
     assert next(iter(d["internal_signatures"].values())).startswith("internal-error ValueError")
+
+
+@pytest.mark.parametrize("abi", ["pull-name", "pull-devt", "push-fd"])
+def test_a_file_past_the_kernel_table_may_be_refused_whole_with_einval(abi):
+    """The log allows 64 daxdevs; a kernel generation's table may hold fewer (24 slots in the
+    V-series). A file on index >= its slots is refused at GET_FMAP (EINVAL), every range of it:
+    justified, and judged by the oracle as such (a nightly found the earlier oracle calling it
+    IDX-LOOKUP)."""
+    slots = wire.ABIS[abi].nslots
+    n = slots + 1
+    devices = tuple(Device(bytes([0x40 + (i % 200), i]) * 8, 8 * MiB if i else 64 * MiB) for i in range(n))
+    spec = Spec(devices, tuple(AddDaxdev(i) for i in range(1, n))
+                + (Create("low", MiB, devindex=1), Create("high", MiB, devindex=slots)))
+    built = build(spec, data="stamp")
+    exp = Expectation.of(verdict(built.primary[: (2 << 20) + spec.log_len], len(built.primary)), "n",
+                         {f"dax{i}.0": b for i, b in enumerate(built.devices)}, primary="dax0.0", abi=abi)
+    assert exp.file_may_fail({slots}) == Why.BEYOND_TABLE and exp.file_may_fail({1}) is None
+    counts = node_case(built, None, NodeView("n", tuple(range(n))), abi=abi)
+    assert counts.unjustified == 0 and counts.ok > 0
