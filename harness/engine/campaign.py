@@ -219,7 +219,7 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
     new signature (a PR-style run); `on_finding` is called once per new signature as soon as a job
     reports it (default: a line on `progress`); setting `stop` ends the campaign (its results are
     kept). SIGINT and SIGTERM end it the same way when it runs in the main thread. `log_tag` goes
-    into the names of the jobs' logs and stats files (a scheduled job keeps every share's log)."""
+    into the names of the jobs' logs and stats files."""
     target = load(name)
     seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
     seeds_dir = corpora / name
