@@ -295,6 +295,7 @@ class LogInfo:
     ft_end: int | None = None
     execs: int = 0                          # executed units: the final stat, else the last '#N' line
     python_crash: str = ""                  # an uncaught Python exception, if atheris reported one
+    started: bool = False                   # libFuzzer is running (the child's imports are done)
 
 
 class LogTail:
@@ -322,6 +323,8 @@ class LogTail:
         self.rest = lines.pop()
         info = self.info
         for line in lines:
+            if not info.started and line.startswith(b"INFO: Seed:"):
+                info.started = True
             m = _PULSE.match(line)
             if m:
                 info.execs = max(info.execs, int(m.group(1)))
@@ -443,6 +446,10 @@ class Campaign:
         """Has every job run its corpus (or ended)?"""
         return all(t.update().inited or p.poll() is not None for t, (p, _, _) in zip(self.tails, self.procs))
 
+    def running(self) -> bool:
+        """Has every job started fuzzing (interpreter, imports and instrumentation done) or ended?"""
+        return all(t.update().started or p.poll() is not None for t, (p, _, _) in zip(self.tails, self.procs))
+
     def features(self) -> int | None:
         """libFuzzer features past the corpus so far, summed over the jobs (None before INITED)."""
         infos = [t.update() for t in self.tails]
@@ -480,7 +487,9 @@ class Campaign:
 
     def run(self, seconds: float | None = None, *, stop: threading.Event | None = None,
             after_inited: bool = False, cap: float | None = None, budget: float | None = None) -> FuzzResult:
-        """Let the jobs fuzz; returns what they did in this share (deltas)."""
+        """Let the jobs fuzz; returns what they did in this share (deltas). With `seconds`, the
+        share ends `seconds` after it began (after the corpus was run, if `after_inited`) or `cap`
+        seconds after the jobs started fuzzing, whichever comes first."""
         stop = stop or threading.Event()
         if not self.procs:
             self.start()
@@ -489,6 +498,7 @@ class Campaign:
         begin = self.stats()
         ft0 = self.features()
         inited_at = t0 if not after_inited or self.inited() else None
+        running_at = t0 if self.running() else None      # `cap` counts from here: not the child's start
         found = False
         last_line = last_sample = t0
         share_series: list[dict[str, Any]] = []
@@ -506,8 +516,10 @@ class Campaign:
                 break
             if inited_at is None and self.inited():
                 inited_at = now
+            if running_at is None and self.running():
+                running_at = now
             if seconds is not None and ((inited_at is not None and now - inited_at >= seconds)
-                                        or (cap is not None and now - t0 >= cap)):
+                                        or (cap is not None and running_at is not None and now - running_at >= cap)):
                 break
             if now - last_sample >= 1.0:
                 last_sample = now

@@ -26,7 +26,6 @@ from harness.engine.crashstore import HarnessError
 from harness.engine.schedule import Gain, Schedule
 
 PAUSE_S = 0.5                 # a share's cost beyond its seconds (the pause at a case boundary)
-START_S = 3.0                 # a child's start (interpreter, atheris, instrumenting famfs), 2-5 s here
 
 
 class Runs(Protocol):
@@ -129,8 +128,9 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
     campaigns: dict[str, Runs] = {}
     build = make or Campaign
     # a sweep share runs its seconds past the corpus, but at most a fair part of half the budget
-    # (plus a child's start): the sweep of every target fits in about half the job
-    sweep_cap = max(schedule.sweep_s + START_S, 0.5 * budget * slots / len(schedule.arms))
+    # from when its child is up: the sweep of every target fits in about half the job (plus the
+    # children's start, which a loaded machine stretches to 6-8 s)
+    sweep_cap = max(schedule.sweep_s, 0.5 * budget * slots / len(schedule.arms))
 
     def worker(slot: int) -> None:
         while not stop.is_set():
