@@ -41,7 +41,12 @@ def _pause_requested(signum: int, frame: object) -> None:
     _PAUSE[0] = True
 
 
+def _continued(signum: int, frame: object) -> None:
+    _PAUSE[0] = False                         # a repeated request that came in while stopping is stale
+
+
 signal.signal(signal.SIGUSR1, _pause_requested)
+signal.signal(signal.SIGCONT, _continued)
 
 
 def _not_famfs() -> list[str]:

@@ -424,6 +424,8 @@ class Campaign:
                      "-rss_limit_mb=4096", "-print_final_stats=1", f"-artifact_prefix={self.run_dir}/"]
             if self.max_time is not None:
                 flags.append(f"-max_total_time={max(1, int(self.max_time))}")
+            else:                                      # run in shares: a paused input is not slow
+                flags.append("-report_slow_units=1000000")
             if self.runs is not None:                  # the campaign's runs, split over its jobs
                 flags.append(f"-runs={max(1, self.runs // self.jobs + (j < self.runs % self.jobs))}")
             dirs = [str(self.work_corpus)] + ([str(self.seeds_dir)] if self.seeds_dir.is_dir() else [])
@@ -464,16 +466,19 @@ class Campaign:
                     self.on_finding(self.name, key, title, self.crashers / self.name / key)
 
     def pause(self) -> None:
-        """Stop every job between two inputs (forced after a grace for a case that hangs)."""
+        """Stop every job between two inputs. Never by force: a job stopped inside a case would
+        find its case timer expired when it goes on (a false timeout). The request is repeated
+        (a job still starting ignores it) and given up after a grace; such a job stops itself
+        at its next input, or runs on until its next share."""
         live = [p for p, _, _ in self.procs if p.poll() is None]
-        for p in live:
-            p.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + max(10.0, self.target.timeout_s * 5 + 5)
         for p in live:
+            asked = 0.0
             while not _stopped(p.pid) and time.monotonic() < deadline:
+                if time.monotonic() - asked >= 1.0:
+                    p.send_signal(signal.SIGUSR1)
+                    asked = time.monotonic()
                 time.sleep(0.02)
-            if not _stopped(p.pid):
-                p.send_signal(signal.SIGSTOP)
         self.paused = True
 
     def resume(self) -> None:
@@ -486,10 +491,12 @@ class Campaign:
     # -- a share ----------------------------------------------------------------------------------
 
     def run(self, seconds: float | None = None, *, stop: threading.Event | None = None,
-            after_inited: bool = False, cap: float | None = None, budget: float | None = None) -> FuzzResult:
+            after_inited: bool = False, cap: float | None = None, budget: float | None = None,
+            until: float | None = None) -> FuzzResult:
         """Let the jobs fuzz; returns what they did in this share (deltas). With `seconds`, the
         share ends `seconds` after it began (after the corpus was run, if `after_inited`) or `cap`
-        seconds after the jobs started fuzzing, whichever comes first."""
+        seconds after the jobs started fuzzing, whichever comes first; never past `until` (a
+        time.monotonic() value: the job's deadline)."""
         stop = stop or threading.Event()
         if not self.procs:
             self.start()
@@ -520,6 +527,8 @@ class Campaign:
                 running_at = now
             if seconds is not None and ((inited_at is not None and now - inited_at >= seconds)
                                         or (cap is not None and running_at is not None and now - running_at >= cap)):
+                break
+            if until is not None and now >= until:
                 break
             if now - last_sample >= 1.0:
                 last_sample = now

@@ -32,7 +32,8 @@ class Runs(Protocol):
     """What the slot runner needs of a campaign (`campaign.Campaign`)."""
 
     def run(self, seconds: float | None = None, *, stop: threading.Event | None = None,
-            after_inited: bool = False, cap: float | None = None, budget: float | None = None) -> FuzzResult: ...
+            after_inited: bool = False, cap: float | None = None, budget: float | None = None,
+            until: float | None = None) -> FuzzResult: ...
 
     def pause(self) -> None: ...
 
@@ -161,7 +162,7 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
             cap = max(share.seconds, min(deadline - t0 - PAUSE_S, sweep_cap))
             try:
                 r = c.run(share.seconds, stop=stop, after_inited=sweep, cap=cap if sweep else None,
-                          budget=share.seconds)
+                          budget=share.seconds, until=deadline - PAUSE_S)
                 if not stop.is_set():            # at the end every campaign is ended, not paused
                     c.pause()
             except HarnessError as e:

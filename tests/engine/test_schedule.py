@@ -112,7 +112,7 @@ class FakeCampaign:
         self.starts = 0
         self.ended = self.finished = False
 
-    def run(self, seconds=None, *, stop=None, after_inited=False, cap=None, budget=None):
+    def run(self, seconds=None, *, stop=None, after_inited=False, cap=None, budget=None, until=None):
         self.starts += 1
         t0 = time.monotonic()
         stop.wait(min(seconds, self.seconds))
