@@ -6,7 +6,8 @@ signatures and the libFuzzer coverage at the start (after loading the corpus, "I
 the end. Atheris jobs run as `python -m harness.engine.atheris_main` children, each writing its
 counters to a stats file; their libFuzzer output goes to a log in the run directory. The
 Hypothesis engine runs in this process: inputs are drawn from the target's strategy (bytes),
-after the corpus files were run.
+after the corpus files were run. `Campaign` is one target's Atheris jobs; `fuzz` runs one to its
+end, the scheduler (`slots`) runs it in shares, paused in between.
 
 Nothing is lost at the end of a run, however it ends (a runs or time budget, SIGINT/SIGTERM, the
 child dying): the child writes its counters after every finding, at most 0.5 s apart and from a

@@ -8,6 +8,8 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from harness.engine import report
 from harness.engine.campaign import FuzzResult, counters_text, flat_warning, parse_log, reconcile, store_counts
 from harness.engine.crashstore import CrashStore
@@ -116,6 +118,7 @@ def test_nightly_summary_and_report_show_counters_and_flat_targets(tmp_path):
     assert json.loads(Path(paths[0]).read_text())["coverage_flat"][0]["ft_start"] == 430
 
 
+@pytest.mark.slow
 def test_a_paused_campaign_stops_between_inputs_and_goes_on(tmp_path):
     """Campaign.pause stops the job itself (state T) with no case in flight, keeps its corpus
     loaded (INITED once), and the next share goes on from where it stopped."""
