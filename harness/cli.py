@@ -287,6 +287,10 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     _emit(args, {**summary, "reports": [str(p) for p in paths]}, lambda: "\n".join(
         [f"nightly: {summary['execs']:,} execs, {summary['lookups_checked']:,} lookups checked, "
          f"{summary['new_findings']} new signatures, {len(summary['crashers'])} crashers re-checked"]
+        + ([f"  lookups ok {summary['lookups_ok']:,} justified {summary['lookups_justified']:,} unjustified "
+            f"{summary['lookups_unjustified']:,}, internal errors {summary['internal_errors']:,}"]
+           if any(summary[k] for k in ("lookups_ok", "lookups_justified", "lookups_unjustified", "internal_errors"))
+           else [])
         + [f"  coverage never grew past the corpus (a harness problem): {f['target']}" for f in summary["coverage_flat"]]
         + [f"  {p}" for p in paths]))
     return EXIT_FINDINGS if summary["new_findings"] or any(c["status"] != "fixed" for c in summary["crashers"]) \

@@ -12,7 +12,8 @@ not. Findings never reach libFuzzer: the runner records them and the fuzzer goes
 Counters go to `--stats` (atomically) after every input that changed the findings, at most
 `STATS_EVERY` seconds apart, and once more however the process ends: libFuzzer ends a run (its
 -runs or -max_total_time budget) with exit(), which skips Python's clean-up (atexit), so the last
-write is a C-level on_exit hook; SIGTERM and SIGINT write them from a Python handler and exit.
+write is a C-level on_exit hook; SIGTERM and SIGINT write them and exit after the input in
+flight (so a finding being saved is counted and saved whole).
 Only a SIGKILL or a crash of the interpreter loses the last interval; the campaign then
 reconciles with the crash store and libFuzzer's log.
 
@@ -40,7 +41,12 @@ def _pause_requested(signum: int, frame: object) -> None:
     _PAUSE[0] = True
 
 
+def _continued(signum: int, frame: object) -> None:
+    _PAUSE[0] = False                         # a repeated request that came in while stopping is stale
+
+
 signal.signal(signal.SIGUSR1, _pause_requested)
+signal.signal(signal.SIGCONT, _continued)
 
 
 # Harness modules instrumented besides harness.famfs: the race targets' interleaving signal (its
@@ -111,9 +117,16 @@ def main() -> None:
     runner = CaseRunner(target, CrashStore(Path(args.crashers)), seed=args.seed, engine="atheris")
     last = [time.monotonic()]
 
+    busy, leave = [False], [False]
+
     def one(data: bytes) -> None:
         found = runner.stats.findings
+        busy[0] = True
         runner.run_one(data)
+        busy[0] = False
+        if leave[0]:                             # SIGTERM/SIGINT came during this input
+            final()
+            os._exit(0)
         now = time.monotonic()
         if runner.stats.findings != found or now - last[0] >= STATS_EVERY or _PAUSE[0]:
             last[0] = now
@@ -130,6 +143,9 @@ def main() -> None:
     _at_exit(final)
 
     def on_signal(signum: int, frame: object) -> None:
+        if busy[0]:                              # finish the input first: its finding is saved whole
+            leave[0] = True
+            return
         final()
         os._exit(0)
     for s in (signal.SIGTERM, signal.SIGINT):

@@ -6,7 +6,8 @@ signatures and the libFuzzer coverage at the start (after loading the corpus, "I
 the end. Atheris jobs run as `python -m harness.engine.atheris_main` children, each writing its
 counters to a stats file; their libFuzzer output goes to a log in the run directory. The
 Hypothesis engine runs in this process: inputs are drawn from the target's strategy (bytes),
-after the corpus files were run.
+after the corpus files were run. `Campaign` is one target's Atheris jobs; `fuzz` runs one to its
+end, the scheduler (`slots`) runs it in shares, paused in between.
 
 Nothing is lost at the end of a run, however it ends (a runs or time budget, SIGINT/SIGTERM, the
 child dying): the child writes its counters after every finding, at most 0.5 s apart and from a
@@ -219,7 +220,7 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
     new signature (a PR-style run); `on_finding` is called once per new signature as soon as a job
     reports it (default: a line on `progress`); setting `stop` ends the campaign (its results are
     kept). SIGINT and SIGTERM end it the same way when it runs in the main thread. `log_tag` goes
-    into the names of the jobs' logs and stats files (a scheduled job keeps every share's log)."""
+    into the names of the jobs' logs and stats files."""
     target = load(name)
     seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
     seeds_dir = corpora / name
@@ -295,6 +296,7 @@ class LogInfo:
     ft_end: int | None = None
     execs: int = 0                          # executed units: the final stat, else the last '#N' line
     python_crash: str = ""                  # an uncaught Python exception, if atheris reported one
+    started: bool = False                   # libFuzzer is running (the child's imports are done)
 
 
 class LogTail:
@@ -322,6 +324,8 @@ class LogTail:
         self.rest = lines.pop()
         info = self.info
         for line in lines:
+            if not info.started and line.startswith(b"INFO: Seed:"):
+                info.started = True
             m = _PULSE.match(line)
             if m:
                 info.execs = max(info.execs, int(m.group(1)))
@@ -421,6 +425,8 @@ class Campaign:
                      "-rss_limit_mb=4096", "-print_final_stats=1", f"-artifact_prefix={self.run_dir}/"]
             if self.max_time is not None:
                 flags.append(f"-max_total_time={max(1, int(self.max_time))}")
+            else:                                      # run in shares: a paused input is not slow
+                flags.append("-report_slow_units=1000000")
             if self.runs is not None:                  # the campaign's runs, split over its jobs
                 flags.append(f"-runs={max(1, self.runs // self.jobs + (j < self.runs % self.jobs))}")
             dirs = [str(self.work_corpus)] + ([str(self.seeds_dir)] if self.seeds_dir.is_dir() else [])
@@ -443,6 +449,10 @@ class Campaign:
         """Has every job run its corpus (or ended)?"""
         return all(t.update().inited or p.poll() is not None for t, (p, _, _) in zip(self.tails, self.procs))
 
+    def running(self) -> bool:
+        """Has every job started fuzzing (interpreter, imports and instrumentation done) or ended?"""
+        return all(t.update().started or p.poll() is not None for t, (p, _, _) in zip(self.tails, self.procs))
+
     def features(self) -> int | None:
         """libFuzzer features past the corpus so far, summed over the jobs (None before INITED)."""
         infos = [t.update() for t in self.tails]
@@ -457,16 +467,19 @@ class Campaign:
                     self.on_finding(self.name, key, title, self.crashers / self.name / key)
 
     def pause(self) -> None:
-        """Stop every job between two inputs (forced after a grace for a case that hangs)."""
+        """Stop every job between two inputs. Never by force: a job stopped inside a case would
+        find its case timer expired when it goes on (a false timeout). The request is repeated
+        (a job still starting ignores it) and given up after a grace; such a job stops itself
+        at its next input, or runs on until its next share."""
         live = [p for p, _, _ in self.procs if p.poll() is None]
-        for p in live:
-            p.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + max(10.0, self.target.timeout_s * 5 + 5)
         for p in live:
+            asked = 0.0
             while not _stopped(p.pid) and time.monotonic() < deadline:
+                if time.monotonic() - asked >= 1.0:
+                    p.send_signal(signal.SIGUSR1)
+                    asked = time.monotonic()
                 time.sleep(0.02)
-            if not _stopped(p.pid):
-                p.send_signal(signal.SIGSTOP)
         self.paused = True
 
     def resume(self) -> None:
@@ -479,8 +492,12 @@ class Campaign:
     # -- a share ----------------------------------------------------------------------------------
 
     def run(self, seconds: float | None = None, *, stop: threading.Event | None = None,
-            after_inited: bool = False, cap: float | None = None, budget: float | None = None) -> FuzzResult:
-        """Let the jobs fuzz; returns what they did in this share (deltas)."""
+            after_inited: bool = False, cap: float | None = None, budget: float | None = None,
+            until: float | None = None) -> FuzzResult:
+        """Let the jobs fuzz; returns what they did in this share (deltas). With `seconds`, the
+        share ends `seconds` after it began (after the corpus was run, if `after_inited`) or `cap`
+        seconds after the jobs started fuzzing, whichever comes first; never past `until` (a
+        time.monotonic() value: the job's deadline)."""
         stop = stop or threading.Event()
         if not self.procs:
             self.start()
@@ -489,6 +506,7 @@ class Campaign:
         begin = self.stats()
         ft0 = self.features()
         inited_at = t0 if not after_inited or self.inited() else None
+        running_at = t0 if self.running() else None      # `cap` counts from here: not the child's start
         found = False
         last_line = last_sample = t0
         share_series: list[dict[str, Any]] = []
@@ -506,8 +524,12 @@ class Campaign:
                 break
             if inited_at is None and self.inited():
                 inited_at = now
+            if running_at is None and self.running():
+                running_at = now
             if seconds is not None and ((inited_at is not None and now - inited_at >= seconds)
-                                        or (cap is not None and now - t0 >= cap)):
+                                        or (cap is not None and running_at is not None and now - running_at >= cap)):
+                break
+            if until is not None and now >= until:
                 break
             if now - last_sample >= 1.0:
                 last_sample = now

@@ -26,14 +26,14 @@ from harness.engine.crashstore import HarnessError
 from harness.engine.schedule import Gain, Schedule
 
 PAUSE_S = 0.5                 # a share's cost beyond its seconds (the pause at a case boundary)
-START_S = 3.0                 # a child's start (interpreter, atheris, instrumenting famfs), 2-5 s here
 
 
 class Runs(Protocol):
     """What the slot runner needs of a campaign (`campaign.Campaign`)."""
 
     def run(self, seconds: float | None = None, *, stop: threading.Event | None = None,
-            after_inited: bool = False, cap: float | None = None, budget: float | None = None) -> FuzzResult: ...
+            after_inited: bool = False, cap: float | None = None, budget: float | None = None,
+            until: float | None = None) -> FuzzResult: ...
 
     def pause(self) -> None: ...
 
@@ -129,8 +129,9 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
     campaigns: dict[str, Runs] = {}
     build = make or Campaign
     # a sweep share runs its seconds past the corpus, but at most a fair part of half the budget
-    # (plus a child's start): the sweep of every target fits in about half the job
-    sweep_cap = max(schedule.sweep_s + START_S, 0.5 * budget * slots / len(schedule.arms))
+    # from when its child is up: the sweep of every target fits in about half the job (plus the
+    # children's start, which a loaded machine stretches to 6-8 s)
+    sweep_cap = max(schedule.sweep_s, 0.5 * budget * slots / len(schedule.arms))
 
     def worker(slot: int) -> None:
         while not stop.is_set():
@@ -161,7 +162,7 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
             cap = max(share.seconds, min(deadline - t0 - PAUSE_S, sweep_cap))
             try:
                 r = c.run(share.seconds, stop=stop, after_inited=sweep, cap=cap if sweep else None,
-                          budget=share.seconds)
+                          budget=share.seconds, until=deadline - PAUSE_S)
                 if not stop.is_set():            # at the end every campaign is ended, not paused
                     c.pause()
             except HarnessError as e:

@@ -4,8 +4,11 @@ lookup counters summed and shown wherever results are."""
 from __future__ import annotations
 
 import json
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import pytest
 
 from harness.engine import report
 from harness.engine.campaign import FuzzResult, counters_text, flat_warning, parse_log, reconcile, store_counts
@@ -113,3 +116,25 @@ def test_nightly_summary_and_report_show_counters_and_flat_targets(tmp_path):
     assert [c.get("name") for c in skipped] == ["log_replay"] and skipped[0].find("skipped") is not None
     assert suite.get("failures") == "0"
     assert json.loads(Path(paths[0]).read_text())["coverage_flat"][0]["ft_start"] == 430
+
+
+@pytest.mark.slow
+def test_a_paused_campaign_stops_between_inputs_and_goes_on(tmp_path):
+    """Campaign.pause stops the job itself (state T) with no case in flight, keeps its corpus
+    loaded (INITED once), and the next share goes on from where it stopped."""
+    from harness.engine.campaign import Campaign, _stopped
+    c = Campaign("publish_order", crashers=tmp_path / "crashers", workdir=tmp_path / "runs", seed=1,
+                 corpora=Path(__file__).resolve().parents[2] / "corpora")
+    first = c.run(1.0, after_inited=True, cap=30)
+    c.pause()
+    pid = c.procs[0][0].pid
+    assert _stopped(pid) and c.alive()
+    frozen = c.stats()[0]["execs"]
+    time.sleep(1.0)
+    assert c.stats()[0]["execs"] == frozen                       # nothing runs while paused
+    second = c.run(1.0)
+    c.pause()
+    whole = c.finish()
+    assert first.execs > 0 and second.execs > 0 and not whole.findings, whole.signatures
+    assert whole.execs >= first.execs + second.execs
+    assert Path(whole.logs[0]).read_text().count("INITED") == 1     # the corpus ran once

@@ -42,7 +42,10 @@ def test_nightly_writes_three_reports_with_real_data(tmp_path):
     assert p.returncode == 0, out
     summary = json.loads((ws / "run" / "summary.json").read_text())
     assert {t["target"] for t in summary["targets"]} >= set(TARGETS)
-    assert all(len(t["series"]) >= 3 and t["execs"] > 0 for t in summary["targets"])
+    for name in TARGETS:                         # a target's shares (sweep, then adaptive) together
+        shares = [t for t in summary["targets"] if t["target"] == name]
+        assert sum(len(t["series"]) for t in shares) >= 3 and sum(t["execs"] for t in shares) > 0
+    assert {s["target"] for s in summary["schedule"] if s["phase"] == "sweep"} == set(TARGETS)
     assert summary["coverage"]["total"] > 0 and "replay.py" in summary["coverage"]["files"]
     suite = ET.parse(ws / "run" / "junit.xml").getroot()
     assert int(suite.get("tests")) >= len(TARGETS) and suite.get("failures") == "0"

@@ -67,6 +67,7 @@ def test_a_runs_budget_below_the_corpus_runs_the_corpus_and_says_so(tmp_path, cr
     assert r.findings == held(tmp_path / "crashers")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["atheris", "hypothesis"])
 def test_a_time_budget_reports_what_the_store_holds(tmp_path, crashy, engine):
     r = run(tmp_path, engine=engine, max_time=2)
@@ -134,6 +135,7 @@ def test_an_engine_that_cannot_run_an_input_is_a_typed_harness_error(tmp_path, m
     assert "needs --cmd" in str(e.value)
 
 
+@pytest.mark.slow
 def test_a_new_signature_is_streamed_while_the_campaign_runs(tmp_path, crashy):
     lines: list[tuple[float, str]] = []
     r = run(tmp_path, max_time=4, progress=lambda line: lines.append((time.monotonic(), line)))
