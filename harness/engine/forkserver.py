@@ -6,10 +6,12 @@
 before it replays anything; a fork of a process that already imported everything serves within
 16-23 ms (measured on this 2-core machine, same session: 284-413 ms for the new interpreter).
 
-`spawn(argv)` forks; the child resets the signal handlers it inherited (libFuzzer's, the
+`spawn(run)` forks; the child resets the signal handlers it inherited (libFuzzer's, the
 runner's), asks for SIGTERM when its parent dies (a killed campaign leaves no daemon), points
-stdout and stderr at a pipe and runs `harness.cli.main(argv)`, then leaves with `os._exit` (no
-atexit handler, no libFuzzer clean-up of the parent's state runs in it). The parent gets a
+stdout and stderr at a pipe and calls `run()` (its return value is the exit status), then leaves
+with `os._exit` (no atexit handler, no libFuzzer clean-up of the parent's state runs in it).
+`spawn_mount` runs what `famfs-fuzz mount` runs (`images.mount_files`) and prints the same
+lines: "mounted on", "logplay:", "reload:" are what the mount drivers wait for. The parent gets a
 `Forked`, which answers the part of `subprocess.Popen` the mount drivers use: `pid`, `stdout`
 (text, line-buffered reads), `poll`, `wait(timeout)`, `send_signal`, `kill`.
 
@@ -24,16 +26,16 @@ import signal
 import subprocess
 import sys
 import time
-from typing import IO, Sequence
+from typing import IO, Any, Callable, Sequence
 
 _RESET = tuple(s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
                            signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE) if s is not None)
 
 
 def preload() -> None:
-    """Import what the mount verb needs, so that the forked children have it already."""
-    import harness.cli  # noqa: F401
+    """Import what a mount needs, so that the forked children have it already."""
     import harness.engine.images  # noqa: F401
+    import harness.engine.probelog  # noqa: F401
     import harness.famfs.fuse  # noqa: F401
 
 
@@ -84,8 +86,8 @@ class Forked:
         self.send_signal(signal.SIGTERM)
 
 
-def spawn(argv: Sequence[str]) -> Forked:
-    """Fork a child running `famfs-fuzz ARGV` (e.g. ["mount", ...]); its output on `stdout`."""
+def spawn(run: Callable[[], int], label: Sequence[str] = ()) -> Forked:
+    """Fork a child that calls `run()` and exits with its value; its output on `stdout`."""
     r, w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -103,8 +105,7 @@ def spawn(argv: Sequence[str]) -> Forked:
             os.close(w)
             sys.stdout = open(1, "w", buffering=1, closefd=False)
             sys.stderr = open(2, "w", buffering=1, closefd=False)
-            from harness.cli import main
-            code = main(list(argv))
+            code = int(run())
         except BaseException:                             # noqa: BLE001 - the child must end here
             import traceback
             traceback.print_exc()
@@ -115,4 +116,34 @@ def spawn(argv: Sequence[str]) -> Forked:
             finally:
                 os._exit(code)
     os.close(w)
-    return Forked(pid, os.fdopen(r, "r", buffering=1), argv)
+    return Forked(pid, os.fdopen(r, "r", buffering=1), label)
+
+
+def spawn_mount(devices: Sequence[str], mountpoint: str, *, node: str = "node0", abi: str = "pull-devt",
+                reloadable: bool = False, probe_log: str | None = None) -> Forked:
+    """`famfs-fuzz mount DEVICES MOUNTPOINT --node NODE --abi ABI [--reloadable] [--probe-log P]`,
+    forked: the same engine call and the same progress lines."""
+    def run() -> int:
+        from harness.engine.images import mount_files
+        from harness.famfs.errors import FamfsError
+
+        def ready() -> None:
+            print(f"famfs-fuzz: mounted on {mountpoint} (node {node}, abi {abi}); "
+                  "unmount or Ctrl-C to stop; SIGHUP replays the log", flush=True)
+
+        def reloaded(daemon: Any) -> None:
+            error = getattr(daemon, "error", None)
+            state = f"rejected {error.invariant.value}" if error else f"{len(daemon.files())} files"
+            print(f"famfs-fuzz: reload: {state}", flush=True)
+
+        def logplay(daemon: Any) -> None:
+            ns = daemon.namespace
+            print(f"famfs-fuzz: logplay: {len(ns.dirs)} dirs, {len(ns.files)} files", flush=True)
+        try:
+            mount_files(list(devices), mountpoint, node=node, abi=abi, on_ready=ready, probe_log=probe_log,
+                        after_logplay=logplay, reloadable=reloadable, after_reload=reloaded)
+        except FamfsError as e:
+            print(f"famfs-fuzz: {e}", flush=True)
+            return 2
+        return 0
+    return spawn(run, ["mount", *devices, mountpoint])
