@@ -22,11 +22,13 @@ escape (here: FMAP-SHAPE, EXT-BOUNDS, NS-CONTAINED). Paths must be UTF-8 (NS-CON
 `fm_mode`/`md_mode` keep only their permission bits (0o7777), as famfs ORs in the type itself.
 The log may be smaller than famfs's 8 MiB minimum (fuzz images), as long as one entry fits.
 
-Speed: `famfs-fuzz bench` replays a full 8 MiB log (15,420 entries) at about 6.5 us per entry,
-against 0.5 us to check only CRC and seqnum. Entries are read straight from the log with
-`layout`'s codecs (no `LogEntry` per entry). Most of what remains is work that a complete replay
-cannot skip: path and namespace checks, and building the frozen `File` and fmap values and
-keeping them. README "Benchmarks" lists what each step costs.
+Speed: `famfs-fuzz bench` replays a full 8 MiB log (15,420 entries) against a pass that only
+checks CRC and seqnum. Entries are read straight from the log with `layout`'s codecs (no
+`LogEntry` per entry). The common entries (a plain path, one simple extent, or an interleaved
+fmap, every check passed) take a fast path decided on the unpacked words; everything else, and
+every rejection, goes through `_Player.file_checked`, so the fast path can only accept what the
+checked path accepts (`tests/famfs/test_replay.py` compares them on edited entries). The
+cyclic GC is off during the entry loop (`_no_cycles`). README "Benchmarks" has the numbers.
 """
 from __future__ import annotations
 
