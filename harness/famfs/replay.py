@@ -259,24 +259,26 @@ class _Player:
                                                 SimpleFmap(1, (new_extent((dev, off, ln)),) + ONE_EXTENT_TAIL), i)
                         self.children[parent].append(path)
                         return
-        elif ext_type == _INTERLEAVE and count == MAX_INTERLEAVED_EXTENTS and self.interleaved(i, log, at):
+        elif ext_type == _INTERLEAVE and count == MAX_INTERLEAVED_EXTENTS \
+                and self.interleaved(i, log, at, size, flags, uid, gid, mode, raw, dev, off):
             return
         self.file_checked(i, log, at)
 
-    def interleaved(self, i: int, log: memoryview, at: int) -> bool:
-        """`file`'s fast path for an interleaved fmap: True if the entry passed every check and was
-        added as `file_checked` would add it; False (nothing changed) sends it there."""
-        size, flags, uid, gid, mode, raw, ext_type, count = FILE_HEAD.unpack_from(log, at + PAYLOAD)
+    def interleaved(self, i: int, log: memoryview, at: int, size: int, flags: int, uid: int, gid: int,
+                    mode: int, raw: bytes, n: int, chunk: int) -> bool:
+        """`file`'s fast path for an interleaved fmap (`n` strips of `chunk`: the union's first
+        two words, which `file` unpacked as extent 0's devindex and offset): True if the entry
+        passed every check and was added as `file_checked` would add it; False (nothing
+        changed) sends it there."""
+        if not 1 <= n <= MAX_STRIPS or not chunk or chunk & (chunk - 1) or chunk % self.au:
+            return False
         path = self.plain_path(raw)
         if not path or path in self.files or path in self.dirs:
             return False
         parent = path.rpartition("/")[0]
         if parent and parent not in self.dirs:
             return False
-        fmap = fmap_at(log, at + FMAP_WORDS, ext_type, count)
-        n, chunk, au = fmap.nstrips, fmap.chunk_size, self.au    # type: ignore[union-attr]
-        if not 1 <= n <= MAX_STRIPS or not chunk or chunk & (chunk - 1) or chunk % au:
-            return False
+        fmap = fmap_at(log, at + FMAP_WORDS, _INTERLEAVE, MAX_INTERLEAVED_EXTENTS)
         sizes, nchunks = self.sizes, -(-size // chunk)
         for k, (dev, off, ln) in enumerate(fmap.strip_slots[:n]):  # type: ignore[union-attr]
             if not ln or (off | ln) & self.au_mask or dev >= len(sizes) or off + ln > sizes[dev] \
