@@ -3,7 +3,9 @@
 Measured now: replay of a full 8 MiB log (15,420 entries: directories, simple and interleaved
 files over three daxdevs, ADD_DAXDEV) against just CRC-and-seqnum checking the same entries, the
 floor any replay has to pay. Each figure is the best of `repeat` timings (least disturbed by the
-other tenants of a shared machine).
+other tenants of a shared machine), in CPU time for what runs in this process. `--targets` adds
+each target's rate in process (wall clock and per CPU second) and log_replay's under Atheris,
+and judges each against the speed goals (`GOALS`).
 """
 from __future__ import annotations
 
@@ -52,12 +54,12 @@ def crc_only(device: bytearray, log_offset: int, entries: int) -> int:
     return good
 
 
-def _best(fn: Callable[[], object], repeat: int) -> float:
+def _best(fn: Callable[[], object], repeat: int, clock: Callable[[], float] = time.perf_counter) -> float:
     best = float("inf")
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return best
 
 
@@ -83,8 +85,12 @@ def run(repeat: int = 5) -> BenchResult:
     log_offset = result.superblock.log_offset
     if crc_only(device, log_offset, entries) != entries:
         raise RuntimeError("bench image has bad CRCs")
-    t_replay = _best(lambda: replay(device), repeat)
-    t_crc = _best(lambda: crc_only(device, log_offset, entries), repeat)
+    # CPU time of this process, best of `repeat` alternating pairs: both passes are pure Python
+    # in this process, and on a shared machine the wall clock would time the other tenants too
+    t_replay = t_crc = float("inf")
+    for _ in range(repeat):
+        t_replay = min(t_replay, _best(lambda: replay(device), 1, time.process_time))
+        t_crc = min(t_crc, _best(lambda: crc_only(device, log_offset, entries), 1, time.process_time))
     return BenchResult(entries, t_replay, t_crc, t_replay / t_crc, entries / t_replay)
 
 
@@ -219,16 +225,25 @@ def target_rates(seconds: float = 3.0, names: list[str] | None = None) -> dict[s
         target = load(name)
         inputs = corpus_inputs([Path("corpora") / name]) or [b""]
         runner = CaseRunner(target, engine="bench", repro_times=0)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         while time.perf_counter() - start < seconds:
             data = bytearray(rng.choice(inputs))
             if data:
                 data[rng.randrange(len(data))] = rng.randrange(256)
             runner.run_one(bytes(data))
-        el = time.perf_counter() - start
-        out[name] = {"execs_per_s": round(runner.stats.execs / el, 1), "lookups_checked": runner.stats.lookups,
-                     "findings": runner.stats.findings}
+        el, el_cpu = time.perf_counter() - start, _cpu() - cpu
+        out[name] = {"execs_per_s": round(runner.stats.execs / el, 1),
+                     "execs_per_cpu_s": round(runner.stats.execs / max(el_cpu, 1e-9), 1),
+                     "lookups_checked": runner.stats.lookups, "findings": runner.stats.findings}
     return out
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that ended (a killed daemon, an Atheris
+    run): on a shared machine, what one core of our own would have taken."""
+    import resource
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def atheris_rate(name: str = "log_replay", seconds: float = 5.0) -> dict[str, float]:
@@ -246,12 +261,15 @@ def atheris_rate(name: str = "log_replay", seconds: float = 5.0) -> dict[str, fl
                "--crashers", os.path.join(tmp, "crashers"), "--stats", os.path.join(tmp, "stats.json"),
                f"-max_total_time={max(1, round(seconds))}", "-print_final_stats=1", new,
                os.path.join("corpora", name)]
+        cpu = _cpu()
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+        el_cpu = _cpu() - cpu
     execs = re.search(r"stat::number_of_executed_units:\s*(\d+)", p.stderr)
     rate = re.search(r"stat::average_exec_per_sec:\s*(\d+)", p.stderr)
     if not execs or not rate:
         raise RuntimeError(f"no libFuzzer statistics from {name} (exit {p.returncode}): {p.stderr[-400:]}")
-    return {"execs": int(execs.group(1)), "execs_per_s": float(rate.group(1))}
+    n = int(execs.group(1))        # CPU includes the child's start-up and corpus load: a lower bound
+    return {"execs": n, "execs_per_s": float(rate.group(1)), "execs_per_cpu_s": round(n / max(el_cpu, 1e-9), 1)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,12 +300,15 @@ class Goal:
                 "met": met}
 
 
+# Rates per CPU second ("1 core"): on a shared machine the wall-clock rate measures the other
+# tenants too. mount_e2e's daemon stays alive through the run, so its CPU is not counted; that
+# row is judged by the wall clock, which only undercounts.
 STRUCTURED = ("log_structured", "add_daxdev_order", "missing_primary", "device_faults")
 GOALS = (
-    *(Goal(n, ("targets", n, "execs_per_s"), "exec/s", at_least=1000) for n in STRUCTURED),
+    *(Goal(n, ("targets", n, "execs_per_cpu_s"), "exec/s", at_least=1000) for n in STRUCTURED),
     Goal("mount_e2e", ("targets", "mount_e2e", "execs_per_s"), "exec/s", at_least=200),
-    Goal("daemon_kill", ("targets", "daemon_kill", "execs_per_s"), "exec/s", at_least=20),
-    Goal("log_replay under Atheris", ("atheris", "log_replay", "execs_per_s"), "exec/s", at_least=10_000),
+    Goal("daemon_kill", ("targets", "daemon_kill", "execs_per_cpu_s"), "exec/s", at_least=20),
+    Goal("log_replay under Atheris", ("atheris", "log_replay", "execs_per_cpu_s"), "exec/s", at_least=10_000),
     Goal("full 8 MiB log replay / CRC-only", ("replay", "replay_over_crc"), "x", at_most=5),
 )
 

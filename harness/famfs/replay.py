@@ -22,11 +22,13 @@ escape (here: FMAP-SHAPE, EXT-BOUNDS, NS-CONTAINED). Paths must be UTF-8 (NS-CON
 `fm_mode`/`md_mode` keep only their permission bits (0o7777), as famfs ORs in the type itself.
 The log may be smaller than famfs's 8 MiB minimum (fuzz images), as long as one entry fits.
 
-Speed: `famfs-fuzz bench` replays a full 8 MiB log (15,420 entries) at about 6.5 us per entry,
-against 0.5 us to check only CRC and seqnum. Entries are read straight from the log with
-`layout`'s codecs (no `LogEntry` per entry). Most of what remains is work that a complete replay
-cannot skip: path and namespace checks, and building the frozen `File` and fmap values and
-keeping them. README "Benchmarks" lists what each step costs.
+Speed: `famfs-fuzz bench` replays a full 8 MiB log (15,420 entries) against a pass that only
+checks CRC and seqnum. Entries are read straight from the log with `layout`'s codecs (no
+`LogEntry` per entry). The common entries (a plain path, one simple extent, or an interleaved
+fmap, every check passed) take a fast path decided on the unpacked words; everything else, and
+every rejection, goes through `_Player.file_checked`, so the fast path can only accept what the
+checked path accepts (`tests/famfs/test_replay.py` compares them on edited entries). The
+cyclic GC is off during the entry loop (`_no_cycles`). README "Benchmarks" has the numbers.
 """
 from __future__ import annotations
 
@@ -257,24 +259,27 @@ class _Player:
                                                 SimpleFmap(1, (new_extent((dev, off, ln)),) + ONE_EXTENT_TAIL), i)
                         self.children[parent].append(path)
                         return
-        elif ext_type == _INTERLEAVE and count == MAX_INTERLEAVED_EXTENTS and self.interleaved(i, log, at):
+        elif ext_type == _INTERLEAVE and count == MAX_INTERLEAVED_EXTENTS \
+                and self.interleaved(i, log, at, size, flags, uid, gid, mode, raw, dev, off):
             return
         self.file_checked(i, log, at)
 
-    def interleaved(self, i: int, log: memoryview, at: int) -> bool:
-        """`file`'s fast path for an interleaved fmap: True if the entry passed every check and was
-        added as `file_checked` would add it; False (nothing changed) sends it there."""
-        size, flags, uid, gid, mode, raw, ext_type, count = FILE_HEAD.unpack_from(log, at + PAYLOAD)
+    def interleaved(self, i: int, log: memoryview, at: int, size: int, flags: int, uid: int, gid: int,
+                    mode: int, raw: bytes, n: int, chunk: int) -> bool:
+        """`file`'s fast path for an interleaved fmap (`n` strips of `chunk`: the union's first
+        two words, which `file` unpacked as extent 0's devindex and offset): True if the entry
+        passed every check and was added as `file_checked` would add it; False (nothing
+        changed) sends it there."""
+        if not 1 <= n <= MAX_STRIPS or not chunk or chunk & (chunk - 1) or chunk % self.au \
+                or chunk > MAX_CHUNK_SIZE:
+            return False
         path = self.plain_path(raw)
         if not path or path in self.files or path in self.dirs:
             return False
         parent = path.rpartition("/")[0]
         if parent and parent not in self.dirs:
             return False
-        fmap = fmap_at(log, at + FMAP_WORDS, ext_type, count)
-        n, chunk, au = fmap.nstrips, fmap.chunk_size, self.au    # type: ignore[union-attr]
-        if not 1 <= n <= MAX_STRIPS or not chunk or chunk & (chunk - 1) or chunk % au or chunk > MAX_CHUNK_SIZE:
-            return False
+        fmap = fmap_at(log, at + FMAP_WORDS, _INTERLEAVE, MAX_INTERLEAVED_EXTENTS)
         sizes, nchunks = self.sizes, -(-size // chunk)
         for k, (dev, off, ln) in enumerate(fmap.strip_slots[:n]):  # type: ignore[union-attr]
             if not ln or (off | ln) & self.au_mask or dev >= len(sizes) or off + ln > sizes[dev] \

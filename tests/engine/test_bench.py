@@ -7,9 +7,10 @@ from harness.engine import bench
 
 def doc(rate: float, ratio: float, atheris: float | None) -> dict:
     names = (*bench.STRUCTURED, "mount_e2e", "daemon_kill")
-    out: dict = {"targets": {n: {"execs_per_s": rate} for n in names}, "replay": {"replay_over_crc": ratio}}
+    out: dict = {"targets": {n: {"execs_per_s": rate, "execs_per_cpu_s": rate} for n in names},
+                 "replay": {"replay_over_crc": ratio}}
     if atheris is not None:
-        out["atheris"] = {"log_replay": {"execs_per_s": atheris}}
+        out["atheris"] = {"log_replay": {"execs_per_s": atheris, "execs_per_cpu_s": atheris}}
     return out
 
 
