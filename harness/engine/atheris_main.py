@@ -103,6 +103,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-instrument", action="store_true")
     args, libfuzzer = p.parse_known_args()
+    from harness.engine import allocator       # stdlib only: safe before instrumentation
+    allocator.tune()                          # 1 MiB read buffers stay in the heap, not a fresh mmap each
     if args.no_instrument:
         from harness.engine.registry import load
         target = load(args.target)

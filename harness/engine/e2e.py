@@ -19,12 +19,10 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.engine.campaign import die_with_parent
 from harness.engine.probelog import replay_into
 from harness.famfs.invariants import Invariant
 from harness.gen import decode
@@ -72,10 +70,10 @@ class E2EMount:
         atexit.register(self.close)
 
     def _start(self) -> None:
-        cmd = [sys.executable, "-m", "harness.cli", "mount", *[f"{p}=dax{i}.0" for i, p in enumerate(self.paths)],
-               str(self.mnt), "--node", "e2e", "--reloadable", "--probe-log", str(self.log)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     preexec_fn=die_with_parent)   # libFuzzer exits without clean-up
+        from harness.engine import forkserver
+        forkserver.preload()                    # once: later forks find pyfuse3 and trio imported
+        self.proc = forkserver.spawn_mount([f"{p}=dax{i}.0" for i, p in enumerate(self.paths)], str(self.mnt),
+                                           node="e2e", reloadable=True, probe_log=str(self.log))
         line = self._line()
         if "mounted on" not in line:
             raise DaemonDied(f"mount did not come up: {line!r}")

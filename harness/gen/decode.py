@@ -49,20 +49,32 @@ def encode_image(device: bytes | bytearray | memoryview) -> bytes:
     return bytes(device[:L.SUPERBLOCK.size]) + bytes(device[sb.log_offset:end])
 
 
-def log_image(data: bytes) -> LogImage | None:
+def log_image(data: bytes, *, reuse: bool = False) -> LogImage | None:
     """Decode a compact image; None if the superblock's log region cannot be placed in a buffer
-    of at most MAX_DEVICE_BYTES (that is a different bug class: checked by `superblock`)."""
+    of at most MAX_DEVICE_BYTES (that is a different bug class: checked by `superblock`).
+    With `reuse` the device is a scratch buffer kept per size and valid until the next call with
+    `reuse` (only what the previous image wrote is zeroed): a fresh 10 MiB buffer per input was
+    a third of the log_replay target's time. Callers that keep images must not pass it."""
     if len(data) < L.SUPERBLOCK.size:
         return None
     sb = L.Superblock.decode(data)
     end = sb.log_offset + sb.log_len
     if sb.log_offset < L.SUPERBLOCK.size or end > MAX_DEVICE_BYTES:
         return None
-    device = bytearray(end)
-    device[:L.SUPERBLOCK.size] = data[:L.SUPERBLOCK.size]
     log = data[L.SUPERBLOCK.size:L.SUPERBLOCK.size + sb.log_len]
+    if reuse:
+        device, written = _SCRATCH.get(end) or (bytearray(end), [])
+        for lo, hi in written:
+            device[lo:hi] = bytes(hi - lo)
+        _SCRATCH[end] = (device, [(0, L.SUPERBLOCK.size), (sb.log_offset, sb.log_offset + len(log))])
+    else:
+        device = bytearray(end)
+    device[:L.SUPERBLOCK.size] = data[:L.SUPERBLOCK.size]
     device[sb.log_offset:sb.log_offset + len(log)] = log
     return LogImage(device, sb.dd_size)
+
+
+_SCRATCH: dict[int, tuple[bytearray, list[tuple[int, int]]]] = {}   # size -> (buffer, ranges written)
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,3 +70,21 @@ def test_every_corpus_stream_decodes_and_builds():
                 POOL.give_back()
                 n += 1
     assert n > 100
+
+
+def test_a_reused_log_image_equals_a_fresh_one_whatever_came_before():
+    """`log_image(reuse=True)` hands out one scratch buffer per size: each image must equal the
+    freshly allocated one, however much the previous image wrote (a long log, then a short one)."""
+    import random
+    from pathlib import Path
+
+    from harness.gen import decode
+    rng = random.Random(3)
+    inputs = [p.read_bytes() for p in sorted(Path("corpora/log_replay").glob("*")) if p.is_file()]
+    rng.shuffle(inputs)
+    for data in inputs + inputs[::-1]:
+        fresh = decode.log_image(data)
+        reused = decode.log_image(data, reuse=True)
+        assert (fresh is None) == (reused is None)
+        if fresh is not None:
+            assert reused.device == fresh.device and reused.size == fresh.size
