@@ -291,7 +291,8 @@ def cmd_nightly(args: argparse.Namespace) -> int:
             f"{summary['lookups_unjustified']:,}, internal errors {summary['internal_errors']:,}"]
            if any(summary[k] for k in ("lookups_ok", "lookups_justified", "lookups_unjustified", "internal_errors"))
            else [])
-        + [f"  coverage never grew past the corpus (a harness problem): {f['target']}" for f in summary["coverage_flat"]]
+        + [f"  coverage never grew past the corpus ({'known: ' + f['reason'] if f.get('known') else 'a harness problem'}): "
+           f"{f['target']}" for f in summary["coverage_flat"]]
         + [f"  {p}" for p in paths]))
     return EXIT_FINDINGS if summary["new_findings"] or any(c["status"] != "fixed" for c in summary["crashers"]) \
         else EXIT_CLEAN

@@ -16,4 +16,5 @@ def one_input(data: bytes) -> int | None:
 
 
 TARGET = Target(name="add_daxdev_order", one_input=one_input, seeds=seeds.choice_streams,
-                mutator=mutate.choice_stream(min_devices=2), max_len=512)
+                mutator=mutate.choice_stream(min_devices=2), max_len=512,
+                lookups=True)

@@ -16,6 +16,10 @@ def one_input(data: bytes) -> int | None:
     return kill_case(data)
 
 
+FLAT_WHY = ('a case kills and remounts a daemon (4-5 cases/s with the fork server); a nightly share '
+            'gives it a few hundred cases, too few to leave its corpus')
+
 TARGET = Target(name="daemon_kill", one_input=one_input, seeds=seeds.choice_streams,
                 mutator=mutate.choice_stream(max_devices=NDEV, dev_sizes=(DEV_SIZE,)), max_len=256, timeout_s=30.0,
-                uses_fuse=True)
+                uses_fuse=True,
+                lookups=True, flat_why=FLAT_WHY)

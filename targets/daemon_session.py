@@ -18,4 +18,5 @@ def one_input(data: bytes) -> int | None:
 
 
 TARGET = Target(name="daemon_session", one_input=one_input, seeds=seeds.choice_streams, strategy=strategy(),
-                max_len=96, timeout_s=5.0)
+                max_len=96, timeout_s=5.0,
+                lookups=True)

@@ -19,4 +19,5 @@ def one_input(data: bytes) -> int | None:
     return discovery_race_case(data)
 
 
-TARGET = Target(name="discovery_race", one_input=one_input, seeds=seeds.choice_streams, max_len=256)
+TARGET = Target(name="discovery_race", one_input=one_input, seeds=seeds.choice_streams, max_len=256,
+                lookups=True)

@@ -19,4 +19,5 @@ def one_input(data: bytes) -> int | None:
 
 
 TARGET = Target(name="fmap_wire", one_input=one_input, seeds=seeds.fmap_replies, mutator=mutate.fmap_reply,
-                max_len=4096)
+                max_len=4096,
+                lookups=True)

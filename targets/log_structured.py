@@ -16,4 +16,5 @@ def one_input(data: bytes) -> int | None:
 
 
 TARGET = Target(name="log_structured", one_input=one_input, seeds=seeds.choice_streams,
-                mutator=mutate.choice_stream(), max_len=512)
+                mutator=mutate.choice_stream(), max_len=512,
+                lookups=True)

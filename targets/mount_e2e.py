@@ -18,4 +18,5 @@ def one_input(data: bytes) -> int | None:
 
 TARGET = Target(name="mount_e2e", one_input=one_input, seeds=seeds.choice_streams,
                 mutator=mutate.choice_stream(max_devices=NDEV, dev_sizes=(DEV_SIZE,)), max_len=512, timeout_s=20.0,
-                uses_fuse=True)
+                uses_fuse=True,
+                lookups=True)

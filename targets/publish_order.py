@@ -17,4 +17,5 @@ def one_input(data: bytes) -> int | None:
     return publish_order_case(data)
 
 
-TARGET = Target(name="publish_order", one_input=one_input, seeds=seeds.choice_streams, max_len=256)
+TARGET = Target(name="publish_order", one_input=one_input, seeds=seeds.choice_streams, max_len=256,
+                lookups=True)

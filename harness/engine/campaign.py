@@ -160,8 +160,18 @@ def flat_warning(r: FuzzResult, shares: int = 1) -> str | None:
                 f"{over}): coverage cannot grow, a harness problem")
     if r.coverage_grew is not False:
         return None
+    why = flat_why(r.target)
     return (f"WARNING {r.target}: coverage never grew past its corpus (cov {r.cov_start} ft {r.ft_start} after "
-            f"loading it, cov {r.cov_end} ft {r.ft_end} at the end{over}, {r.execs:,} execs): a harness problem")
+            f"loading it, cov {r.cov_end} ft {r.ft_end} at the end{over}, {r.execs:,} execs): "
+            + (f"known, {why}" if why else "a harness problem"))
+
+
+def flat_why(target: str) -> str:
+    """The target's own account of why its coverage may stay flat (`Target.flat_why`), or ''."""
+    try:
+        return load(target).flat_why
+    except Exception:  # noqa: BLE001 - a name that is not a target (tests' fakes): no account
+        return ""
 
 
 def die_with_parent() -> None:

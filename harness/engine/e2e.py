@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ class E2EMount:
             self.maps.append(mmap.mmap(fd, DEV_SIZE))
             os.close(fd)
         self.proc: subprocess.Popen[str] | None = None
+        self._pending = b""                    # daemon output read but not yet cut into lines
         self.log_at = 0
         self.pool = BufferPool()
         atexit.register(self.close)
@@ -74,21 +76,40 @@ class E2EMount:
         forkserver.preload()                    # once: later forks find pyfuse3 and trio imported
         self.proc = forkserver.spawn_mount([f"{p}=dax{i}.0" for i, p in enumerate(self.paths)], str(self.mnt),
                                            node="e2e", reloadable=True, probe_log=str(self.log))
-        line = self._line()
+        self._pending = b""
+        line = self._line("mounted on")
         if "mounted on" not in line:
             raise DaemonDied(f"mount did not come up: {line!r}")
 
-    def _line(self) -> str:
+    def _line(self, marker: str) -> str:
+        """The daemon's next output line holding `marker` ('' if none comes within the timeout or
+        the daemon's output ends). Other lines are skipped: a handler's logged internal error
+        (reported again, with its traceback, through the probe log, which judges it). Lines are
+        cut from our own buffer over os.read: a buffered readline could hold the wanted line
+        where select() cannot see it (the external target's batch mode had that bug)."""
         assert self.proc is not None and self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
-        return self.proc.stdout.readline() if ready else ""
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + self.timeout
+        while True:
+            while b"\n" in self._pending:
+                raw, self._pending = self._pending.split(b"\n", 1)
+                line = raw.decode("utf-8", "replace") + "\n"
+                if marker in line:
+                    return line
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return ""
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return ""
+            self._pending += chunk
 
     def reload(self) -> str:
         if self.proc is None or self.proc.poll() is not None:
             self._start()
         assert self.proc is not None
         self.proc.send_signal(signal.SIGUSR1)
-        line = self._line()
+        line = self._line("reload:")
         if "reload:" not in line:
             code = self.proc.poll()
             self.kill()

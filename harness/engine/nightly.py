@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.engine.campaign import FuzzResult, default_jobs, flat_warning, merge, unloaded
+from harness.engine.campaign import FuzzResult, default_jobs, flat_warning, flat_why, merge, unloaded
 from harness.engine.schedule import Schedule
 from harness.engine.slots import ShareRecord, run_shares
 from harness.engine.crashers import repro
@@ -102,7 +102,8 @@ def nightly(out: Path, *, budget: float = 600.0, jobs: int | None = None, target
             result.flat.append({"target": r.target, "cov_start": r.cov_start, "ft_start": r.ft_start,
                                 "cov_end": r.cov_end, "ft_end": r.ft_end, "execs": r.execs,
                                 "reason": "never got through its corpus in its shares" if unloaded(r)
-                                else "libFuzzer coverage never grew past what the corpus gave"})
+                                else flat_why(r.target) or "libFuzzer coverage never grew past what the corpus gave",
+                                "known": bool(flat_why(r.target)) and not unloaded(r)})
     if real_dax > 0:                          # the real-DAX lane: one qemu guest, mount_e2e cases
         from harness.engine.realdax import RealdaxError
         from harness.engine.realdax_fuzz import fuzz_real

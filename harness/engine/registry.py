@@ -23,6 +23,11 @@ class Target:
     seeds      yields meaningful starting inputs (written to corpora/<name>/ by `corpus seed`).
     mutator    optional Atheris custom mutator (data, max_size, seed) -> bytes.
     strategy   optional Hypothesis strategy of input bytes (default: st.binary()).
+    uses_fuse  a case needs a real FUSE mount (root, /dev/fuse).
+    lookups    a case performs daxdev index lookups: every run must report some (a test holds it).
+    flat_why   why the target's coverage may not grow past its corpus, when that is known and
+               not a fault of the harness; a flat run of any other target is a harness problem.
+    extra      `needs`: a configuration the default job cannot give (external's command).
     timeout_s  seconds one case may take before it is a hang (2 s gave false timeouts on a loaded
                2-core machine: 24-device specs at 6-16 cases/s); libFuzzer's -timeout is 5x that.
     """
@@ -35,6 +40,8 @@ class Target:
     strategy: Any = None
     max_len: int = 1 << 16
     uses_fuse: bool = False
+    lookups: bool = False
+    flat_why: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -155,11 +155,12 @@ def render(summary: dict[str, Any]) -> str:
     flat = "".join(
         f"<tr><td>{html.escape(f['target'])}</td><td>{f.get('cov_start')} / {f.get('ft_start')}</td>"
         f"<td>{f.get('cov_end')} / {f.get('ft_end')}</td><td>{f.get('execs', 0):,}</td>"
+        f"<td>{'known limit' if f.get('known') else 'harness problem'}</td>"
         f"<td>{html.escape(str(f.get('reason', '')))}</td></tr>"
         for f in summary.get("coverage_flat") or [])
-    flat_html = (f'<h2>Harness problems: coverage never grew past the corpus</h2><table id="coverage-flat">'
+    flat_html = (f'<h2>Coverage that never grew past the corpus</h2><table id="coverage-flat">'
                  f'<tr><th>target</th><th>cov / ft after the corpus</th><th>cov / ft at the end</th><th>execs</th>'
-                 f'<th>why</th></tr>{flat}</table>') if flat else ""
+                 f'<th>kind</th><th>why</th></tr>{flat}</table>') if flat else ""
     sched = "".join(
         f"<tr><td>{html.escape(s['target'])}</td><td>{html.escape(s['phase'])}</td><td>{s['slot']}</td>"
         f"<td>{s['start']:.1f}</td><td>{s['seconds']:.1f}</td><td>{s['execs']:,}</td><td>{s.get('ft_start')}"

@@ -120,7 +120,7 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
         if on_finding is not None:
             on_finding(target, key, title, folder)
         else:
-            say(f"  NEW {target}: {title}  -> {folder}")
+            say(f"  NEW {target} at {time.monotonic() - started:.1f} s: {title}  -> {folder}")
     started = time.monotonic()
     deadline = started + budget
     lock = threading.Condition()

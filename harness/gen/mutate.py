@@ -589,7 +589,7 @@ def log_image(data: bytes, max_size: int, seed: int) -> bytes:
         if log is None or rng.random() < 0.1:
             return byte_mutate(data, max_size, rng)
         mutate_log(log, rng)
-        return log.encode(max_size)
+        return log.encode(max_size)[:max_size]     # never past max_size: Atheris refuses it (RuntimeError)
     except Exception:                                          # noqa: BLE001 - never raise
         return byte_mutate(data, max_size, rng)
 

@@ -1,4 +1,4 @@
-"""The scheduling policy (`engine.schedule`): the sweep first, longest first; then more time to
+"""The scheduling policy (`engine.schedule`): the sweep first, cheapest first; then more time to
 targets that still grow, some to every target, round robin when nothing grows; the slot runner
 with fake campaigns: every slot busy, the budget kept, findings streamed."""
 from __future__ import annotations
@@ -28,10 +28,10 @@ def play(s: Schedule, gains, shares: int, left: float = 1e9) -> list[str]:
     return order
 
 
-def test_the_sweep_runs_every_target_once_first_longest_first():
+def test_the_sweep_runs_every_target_once_first_cheapest_first():
     s = Schedule(TARGETS, sweep_s=3, costs={"c": 4.0, "b": 1.0})
     first = [s.next(100, running=()) for _ in range(4)]
-    assert [x.target for x in first] == ["c", "b", "a", "d"]
+    assert [x.target for x in first] == ["a", "d", "b", "c"]
     assert all(x.phase == "sweep" and x.seconds == 3 for x in first)
     assert s.next(100, running={"c", "b", "a", "d"}) is None          # the sweep is still running
 
@@ -211,7 +211,7 @@ def test_a_short_fuzz_default_uses_both_cores_and_sweeps_every_target(tmp_path):
 
 def test_a_target_still_running_its_corpus_gets_sweep_shares_first():
     s = Schedule(["slow", "a", "b"], sweep_s=3, quantum_s=10, costs={"slow": 9.0})
-    assert [s.next(100).target for _ in range(3)] == ["slow", "a", "b"]
+    assert [s.next(100).target for _ in range(3)] == ["a", "b", "slow"]
     s.record("slow", Gain(seconds=8, features=None, loaded=False))
     s.record("a", Gain(seconds=4, features=50))
     s.record("b", Gain(seconds=4, features=0))

@@ -260,3 +260,17 @@ def test_fmap_reply_mutator_reaches_the_kernels_count_limits_in_replies_it_must_
             m = wire.decode_fmap(out[1:], gen)
             counts.add(m.nextents if m.ext_type == wire.EXT_SIMPLE else len(m.interleaved[0].strips))
     assert {16, 31, 32} <= counts
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=6000), st.integers(0, 8192), st.integers(0, 2 ** 32))
+def test_no_mutator_returns_more_than_max_size(data, max_size, seed):
+    """libFuzzer's contract (Atheris raises RuntimeError otherwise, ending the fuzzer): a found
+    bug, the compact-image mutator appended the log's tail past a small max_size."""
+    from harness.gen import mutate
+    from pathlib import Path
+    images = [p.read_bytes() for p in sorted(Path("corpora/log_replay").glob("*")) if p.is_file()][:3]
+    for d in [data, *images]:
+        for m in (mutate.log_image, mutate.region("superblock"), mutate.region("log_header"),
+                  mutate.choice_stream(), mutate.fmap_reply):
+            assert len(m(d, max_size, seed)) <= max_size

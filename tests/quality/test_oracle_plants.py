@@ -98,7 +98,7 @@ def test_oracle_plant_is_found_by_search(tmp_path, hole):
 INTERNAL = ("harness/famfs/daemon.py",
             "            self._before_serving(inode.file)\n        return inode.attr\n",
             "            self._before_serving(inode.file)\n"
-            "        perm = {0o644: 0o644, 0o600: 0o600, 0o755: 0o755, 0o444: 0o444, 0o700: 0o700}\n"
+            "        perm = {0o600: 0o600, 0o755: 0o755, 0o444: 0o444, 0o700: 0o700}\n"
             "        return replace(inode.attr, mode=(inode.attr.mode & ~0o7777) | perm[inode.attr.mode & 0o7777])\n")
 
 
