@@ -734,7 +734,7 @@ def fmap_reply(data: bytes, max_size: int, seed: int) -> bytes:
     """Custom mutator of `fmap_wire` inputs (byte 0 picks the ABI generation, the rest is one
     GET_FMAP reply): decode the reply with `famfs.wire`, then set a count to a boundary (0, 1, 15,
     16, 17, 31, 32, 33 extents or strips, by repeating them end to end), a devindex to a table
-    boundary (the defined 0-2, 3, 23, 24, 63, 64, 2^32-1), an offset, length or chunk just off the
+    boundary (the defined 0-2, 3, the power-of-two edges 15-17 and 31-32, 23, 24, 63, 64, 2^32-1), an offset, length or chunk just off the
     alignment, the file size around what the extents cover, switch simple <-> interleaved or
     the ABI byte, or make the header's count disagree with the body; re-encode. Byte mutation
     when the reply does not decode (and one time in ten)."""
@@ -764,7 +764,7 @@ def fmap_reply(data: bytes, max_size: int, seed: int) -> bytes:
 def _reply_op(msg, abi_byte: int, rng: random.Random, wire):  # type: ignore[no-untyped-def]
     from dataclasses import replace
     counts = (0, 1, 2, 15, 16, 17, 31, 32, 33)
-    devs = (0, 1, 2, 3, 23, 24, 63, 64, U32)
+    devs = (0, 1, 2, 3, 15, 16, 17, 23, 24, 31, 32, 63, 64, U32)     # defined ones, power-of-two edges, tables' ends
     offs = (0, 4096, AU - 4096, AU, AU + 4096, 2 * AU, 4 * AU, U64 - AU)
     simple = msg.ext_type == wire.EXT_SIMPLE
     exts = list(msg.extents) if simple else list(msg.interleaved[0].strips) if msg.interleaved else []

@@ -78,13 +78,13 @@ PLANTS = {
     "daxtable-last-slot-refused": Plant(
         "log_structured", "harness/famfs/daxtable.py",
         "        if not 0 <= index < self.nslots:\n            return -errno.EINVAL\n",
-        "        if not 0 <= index < self.nslots - 1:\n            return -errno.EINVAL\n", "DATA",
+        "        if not 0 <= index < self.nslots - 1:\n            return -errno.EINVAL\n", "IDX-LOOKUP",
         "24 daxdevs (a full kernel table) and a file on index 23, the last slot"),
-    "kernel-chunk-must-equal-alignment": Plant(
+    "kernel-chunk-at-most-twice-alignment": Plant(
         "log_structured", "harness/famfs/kernel.py",
         "                if ie.chunk_size == 0 or ie.chunk_size % align or ie.nbytes == 0:\n",
-        "                if ie.chunk_size == 0 or ie.chunk_size != align or ie.nbytes == 0:\n", "DATA",
-        "an interleaved file with a 4 or 8 MiB chunk (every seed stripes in 2 MiB chunks)"),
+        "                if ie.chunk_size == 0 or ie.chunk_size % align or ie.chunk_size > 2 * align or ie.nbytes == 0:\n",
+        "DATA", "an interleaved file with an 8 MiB chunk (the seeds stripe in 2 and 4 MiB chunks)"),
     "kernel-32-extents-refused": Plant(
         "fmap_wire", "harness/famfs/kernel.py",
         "            if not 1 <= len(extents) <= abi.max_extents:\n",
