@@ -1,1 +1,1 @@
-"""famfs-fuzz: a fuzzing and fault-injection harness for famfs (see DESIGN.md)."""
+"""famfs-fuzz: a fuzzing and fault-injection harness for famfs (see docs/architecture.md)."""

@@ -108,24 +108,10 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
-    from harness.engine.images import mount_files
-
-    def ready() -> None:
-        print(f"famfs-fuzz: mounted on {args.mountpoint} (node {args.node}, abi {args.abi}); "
-              "unmount or Ctrl-C to stop; SIGHUP replays the log", flush=True)
-
-    def reloaded(daemon: Any) -> None:
-        error = getattr(daemon, "error", None)
-        state = f"rejected {error.invariant.value}" if error else f"{len(daemon.files())} files"
-        print(f"famfs-fuzz: reload: {state}", flush=True)
-
-    def logplay(daemon: Any) -> None:
-        ns = daemon.namespace
-        print(f"famfs-fuzz: logplay: {len(ns.dirs)} dirs, {len(ns.files)} files", flush=True)
+    from harness.engine.images import mount_announced
     try:
-        mount_files(args.devices, args.mountpoint, node=args.node, abi=args.abi,
-                    capable_rawio=not args.no_rawio, on_ready=ready, probe_log=args.probe_log,
-                    after_logplay=logplay, reloadable=args.reloadable, after_reload=reloaded)
+        mount_announced(args.devices, args.mountpoint, node=args.node, abi=args.abi, capable_rawio=not args.no_rawio,
+                        probe_log=args.probe_log, reloadable=args.reloadable)
     except FamfsError as e:
         return _unusable(args, e)
     return EXIT_CLEAN

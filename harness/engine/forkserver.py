@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Callable, Sequence
 
 _RESET = tuple(s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
                            signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE) if s is not None)
@@ -124,24 +124,10 @@ def spawn_mount(devices: Sequence[str], mountpoint: str, *, node: str = "node0",
     """`famfs-fuzz mount DEVICES MOUNTPOINT --node NODE --abi ABI [--reloadable] [--probe-log P]`,
     forked: the same engine call and the same progress lines."""
     def run() -> int:
-        from harness.engine.images import mount_files
+        from harness.engine.images import mount_announced
         from harness.famfs.errors import FamfsError
-
-        def ready() -> None:
-            print(f"famfs-fuzz: mounted on {mountpoint} (node {node}, abi {abi}); "
-                  "unmount or Ctrl-C to stop; SIGHUP replays the log", flush=True)
-
-        def reloaded(daemon: Any) -> None:
-            error = getattr(daemon, "error", None)
-            state = f"rejected {error.invariant.value}" if error else f"{len(daemon.files())} files"
-            print(f"famfs-fuzz: reload: {state}", flush=True)
-
-        def logplay(daemon: Any) -> None:
-            ns = daemon.namespace
-            print(f"famfs-fuzz: logplay: {len(ns.dirs)} dirs, {len(ns.files)} files", flush=True)
         try:
-            mount_files(list(devices), mountpoint, node=node, abi=abi, on_ready=ready, probe_log=probe_log,
-                        after_logplay=logplay, reloadable=reloadable, after_reload=reloaded)
+            mount_announced(list(devices), mountpoint, node=node, abi=abi, probe_log=probe_log, reloadable=reloadable)
         except FamfsError as e:
             print(f"famfs-fuzz: {e}", flush=True)
             return 2

@@ -201,3 +201,23 @@ def mount_files(args: Sequence[str], mountpoint: str, *, node: str = "node0", ab
         mounted.close()
         if probe:
             probe.close()
+
+
+def mount_announced(devices: list[str], mountpoint: str, *, node: str = "node0", abi: str = "pull-devt",
+                    capable_rawio: bool = True, probe_log: str | None = None, reloadable: bool = False) -> None:
+    """`mount_files` with the `mount` verb's progress lines on stdout (mounted, logplay, each
+    reload), which the mount case and the fork server read; a FamfsError propagates."""
+    def ready() -> None:
+        print(f"famfs-fuzz: mounted on {mountpoint} (node {node}, abi {abi}); "
+              "unmount or Ctrl-C to stop; SIGHUP replays the log", flush=True)
+
+    def reloaded(daemon: Any) -> None:
+        error = getattr(daemon, "error", None)
+        state = f"rejected {error.invariant.value}" if error else f"{len(daemon.files())} files"
+        print(f"famfs-fuzz: reload: {state}", flush=True)
+
+    def logplay(daemon: Any) -> None:
+        ns = daemon.namespace
+        print(f"famfs-fuzz: logplay: {len(ns.dirs)} dirs, {len(ns.files)} files", flush=True)
+    mount_files(devices, mountpoint, node=node, abi=abi, capable_rawio=capable_rawio, on_ready=ready,
+                probe_log=probe_log, after_logplay=logplay, reloadable=reloadable, after_reload=reloaded)

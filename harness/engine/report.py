@@ -152,23 +152,18 @@ def render(summary: dict[str, Any]) -> str:
         f"<td>{t['findings']}</td><td>{len(t['new_signatures'])}</td>"
         f"<td>{_cov_cell(t)}</td></tr>"
         for t in targets)
-    flat = "".join(
-        f"<tr><td>{html.escape(f['target'])}</td><td>{f.get('cov_start')} / {f.get('ft_start')}</td>"
-        f"<td>{f.get('cov_end')} / {f.get('ft_end')}</td><td>{f.get('execs', 0):,}</td>"
-        f"<td>{'known limit' if f.get('known') else 'harness problem'}</td>"
-        f"<td>{html.escape(str(f.get('reason', '')))}</td></tr>"
-        for f in summary.get("coverage_flat") or [])
-    flat_html = (f'<h2>Coverage that never grew past the corpus</h2><table id="coverage-flat">'
-                 f'<tr><th>target</th><th>cov / ft after the corpus</th><th>cov / ft at the end</th><th>execs</th>'
-                 f'<th>kind</th><th>why</th></tr>{flat}</table>') if flat else ""
-    sched = "".join(
-        f"<tr><td>{html.escape(s['target'])}</td><td>{html.escape(s['phase'])}</td><td>{s['slot']}</td>"
-        f"<td>{s['start']:.1f}</td><td>{s['seconds']:.1f}</td><td>{s['execs']:,}</td><td>{s.get('ft_start')}"
-        f" &rarr; {s.get('ft_end')}</td><td>{s.get('corpus_growth', 0)}</td><td>{len(s.get('new_signatures') or [])}</td></tr>"
-        for s in summary.get("schedule") or [])
-    sched_html = (f'<h2>Schedule</h2><table id="schedule"><tr><th>target</th><th>phase</th><th>slot</th><th>start s</th>'
-                  f'<th>seconds</th><th>execs</th><th>ft</th><th>new corpus files</th><th>new signatures</th></tr>'
-                  f'{sched}</table>') if sched else ""
+    flat_html = _table("coverage-flat", "Coverage that never grew past the corpus",
+                       ["target", "cov / ft after the corpus", "cov / ft at the end", "execs", "kind", "why"],
+                       [[f["target"], f"{f.get('cov_start')} / {f.get('ft_start')}", f"{f.get('cov_end')} / {f.get('ft_end')}",
+                         f"{f.get('execs', 0):,}", "known limit" if f.get("known") else "harness problem",
+                         str(f.get("reason", ""))] for f in summary.get("coverage_flat") or []])
+    sched_html = _table("schedule", "Schedule",
+                        ["target", "phase", "slot", "start s", "seconds", "execs", "ft", "new corpus files",
+                         "new signatures"],
+                        [[s["target"], s["phase"], str(s["slot"]), f"{s['start']:.1f}", f"{s['seconds']:.1f}",
+                          f"{s['execs']:,}", f"{s.get('ft_start')} \u2192 {s.get('ft_end')}",
+                          str(s.get("corpus_growth", 0)), str(len(s.get("new_signatures") or []))]
+                         for s in summary.get("schedule") or []])
     crashes = "".join(
         f"<tr><td>{html.escape(c['target'])}</td><td><code>{html.escape(c['key'])}</code></td>"
         f"<td>{html.escape(c['title'])}</td><td>{html.escape(c['status'])}</td><td>{html.escape(c['reproduced'])}</td>"
@@ -201,3 +196,12 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}code{{font-size:12p
 <table id="coverage"><tr><th>file</th><th>lines covered</th></tr>{covrows}</table>
 <h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=2))}</pre>
 </body></html>"""
+
+
+def _table(table_id: str, title: str, headers: list[str], rows: list[list[str]]) -> str:
+    """An HTML section: a heading and a table of escaped cells; empty when there are no rows."""
+    if not rows:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<h2>{html.escape(title)}</h2><table id="{table_id}"><tr>{head}</tr>{body}</table>'

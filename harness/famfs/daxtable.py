@@ -1,6 +1,6 @@
 """The kernel's daxdev table: a small, self-contained, dense array of slots keyed by daxdev index.
 
-Modelled on `struct famfs_dax_devlist` in fs/fuse/famfs.c (famfs-spec.md 3.5): one table per FUSE
+Modelled on `struct famfs_dax_devlist` in fs/fuse/famfs.c (docs/famfs-format.md section 4): one table per FUSE
 connection, `nslots` slots (24 in the V-series patches, 64 in the newest trees), each slot holding
 `valid`, `error`, `dax_err`, the device number, the device and its name. Lookup by index is O(1).
 

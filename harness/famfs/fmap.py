@@ -1,7 +1,7 @@
 """fmap arithmetic: a file offset -> (daxdev index, device offset, run length), for both extent kinds.
 
 Simple extents are laid end to end; an interleaved extent stripes `chunk_size` chunks round-robin
-over its strips (famfs-spec.md 3.1): chunk = off // chunk; strip = chunk % nstrips; stripe =
+over its strips (docs/famfs-format.md, section 3): chunk = off // chunk; strip = chunk % nstrips; stripe =
 chunk // nstrips; device offset = strip.offset + stripe * chunk + off % chunk. The kernel side
 (`kernel.py`) resolves faults with its own parsed map; this module serves the image builder,
 fsck and the daemon.

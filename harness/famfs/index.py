@@ -1,6 +1,6 @@
 """The userspace daxdev index table: index -> (UUID, size), built from the superblock and the log.
 
-This is the contract famfs-fuzz exists to check (famfs-spec.md section 5.3):
+This is the contract famfs-fuzz exists to check (docs/famfs-format.md section 5):
 
 * A daxdev's identity is its UUID; its local name and dev_t differ per node, its UUID does not.
 * The **index** is owned by userspace. Index 0 is the primary, the daxdev whose superblock holds

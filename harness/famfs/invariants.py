@@ -38,7 +38,7 @@ class Invariant(enum.StrEnum):
                     "NUL-terminated within 80 bytes, not empty")
     NS_CONFLICT = ("NS-CONFLICT", "a path is created once; file/directory clashes and missing "
                    "parents are rejected")
-    # The daxdev index model (famfs-spec.md section 5.3).
+    # The daxdev index model (docs/famfs-format.md section 5).
     IDX_PRIMARY = ("IDX-PRIMARY", "index 0 is the daxdev whose superblock holds the log; known at mount")
     IDX_DENSE = ("IDX-DENSE", "ADD_DAXDEV defines index n only when 0..n-1 exist, in log order, "
                  "within the table's slots")

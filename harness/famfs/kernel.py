@@ -1,6 +1,6 @@
 """The emulated famfs kernel side of one FUSE mount: fmap parse and cache, the daxdev table, faults.
 
-What fs/fuse/famfs.c does, as an object per mount (famfs-spec.md 3.4, 3.5, 5.3):
+What fs/fuse/famfs.c does, as an object per mount (docs/famfs-format.md sections 3-5):
 
 * INIT: FUSE_DAX_FMAP is in effect only when the kernel offers it and the server is
   CAP_SYS_RAWIO-capable; without it GET_FMAP / GET_DAXDEV are refused (EOPNOTSUPP) and famfs
@@ -22,7 +22,7 @@ What fs/fuse/famfs.c does, as an object per mount (famfs-spec.md 3.4, 3.5, 5.3):
   slot sends GET_DAXDEV again before it fails. So an index whose cause of failure is gone (the
   device appeared, the fault was lifted, the daemon replayed the entry that defines it) reads on
   its next access; the cached fmap never has to be re-pulled. Only a slot marked dax_err (the
-  device could not be taken as a holder) stays failed, as the kernel caches that (spec 3.5).
+  device could not be taken as a holder) stays failed, as the kernel caches that (docs/famfs-format.md section 4).
 
 Errors are the kernel's: EIO for an invalid or failed slot, an index past the table, a file
 marked bad; EINVAL for a reply that does not parse. They come out as `KernelError` (a

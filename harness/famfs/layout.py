@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Iterator, NamedTuple, Union
 
-# -- constants (famfs-spec.md section 1, 2, 3.1) -------------------------------------------------
+# -- constants (docs/famfs-format.md sections 1-3) -------------------------------------------------
 
 SUPER_MAGIC = 0x87B282FF
 CURRENT_VERSION = 48

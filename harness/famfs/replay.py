@@ -1,6 +1,6 @@
 """logplay: a primary daxdev's superblock + log -> a Namespace and an IndexTable, rejecting bad entries.
 
-Semantics (DESIGN.md "Format and replay", famfs-spec.md sections 2.4 and 5.3):
+Semantics (docs/architecture.md "Format and replay", docs/famfs-format.md sections 2 and 5):
 
 * A bad superblock (SB-VALID, IDX-PRIMARY) or log header (LOG-HEADER) makes the image unusable:
   `replay()` raises the typed rejection and nothing is replayed.
@@ -423,7 +423,7 @@ class _Player:
 
 
 def strip_bytes_needed(size: int, chunk: int, nstrips: int, k: int, nchunks: int | None = None) -> int:
-    """Bytes strip `k` must hold so that every chunk striped onto it fits (famfs-spec.md 3.1)."""
+    """Bytes strip `k` must hold so that every chunk striped onto it fits (docs/famfs-format.md, section 3)."""
     if nchunks is None:
         nchunks = -(-size // chunk)
     if k >= nchunks:

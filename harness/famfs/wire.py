@@ -1,4 +1,4 @@
-"""GET_FMAP / GET_DAXDEV / INIT messages, byte-exact, per kernel ABI generation (famfs-spec.md 3.3).
+"""GET_FMAP / GET_DAXDEV / INIT messages, byte-exact, per kernel ABI generation (docs/famfs-format.md section 3).
 
 Pure bytes <-> values. What the kernel *does* with a message (validation per generation, the
 daxdev table) is `kernel.py`; what the daemon puts in it is `daemon.py`.
@@ -14,12 +14,12 @@ push-fd       54          --           1 << 43     64      4 KiB  daemon pushes 
 backing-id    54          --           1 << 43     64      4 KiB  BACKING_OPEN(fd) -> kernel id
 ============  ==========  ===========  ==========  ======  =====  ================================
 
-`pull-devt` is the change proposed on linux-fsdevel on 2026-06-02 (spec 5.3): the reply carries
+`pull-devt` is the change proposed on linux-fsdevel on 2026-06-02 (docs/famfs-format.md section 5): the reply carries
 the index (u16 @0, already there) and the dev_t in the reserved u64 @8 of `fuse_daxdev_out`; the
 name stays for logs. `push-fd` is the newest 2026 tree (`fuse_backing_map` with the index in the
 former padding); `backing-id` is the May 2026 proposal (padding 0, id returned by the ioctl).
 
-The encoder never reproduces the C daemon's known wire bugs (spec 3.3): strips carry a u32
+The encoder never reproduces the C daemon's known wire bugs (docs/famfs-format.md section 3): strips carry a u32
 devindex at offset 0, the interleave pointer advances per extent, a chunk size that does not fit
 u32 is refused rather than truncated, and `fmap_size` is filled where the generation reads it.
 """
@@ -99,7 +99,7 @@ def abi(name: str) -> Abi:
 
 def negotiate_init(gen: Abi, kernel_flags: int, server_capable_rawio: bool) -> bool:
     """FUSE_DAX_FMAP is in effect iff the kernel offered it and the server asked for it, which it
-    does only when CAP_SYS_RAWIO-capable (spec 5.3, access control)."""
+    does only when CAP_SYS_RAWIO-capable (docs/famfs-format.md section 5, access control)."""
     return bool(kernel_flags & gen.init_flag) and server_capable_rawio
 
 

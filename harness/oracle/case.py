@@ -21,7 +21,7 @@ arithmetic over the model's extents), and judges each range on its own:
   injected device fault), or read right; a range on a missing or ambiguous index that reads
   anyway is IDX-LOOKUP;
 * under push-fd a file referencing an index that was never pushed is marked bad at GET_FMAP
-  (spec 3.5): every range of it may fail (pull generations fail only the ranges on that index).
+  (docs/famfs-format.md section 4): every range of it may fail (pull generations fail only the ranges on that index).
 
 Every lookup the probe saw is judged before the bytes (`LookupChecker`), so a wrong device is
 named IDX-LOOKUP, not DATA. Findings carry op "read" and the site `<abi>/<simple|interleave>`.

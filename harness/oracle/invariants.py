@@ -1,4 +1,4 @@
-"""The invariant catalog: every ID of DESIGN.md, its text, where it is checked, and the finding type.
+"""The invariant catalog: every ID of docs/architecture.md, its text, where it is checked, and the finding type.
 
 The IDs themselves are `harness.famfs.invariants.Invariant` (famfs must name the rule it rejects
 by, and it imports nothing from the harness); this module adds what the harness needs to know

@@ -1,7 +1,7 @@
 """The reference model: what replay of an image must produce, computed independently of replay.py.
 
 The model shares only `layout` decoding with the system under test. Everything else is written
-again, in a different shape: each rule of DESIGN.md is a small predicate over a decoded entry and
+again, in a different shape: each rule of docs/architecture.md is a small predicate over a decoded entry and
 the state so far, tried in a fixed order, and the first that fails names the invariant. The
 state is plain data (a dict of paths, a list of UUIDs). When the model and `replay.py` disagree on
 the verdict (accept/reject, which invariant, which entry, the resulting namespace or index table),

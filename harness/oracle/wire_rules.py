@@ -1,4 +1,4 @@
-"""What a kernel of each ABI generation must refuse in a GET_FMAP reply (famfs-spec.md 3.4).
+"""What a kernel of each ABI generation must refuse in a GET_FMAP reply (docs/famfs-format.md, section 3).
 
 Written apart from `kernel.py` and `wire.py`: raw offsets, its own loop. `reasons(data, abi)` is
 empty exactly when the kernel may accept the reply; otherwise it lists why it must not.

@@ -1,5 +1,5 @@
-"""replay.py: each invariant of DESIGN.md's "Format and replay" and "index model" lists has an
-image that triggers exactly it; the C implementation's crash list of famfs-spec section 7 gives
+"""replay.py: each invariant of docs/architecture.md's "Format and replay" and "index model" lists has an
+image that triggers exactly it; the C implementation's bug classes (docs/famfs-format.md section 6) gives
 typed rejections; replay semantics (skip vs stop); generated images replay to what was built;
 and no bytes whatever make replay raise anything but a typed error."""
 from __future__ import annotations
@@ -136,7 +136,7 @@ def test_entry_type(etype):
 
 
 @pytest.mark.parametrize("fmap, size", [
-    (L.SimpleFmap(200, (E(0, 14 * MiB, 2 * MiB),) * 16), 1),               # nextents 200 (spec 7.3)
+    (L.SimpleFmap(200, (E(0, 14 * MiB, 2 * MiB),) * 16), 1),               # nextents 200 (docs/famfs-format.md section 6, item 3)
     (L.SimpleFmap(0, (E(0, 0, 0),) * 16), 0),                                # no extent
     (L.InterleavedFmap(2, 2, 2 * MiB, (E(0, 10 * MiB, 2 * MiB),) * 16), 1),  # niext 2
     (L.InterleavedFmap(1, 17, 2 * MiB, (E(0, 10 * MiB, 2 * MiB),) * 16), 1), # nstrips 17
