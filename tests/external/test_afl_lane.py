@@ -1,0 +1,94 @@
+"""The external target's AFL++ lane against the self-test checker built with afl-clang-fast and
+AddressSanitizer: every deliberate bug (the interleaved-entry combination and both asserts among
+them) is found by search (no seed triggers any; each finding came after more executions than
+the seeds), each in a crash folder of its own with our signature, a reproduction rate and a
+repro command that works; AFL's queue becomes the program's corpus."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.engine.afl import fuzz_afl, seed_images
+from harness.engine.external import External
+from harness.gen.afl_mutator import expand
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+AFL_CC = shutil.which("afl-clang-fast") or shutil.which("afl-cc")
+
+BUGS = {                                   # bug -> how its signature reads
+    "BUG1 next_index": lambda s: "heap-buffer-overflow" in s["what"],
+    "BUG2 nextents": lambda s: s["what"] == "AddressSanitizer:stack-buffer-overflow WRITE 24",
+    "BUG3 entry copy": lambda s: s["what"] == "AddressSanitizer:stack-buffer-overflow WRITE 544",
+    "BUG4 interleave x3 chunk": lambda s: s["what"] == "AddressSanitizer:stack-buffer-overflow WRITE 8"
+    and s["frames"][0] == "buggy_checker.c:stripe3_fast_path",
+    "BUG5 assert extent len": lambda s: s["kind"] == "assert" and s["frames"][0] == "buggy_checker.c:check_extents",
+    "BUG6 assert daxdev index": lambda s: s["kind"] == "assert" and s["frames"][0] == "buggy_checker.c:check_daxdev",
+}
+
+
+def bug_of(sig: dict) -> str | None:
+    hits = [b for b, test in BUGS.items() if test(sig)]
+    assert len(hits) <= 1, (sig, hits)
+    return hits[0] if hits else None
+
+
+def _build(tmp: Path, cc: str, name: str) -> str:
+    out = tmp / name
+    r = subprocess.run([cc, "-g", "-O1", "-fsanitize=address", "-fno-omit-frame-pointer", "-w", "-o", str(out),
+                        str(HERE / "buggy_checker.c")], capture_output=True, text=True,
+                       env=dict(os.environ, AFL_QUIET="1"))
+    if r.returncode != 0:
+        pytest.skip(f"cannot build with {cc} -fsanitize=address: {r.stderr[-300:]}")
+    return str(out)
+
+
+@pytest.mark.slow
+def test_afl_lane_finds_every_deliberate_bug_each_in_its_own_folder(tmp_path):
+    if AFL_CC is None or shutil.which("afl-fuzz") is None:
+        pytest.skip("AFL++ is not installed (apt-get install afl++ afl++-clang; ./scripts/setup does)")
+    prog = _build(tmp_path, AFL_CC, "buggy_checker_afl")
+    cmd = f"{prog} {{image}}"
+    seeds = seed_images([])
+    plain = External(cmd, timeout=10)
+    try:                                   # search, not seeds: no seed triggers any bug
+        assert all(plain.run([bytes(expand(s))]).signature is None for s in seeds)
+    finally:
+        plain.close()
+    crashers = tmp_path / "crashers"
+
+    def all_found(r) -> bool:
+        return {bug_of(json.loads((crashers / "external" / k / "crash.json").read_text())["signature"])
+                for k in r.fuzz.signatures} >= set(BUGS)
+    r = fuzz_afl(cmd, max_time=110, crashers=crashers, runs=tmp_path / "runs", seed=1, until=all_found,
+                 repro_times=2)
+    folders = {k: json.loads((crashers / "external" / k / "crash.json").read_text()) for k in r.fuzz.signatures}
+    by_bug: dict[str, list[str]] = {}
+    for k, doc in folders.items():
+        by_bug.setdefault(bug_of(doc["signature"]) or "other", []).append(k)
+    table = {b: min(folders[k]["extra"]["afl_seconds"] for k in keys) for b, keys in by_bug.items()}
+    print(f"\nAFL++ lane, seconds to each bug ({r.fuzz.execs} execs in {r.fuzz.seconds:.0f} s): "
+          + json.dumps(table, sort_keys=True))
+    assert set(BUGS) <= set(by_bug), f"found {sorted(by_bug)}; folders: {[d['title'] for d in folders.values()]}"
+    for b in BUGS:                         # each bug's own folders hold only it (a key per signature)
+        for k in by_bug[b]:
+            doc = folders[k]
+            assert doc["signature"]["site"] == r.tag and doc["mode"] == "afl"
+            assert doc["extra"]["afl_execs"] > len(seeds), (b, doc["extra"])
+            assert int(doc["reproduced"].split("/")[0]) >= 1, (b, doc["reproduced"])
+            assert "FAMFS_FUZZ_EXTERNAL_CMD=" in doc["repro"] and "famfs-fuzz repro" in doc["repro"]
+    assert r.unreproduced == [], r.unreproduced
+    corpus = tmp_path / "runs" / "external" / r.tag / "corpus"
+    assert r.imported > 0 and all(p.read_bytes()[:1] == b"\x00" for p in corpus.iterdir())
+    # the repro command of a folder works (the store's input is an external-target input)
+    folder = crashers / "external" / by_bug["BUG4 interleave x3 chunk"][0]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FAMFS_FUZZ_EXTERNAL_CMD=cmd)
+    rep = subprocess.run([sys.executable, "-m", "harness.cli", "repro", str(folder), "--times", "1", "--json"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert rep.returncode == 1 and json.loads(rep.stdout)["reproduced"] == 1, rep.stdout + rep.stderr[-1500:]
