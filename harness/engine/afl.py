@@ -132,7 +132,7 @@ def afl_env(base: dict[str, str] | None = None) -> dict[str, str]:
                 "PYTHONPATH": str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
                 "ASAN_OPTIONS": "abort_on_error=1:symbolize=0:detect_leaks=0:handle_abort=1",
                 "UBSAN_OPTIONS": "halt_on_error=1:abort_on_error=1:print_stacktrace=0"})
-    env.pop("AFL_CUSTOM_MUTATOR_ONLY", None)
+    env["AFL_CUSTOM_MUTATOR_ONLY"] = "1"              # see gen.afl_mutator: havoc would run a stale device
     return env
 
 
@@ -179,6 +179,13 @@ def fuzz_afl(cmd: str, *, max_time: float = 60.0, crashers: Path = Path("crasher
         (in_dir / hashlib.sha1(img).hexdigest()[:16]).write_bytes(img)
     env = afl_env()
     env["FAMFS_AFL_DEVICE"] = device
+    env["FAMFS_AFL_QUEUE"] = str((out_dir / "default" / "queue").resolve())
+    harvest = work / "harvested"                         # the mutator's copy of every distinct crash
+    shutil.rmtree(harvest, ignore_errors=True)
+    (harvest / ".reports").mkdir(parents=True)
+    env["FAMFS_AFL_CRASHES"] = str(harvest.resolve())
+    env["ASAN_OPTIONS"] += f":log_path={harvest.resolve() / '.reports' / 'asan'}"
+    env["UBSAN_OPTIONS"] += f":log_path={harvest.resolve() / '.reports' / 'ubsan'}"
     line = [afl, "-i", str(in_dir), "-o", str(out_dir), "-m", "none", "-t", str(int(exec_timeout_ms)),
             "-V", str(max(1, int(max_time)))] + (["-s", str(seed)] if seed is not None else []) + list(afl_args)
     line += ["--", *argv]
@@ -193,7 +200,7 @@ def fuzz_afl(cmd: str, *, max_time: float = 60.0, crashers: Path = Path("crasher
 
     def collect(settle: float = 1.0) -> None:
         import_findings(runner, cmd, out_dir / "default", store, result, seen, repro_times=repro_times,
-                        progress=progress, settle=settle)
+                        progress=progress, settle=settle, harvested=work / "harvested", started=start)
     with open(log, "w") as out:
         proc = subprocess.Popen(line, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(work))
         interrupted = False
@@ -253,16 +260,20 @@ def _meta(name: str) -> dict[str, str]:
 
 def import_findings(runner: External, cmd: str, default: Path, store: CrashStore, result: AflResult,
                     seen: set[str], *, repro_times: int, progress: Callable[[str], None] | None = None,
-                    settle: float = 0.0) -> None:
+                    settle: float = 0.0, harvested: Path | None = None, started: float | None = None) -> None:
     """Re-run AFL's crashes and hangs (those not in `seen`, and older than `settle` seconds: AFL
     may still be writing a new one) through our runner; record what it sees in `store`."""
     from harness.gen.afl_mutator import expand
-    for kind in ("crashes", "hangs"):
-        d = default / kind
-        files = sorted(p for p in d.iterdir() if p.name.startswith("id:")) if d.is_dir() else []
+    wall0 = time.time() - (time.monotonic() - started) if started is not None else 0.0
+    for kind in ("crashes", "hangs", "harvested"):
+        d = harvested if kind == "harvested" else default / kind
+        if d is None or not d.is_dir():
+            continue
+        files = sorted((p for p in d.iterdir() if p.is_file() and not p.name.startswith((".", "README"))),
+                       key=lambda p: p.stat().st_mtime)
         if kind == "crashes":
             result.afl_crashes = len(files)
-        else:
+        elif kind == "hangs":
             result.afl_hangs = len(files)
         for p in files:
             if f"{kind}/{p.name}" in seen or (settle and time.time() - p.stat().st_mtime < settle):
@@ -276,8 +287,11 @@ def import_findings(runner: External, cmd: str, default: Path, store: CrashStore
                 result.unreproduced.append(f"{kind}/{p.name}")
                 continue
             meta = _meta(p.name)
-            found_s = float(meta.get("time", "0") or 0) / 1000.0
-            execs = float(meta.get("execs", "0") or 0)
+            if kind == "harvested":                       # the mutator's count of executions, the file's time
+                found_s, execs = max(0.0, p.stat().st_mtime - wall0), float(meta.get("execs", "-1") or -1)
+            else:
+                found_s = float(meta.get("time", "0") or 0) / 1000.0
+                execs = float(meta.get("execs", "0") or 0)
             folder = store._dir(TARGET) / sig.key
             folder, new = store.save(TARGET, sig, b"\x00" + data, traceback=f"{sig.title}\n{outcome.detail}",
                                      mode="afl", repro_cmd=_repro(cmd, folder),
@@ -287,7 +301,7 @@ def import_findings(runner: External, cmd: str, default: Path, store: CrashStore
             result.fuzz.findings += 1
             result.fuzz.signatures[sig.key] = sig.title
             first = result.first.get(sig.key)
-            if first is None or found_s < first["seconds"]:
+            if first is None or found_s < first["seconds"] or first["execs"] < 0 <= execs:
                 result.first[sig.key] = {"seconds": found_s, "execs": execs}
             if new:
                 result.fuzz.new[sig.key] = sig.title

@@ -83,7 +83,7 @@ def test_afl_lane_finds_every_deliberate_bug_each_in_its_own_folder(tmp_path):
             assert doc["extra"]["afl_execs"] > len(seeds), (b, doc["extra"])
             assert int(doc["reproduced"].split("/")[0]) >= 1, (b, doc["reproduced"])
             assert "FAMFS_FUZZ_EXTERNAL_CMD=" in doc["repro"] and "famfs-fuzz repro" in doc["repro"]
-    assert r.unreproduced == [], r.unreproduced
+    assert not [u for u in r.unreproduced if u.startswith("crashes/")], r.unreproduced
     corpus = tmp_path / "runs" / "external" / r.tag / "corpus"
     assert r.imported > 0 and all(p.read_bytes()[:1] == b"\x00" for p in corpus.iterdir())
     # the repro command of a folder works (the store's input is an external-target input)
