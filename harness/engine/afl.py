@@ -146,8 +146,10 @@ def read_stats(path: Path) -> dict[str, str]:
 
 def _aborted(log: Path) -> str:
     text = log.read_text(errors="replace") if log.exists() else ""
-    m = re.search(r"PROGRAM ABORT : ([^\n]*)", re.sub(r"\x1b\[[0-9;]*m", "", text))
-    return m.group(1).strip() if m else text[-1500:]
+    text = re.sub(r"\x1b[\[()][0-9;?]*[A-Za-z]?|[\x00-\x08\x0e-\x1f]", "", text)
+    m = re.search(r"(?:PROGRAM ABORT|SYSTEM ERROR) : ([^\n]*)(?:\n\s*(?:Stop location|Location) : [^\n]*)?"
+                  r"(?:\n\s*OS message : ([^\n]*))?", text)
+    return (m.group(1).strip() + (f" ({m.group(2).strip()})" if m.group(2) else "")) if m else text[-1500:]
 
 
 def fuzz_afl(cmd: str, *, max_time: float = 60.0, crashers: Path = Path("crashers"), runs: Path = Path("runs"),
@@ -167,7 +169,7 @@ def fuzz_afl(cmd: str, *, max_time: float = 60.0, crashers: Path = Path("crasher
     devdir = tempfile.mkdtemp(prefix=f"famfs-afl-{tag}-", dir=shm)
     device = os.path.join(devdir, "primary.img")
     argv = [a.replace("@@", device) for a in afl_argv(cmd)]
-    work = Path(runs) / TARGET / tag / "afl"
+    work = (Path(runs) / TARGET / tag / "afl").resolve()
     corpus = Path(corpus) if corpus else corpus_dir(cmd, runs)
     in_dir, out_dir, log = work / "in", work / "out", work / "afl.log"
     shutil.rmtree(in_dir, ignore_errors=True)

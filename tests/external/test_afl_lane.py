@@ -92,3 +92,11 @@ def test_afl_lane_finds_every_deliberate_bug_each_in_its_own_folder(tmp_path):
     rep = subprocess.run([sys.executable, "-m", "harness.cli", "repro", str(folder), "--times", "1", "--json"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert rep.returncode == 1 and json.loads(rep.stdout)["reproduced"] == 1, rep.stdout + rep.stderr[-1500:]
+
+
+def test_afl_lane_refuses_an_uninstrumented_program_with_a_harness_error(tmp_path):
+    if shutil.which("afl-fuzz") is None:
+        pytest.skip("AFL++ is not installed")
+    from harness.engine.crashstore import HarnessError
+    with pytest.raises(HarnessError, match="instrumentation"):
+        fuzz_afl("/bin/true {image}", max_time=2, crashers=tmp_path / "c", runs=tmp_path / "runs")
