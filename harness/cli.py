@@ -165,14 +165,17 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             if args.target != "external" or not args.cmd:
                 raise HarnessError("--engine afl runs the external target: famfs-fuzz fuzz external --engine afl --cmd ...")
             corpus = args.corpus or program_corpus(args.cmd)      # both lanes: keyed by the program
-            seed_corpus(corpus)
+            here = Path("corpora")                                 # the seeds, wherever the command runs
+            corpora = here if (here / "external").is_dir() else Path(__file__).resolve().parents[1] / "corpora"
+            if not (corpora / "external").is_dir():
+                seed_corpus(corpus)
         if args.engine == "afl":
             from harness.engine.afl import fuzz_afl
             r = fuzz_afl(args.cmd, max_time=args.max_time or 60.0, crashers=Path(args.crashers), corpus=Path(corpus),
                          seed=args.seed, timeout=args.timeout, afl_args=args.libfuzzer, progress=progress).fuzz
         elif args.cmd and args.target == "external":
             r = fuzz("external", engine=args.engine, max_time=args.max_time, runs=args.runs,
-                     jobs=args.jobs or (1 if args.runs else default_jobs()), corpus=Path(corpus),
+                     jobs=args.jobs or (1 if args.runs else default_jobs()), corpus=Path(corpus), corpora=corpora,
                      crashers=Path(args.crashers), seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress,
                      stop_on_new=args.stop_on_crash, log_tag=program_tag(args.cmd) + "-")
         elif args.dax == "real":                  # the cases run in a qemu guest on real devdax
