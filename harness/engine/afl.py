@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGET = "external"
 MUTATOR = "harness.gen.afl_mutator"
 MAX_SEED = 1 << 20                      # afl-fuzz refuses inputs over 1 MiB
+MAX_HANGS = 5                           # AFL hangs re-run per campaign (each costs our --timeout)
 _NAME = re.compile(r"(?:^|,)(\w+):([^,]*)")
 
 
@@ -281,6 +282,9 @@ def import_findings(runner: External, cmd: str, default: Path, store: CrashStore
             if f"{kind}/{p.name}" in seen or (settle and time.time() - p.stat().st_mtime < settle):
                 continue
             seen.add(f"{kind}/{p.name}")
+            if kind == "hangs" and sum(1 for s in seen if s.startswith("hangs/")) > MAX_HANGS:
+                result.unreproduced.append(f"{kind}/{p.name} (not re-run: over {MAX_HANGS} hangs)")
+                continue
             data = p.read_bytes()
             image = bytes(expand(data))
             outcome = runner.run([image])

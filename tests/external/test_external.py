@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine.external import External, ExternalFinding, external_case, parse_sanitizer
+from harness.engine.external import External, ExternalFinding, external_case, parse_sanitizer, program_tag
 from harness.gen import seeds
 from harness.gen.corrupt import set_field
 from harness.gen.decode import log_image
@@ -79,7 +79,10 @@ def test_cli_records_sanitizer_crashers_and_repro_works(checker, tmp_path):
     key = next(iter(doc["new_signatures"]))
     folder = tmp_path / "crashers" / "external" / key
     record = json.loads((folder / "crash.json").read_text())
-    assert record["signature"]["kind"] == "sanitizer" and "buggy_checker.c:check" in record["title"]
+    assert record["signature"]["kind"] in ("sanitizer", "assert") and "buggy_checker.c:check" in record["title"]
+    tag = program_tag(f"{checker} {{image}}")                  # keyed by the program: crash, corpus, logs
+    assert record["signature"]["site"] == tag and all(f"fuzz-{tag}-" in log for log in doc["logs"])
+    assert (ROOT / "runs" / "external" / tag / "corpus").is_dir()
     env["FAMFS_FUZZ_EXTERNAL_CMD"] = f"{checker} {{image}}"
     rep = subprocess.run([sys.executable, "-m", "harness.cli", "repro", str(folder), "--times", "2"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
