@@ -5,11 +5,13 @@ the seeds), each in a crash folder of its own with our signature, a reproduction
 repro command that works; AFL's queue becomes the program's corpus."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,7 +52,7 @@ def _build(tmp: Path, cc: str, name: str) -> str:
 
 
 @pytest.mark.slow
-def test_afl_lane_finds_every_deliberate_bug_each_in_its_own_folder(tmp_path):
+def test_afl_lane_finds_every_deliberate_bug_each_in_its_own_folder(tmp_path, record_property):
     if AFL_CC is None or shutil.which("afl-fuzz") is None:
         pytest.skip("AFL++ is not installed (apt-get install afl++ afl++-clang; ./scripts/setup does)")
     prog = _build(tmp_path, AFL_CC, "buggy_checker_afl")
@@ -75,6 +77,10 @@ def test_afl_lane_finds_every_deliberate_bug_each_in_its_own_folder(tmp_path):
     table = {b: min(folders[k]["extra"]["afl_seconds"] for k in keys) for b, keys in by_bug.items()}
     print(f"\nAFL++ lane, seconds to each bug ({r.fuzz.execs} execs in {r.fuzz.seconds:.0f} s): "
           + json.dumps(table, sort_keys=True))
+    record_property("seconds_to_bug", json.dumps({
+        "lane": "AFL++ (--engine afl)", "bugs": {b: table[b] for b in BUGS if b in table}, "all": list(BUGS),
+        "budget": 110, "note": f"seconds since afl-fuzz started; {r.fuzz.execs} execs in {r.fuzz.seconds:.0f} s "
+                               f"(ended once all six were in)"}))
     assert set(BUGS) <= set(by_bug), f"found {sorted(by_bug)}; folders: {[d['title'] for d in folders.values()]}"
     for b in BUGS:                         # each bug's own folders hold only it (a key per signature)
         for k in by_bug[b]:
@@ -100,3 +106,32 @@ def test_afl_lane_refuses_an_uninstrumented_program_with_a_harness_error(tmp_pat
     from harness.engine.crashstore import HarnessError
     with pytest.raises(HarnessError, match="instrumentation"):
         fuzz_afl("/bin/true {image}", max_time=2, crashers=tmp_path / "c", runs=tmp_path / "runs")
+
+
+@pytest.mark.slow
+def test_todays_lane_on_the_same_checker_for_the_closing_note(tmp_path, record_property):
+    """Today's lane (libFuzzer / Atheris, guided by our Python's coverage) on the plain ASan build,
+    30 s, for the comparison in the closing note. It finds only deliberate bugs, each under its
+    own signature (what it finds within the budget varies)."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    prog = _build(tmp_path, cc, "buggy_checker")
+    budget = 30
+    start = time.time()
+    p = subprocess.run([sys.executable, "-m", "harness.cli", "fuzz", "external", "--cmd", f"{prog} {{image}}",
+                        "--max-time", str(budget), "--jobs", "1", "--seed", "1", "--json",
+                        "--crashers", str(tmp_path / "crashers")], cwd=tmp_path,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=budget + 120)
+    doc = json.loads(p.stdout)
+    table: dict[str, float] = {}
+    for f in (tmp_path / "crashers" / "external").glob("*/crash.json"):
+        c = json.loads(f.read_text())
+        bug = bug_of(c["signature"])
+        assert bug is not None, c["title"]                  # nothing but the deliberate bugs
+        seen = datetime.datetime.fromisoformat(c["first_seen"]).timestamp() - start
+        table[bug] = round(min(table.get(bug, 1e9), seen), 1)
+    assert doc["execs"] > 0 and len(doc["signatures"]) == len(list((tmp_path / "crashers" / "external").glob("*/crash.json")))
+    record_property("seconds_to_bug", json.dumps({
+        "lane": "today's (--engine atheris)", "bugs": table, "all": list(BUGS), "budget": budget,
+        "note": f"seconds since the CLI started (1 s resolution); {doc['execs']} execs in {doc['seconds']:.0f} s"}))
