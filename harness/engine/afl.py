@@ -161,6 +161,7 @@ def fuzz_afl(cmd: str, *, max_time: float = 60.0, crashers: Path = Path("crasher
     """Run the AFL++ lane on `cmd` for `max_time` seconds; see the module docstring. AFL's new
     crashes and hangs are imported every few seconds while it runs; `until(result)` true ends the
     run early (e.g. once every expected signature is in)."""
+    afl_argv(cmd)                                       # a command it cannot run is refused first
     afl = shutil.which("afl-fuzz")
     if afl is None:
         raise HarnessError("afl-fuzz is not installed: apt-get install afl++ afl++-clang (./scripts/setup does)")
@@ -336,3 +337,23 @@ def import_queue(queue: Path, corpus: Path) -> int:
             dest.write_bytes(data)
             n += 1
     return n
+
+
+def nightly_lane(cmds: Iterable[str], seconds: float, *, crashers: Path, workdir: Path,
+                 say: Callable[[str], None] | None = None) -> tuple[list[FuzzResult], list[str]]:
+    """The AFL++ lane inside a nightly run: `seconds` for each command (run one after the other,
+    AFL's files under `workdir`). Returns the campaigns' results and, for a command that cannot
+    run (afl-fuzz missing, an uninstrumented program, several device files), the reason it was
+    skipped, so the nightly report says why instead of failing."""
+    results: list[FuzzResult] = []
+    skipped: list[str] = []
+    for cmd in cmds:
+        try:
+            if say:
+                say(f"nightly: AFL++ lane on {cmd!r} for {seconds:.0f} s")
+            results.append(fuzz_afl(cmd, max_time=seconds, crashers=crashers, runs=workdir, progress=say).fuzz)
+        except HarnessError as e:
+            skipped.append(f"AFL++ lane ({cmd}): {e}")
+            if say:
+                say(f"nightly: AFL++ lane skipped: {e}")
+    return results, skipped

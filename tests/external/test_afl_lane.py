@@ -135,3 +135,9 @@ def test_todays_lane_on_the_same_checker_for_the_closing_note(tmp_path, record_p
     record_property("seconds_to_bug", json.dumps({
         "lane": "today's (--engine atheris)", "bugs": table, "all": list(BUGS), "budget": budget,
         "note": f"seconds since the CLI started (1 s resolution); {doc['execs']} execs in {doc['seconds']:.0f} s"}))
+
+
+def test_the_nightly_hook_runs_each_command_and_says_why_one_was_skipped(tmp_path):
+    from harness.engine.afl import nightly_lane
+    results, skipped = nightly_lane(["prog {images}"], 1, crashers=tmp_path / "c", workdir=tmp_path / "w")
+    assert results == [] and len(skipped) == 1 and "several device files" in skipped[0]
