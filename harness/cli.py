@@ -171,6 +171,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                 seed_corpus(corpus)
         if args.engine == "afl":
             from harness.engine.afl import fuzz_afl
+            if args.differential or args.batch or args.devices != 1:
+                raise HarnessError("--differential, --batch and --devices are the libFuzzer lane's; "
+                                   "--engine afl runs the program on one device file under afl-fuzz's forkserver")
             r = fuzz_afl(args.cmd, max_time=args.max_time or 60.0, crashers=Path(args.crashers), corpus=Path(corpus),
                          seed=args.seed, timeout=args.timeout, afl_args=args.libfuzzer, progress=progress).fuzz
         elif args.cmd and args.target == "external":

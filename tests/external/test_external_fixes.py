@@ -240,3 +240,14 @@ print('ok')
                            env={"PATH": os.environ.get("PATH", "/usr/bin"), "FAMFS_AFL_DEVICE": str(Path(d) / "dev"),
                                 "FAMFS_AFL_CRASHES": str(Path(d) / "crashes")})
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
+
+
+def test_the_cli_refuses_afl_lane_misuse_with_a_harness_error(capsys):
+    import json
+
+    from harness.cli import main
+    for argv in (["fuzz", "log_replay", "--engine", "afl", "--json"],
+                 ["fuzz", "external", "--engine", "afl", "--cmd", "/bin/true {image}", "--differential", "--json"],
+                 ["fuzz", "external", "--engine", "afl", "--cmd", "/bin/true {images}", "--json"]):
+        assert main(argv) == 2, argv
+        assert json.loads(capsys.readouterr().out)["error"]["id"] == "HARNESS"
