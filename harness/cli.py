@@ -146,7 +146,28 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                            "FAMFS_FUZZ_EXTERNAL_BATCH": "1" if args.batch else "0",
                            "FAMFS_FUZZ_DIFFERENTIAL": "1" if args.differential else "0"})
     try:
-        if args.dax == "real":                  # the cases run in a qemu guest on real devdax
+        if args.engine == "afl" or (args.cmd and args.target == "external"):
+            from harness.engine.external import program_corpus, program_tag, seed_corpus
+            if args.target != "external" or not args.cmd:
+                raise HarnessError("--engine afl runs the external target: famfs-fuzz fuzz external --engine afl --cmd ...")
+            corpus = args.corpus or program_corpus(args.cmd)      # both lanes: keyed by the program
+            here = Path("corpora")                                 # the seeds, wherever the command runs
+            corpora = here if (here / "external").is_dir() else Path(__file__).resolve().parents[1] / "corpora"
+            if not (corpora / "external").is_dir():
+                seed_corpus(corpus)
+        if args.engine == "afl":
+            from harness.engine.afl import fuzz_afl
+            if args.differential or args.batch or args.devices != 1:
+                raise HarnessError("--differential, --batch and --devices are the libFuzzer lane's; "
+                                   "--engine afl runs the program on one device file under afl-fuzz's forkserver")
+            r = fuzz_afl(args.cmd, max_time=args.max_time or 60.0, crashers=Path(args.crashers), corpus=Path(corpus),
+                         seed=args.seed, timeout=args.timeout, afl_args=args.libfuzzer, progress=progress).fuzz
+        elif args.cmd and args.target == "external":
+            r = fuzz("external", engine=args.engine, max_time=args.max_time, runs=args.runs,
+                     jobs=args.jobs or (1 if args.runs else default_jobs()), corpus=Path(corpus), corpora=corpora,
+                     crashers=Path(args.crashers), seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress,
+                     stop_on_new=args.stop_on_crash, log_tag=program_tag(args.cmd) + "-")
+        elif args.dax == "real":                  # the cases run in a qemu guest on real devdax
             from harness.engine.realdax_fuzz import fuzz_real
             r = fuzz_real(args.target, max_time=args.max_time, runs=args.runs, seed=args.seed,
                           crashers=Path(args.crashers), inputs=[Path(p) for p in args.input],
@@ -408,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = verb("targets", cmd_targets, "list the fuzz targets")
     sp = verb("fuzz", cmd_fuzz, "fuzz one target; keeps going after findings, exits 1 if it recorded any")
     sp.add_argument("target")
-    sp.add_argument("--engine", choices=["atheris", "hypothesis"], default="atheris")
+    sp.add_argument("--engine", choices=["atheris", "hypothesis", "afl"], default="atheris",
+                    help="afl: the external target under afl-fuzz (a program built with afl-cc; docs/external.md)")
     sp.add_argument("--max-time", type=float, default=60.0, help="seconds (default 60)")
     sp.add_argument("--runs", type=int, default=None,
                     help="stop after this many inputs in all, split over the jobs (each runs its corpus first)")

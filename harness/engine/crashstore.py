@@ -2,7 +2,9 @@
 
 `root/<target>/<key>/` holds `title`, `crash.json` (target, signature, traceback, seed, mode,
 versions, first/last seen, count, reproduction rate, repro command, extra), `input` (the first
-input that hit it), `minimized` (once minimized) and `samples/` (a bounded ring of later inputs).
+input that hit it), `minimized` (once minimized) and `samples/` (later inputs: the first SAMPLES_FIRST distinct ones
+are kept for good, the most recent SAMPLES after them in a ring, so the evidence that a folder
+holds two bugs does not rotate out).
 Every file is written as a temporary file in its destination directory and renamed into place;
 a new crash's folder is built under a temporary name and renamed whole, so a harness killed at
 any moment leaves every crash folder complete. Read-modify-write of `crash.json` holds an flock
@@ -26,7 +28,8 @@ from typing import Any, Iterator
 
 from harness.engine.signature import Signature
 
-SAMPLES = 8
+SAMPLES = 32                # the ring of the most recent distinct samples
+SAMPLES_FIRST = 8           # ... after the first distinct samples, which are never dropped
 
 
 class HarnessError(Exception):
@@ -153,9 +156,19 @@ class CrashStore:
         name = samples / hashlib.sha1(data).hexdigest()
         if name.exists():
             return
-        atomic_write(name, data)
         kept = sorted((p for p in samples.iterdir() if not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
-        for old in kept[:-SAMPLES]:
+        first = [p for p in kept if p.name.startswith("first-")]
+        if len(first) < SAMPLES_FIRST:
+            name = samples / f"first-{name.name}"
+            if name.exists():
+                return
+            atomic_write(name, data)
+            return
+        if (samples / f"first-{name.name}").exists():
+            return
+        atomic_write(name, data)
+        ring = [p for p in kept if not p.name.startswith("first-")] + [name]
+        for old in ring[:-SAMPLES]:
             old.unlink()
 
     def fetch(self, target: str, key: str) -> CrashRecord:
