@@ -286,7 +286,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     try:
         result = nightly(out, budget=args.budget, jobs=args.jobs, targets=args.targets,
                          crashers=Path(args.crashers), stop_on_new=args.stop_on_crash, progress=progress,
-                         real_dax=args.dax_real)
+                         real_dax=args.dax_real, afl_cmds=args.afl_cmd, afl_seconds=args.afl_seconds)
     except HarnessError as e:
         return _harness_error(args, e)
     summary = report.summary_of(result)
@@ -478,6 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dax-real", type=float, default=0.0, metavar="SECONDS",
                     help="also run mount_e2e on real device-dax in a qemu guest for SECONDS (skipped, "
                          "with the reason, where qemu cannot run)")
+    sp.add_argument("--afl-cmd", action="append", default=[], metavar="CMD",
+                    help="also fuzz this external program (built with afl-cc) in the AFL++ lane; repeatable")
+    sp.add_argument("--afl-seconds", type=float, default=300.0, metavar="SECONDS",
+                    help="seconds of the AFL++ lane per --afl-cmd (default 300)")
     sp = verb("report", cmd_report, "write summary.json, junit.xml and report.html of a run directory again")
     sp.add_argument("run_dir")
     sp = verb("bench", cmd_bench, "measure replay speed against the CRC-only floor")

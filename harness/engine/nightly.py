@@ -76,7 +76,7 @@ def clean_leftovers(out: Path) -> int:
 def nightly(out: Path, *, budget: float = 600.0, jobs: int | None = None, targets: Sequence[str] = (),
             crashers: Path = Path("crashers"), corpora: Path = Path("corpora"), stop_on_new: bool = False,
             min_free_mb: int = 512, progress: Callable[[str], None] | None = None,
-            real_dax: float = 0.0) -> NightlyResult:
+            real_dax: float = 0.0, afl_cmds: Sequence[str] = (), afl_seconds: float = 0.0) -> NightlyResult:
     out.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out).free >> 20
     if free < min_free_mb:
@@ -116,6 +116,12 @@ def nightly(out: Path, *, budget: float = 600.0, jobs: int | None = None, target
                 raise
             result.skipped.append(f"real-DAX lane: {e.skip_reason}")
             say(f"nightly: real-DAX lane skipped: {e.skip_reason}")
+    if afl_cmds and afl_seconds > 0:          # the external target's AFL++ lane, one command after another
+        from harness.engine.afl import nightly_lane
+        lane, skipped = nightly_lane(afl_cmds, afl_seconds, crashers=crashers, workdir=out / "work", say=say)
+        if lane:
+            result.rounds.append(lane)
+        result.skipped += skipped
     for name in chosen:
         try:
             result.merges[name] = {"files": merge(name, corpora, workdir=out / "work")}

@@ -25,7 +25,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 _FAMFS = os.path.join("harness", "famfs") + os.sep
 MAX_FRAMES = 5
 KINDS = ("exception", "invariant", "timeout", "harness-hang", "rss", "daemon-death", "wrong-data", "sanitizer",
-         "signal", "exit", "differential", "internal-error")
+         "signal", "exit", "differential", "internal-error", "assert")
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,3 +141,19 @@ def test_the_nightly_hook_runs_each_command_and_says_why_one_was_skipped(tmp_pat
     from harness.engine.afl import nightly_lane
     results, skipped = nightly_lane(["prog {images}"], 1, crashers=tmp_path / "c", workdir=tmp_path / "w")
     assert results == [] and len(skipped) == 1 and "several device files" in skipped[0]
+
+
+def test_nightly_runs_the_afl_lane_and_says_why_a_command_cannot_run(tmp_path, monkeypatch):
+    """`nightly --afl-cmd CMD` runs the lane after the in-process targets; a command the lane
+    cannot run (several device files) is recorded as skipped, with the reason, and the night goes on."""
+    from harness.engine import nightly as nightly_mod
+    from harness.engine.slots import Scheduled
+    monkeypatch.setattr(nightly_mod, "run_shares", lambda *a, **kw: Scheduled())
+    monkeypatch.setattr(nightly_mod, "merge", lambda *a, **kw: 0)
+    monkeypatch.setattr(nightly_mod, "famfs_coverage", lambda *a, **kw: {})
+    lines: list[str] = []
+    r = nightly_mod.nightly(tmp_path / "n", budget=1, targets=["superblock"], crashers=tmp_path / "c",
+                            corpora=tmp_path / "corpora", progress=lines.append,
+                            afl_cmds=["prog {images}"], afl_seconds=5)
+    assert len(r.skipped) == 1 and r.skipped[0].startswith("AFL++ lane (prog {images})")
+    assert any("AFL++ lane skipped" in line for line in lines)
