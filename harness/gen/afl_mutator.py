@@ -210,6 +210,17 @@ def init(seed: int) -> None:
     _RNG.seed(seed)
 
 
+def _count_and_harvest() -> None:
+    """One more execution on its way; pick up the sanitizer reports of the last ones (never raises:
+    a raise would end afl-fuzz)."""
+    _EXECS[0] += 1
+    if _CRASHES:
+        try:
+            _harvest()
+        except Exception:                                # noqa: BLE001
+            pass
+
+
 def fuzz_count(buf: bytearray) -> int:
     return FUZZ_COUNT
 
@@ -218,12 +229,7 @@ def fuzz(buf: bytearray, add_buf: bytearray | None, max_size: int) -> bytearray:
     """One mutation; its device is written at once (afl-fuzz 4.04c runs the custom stage's output
     without calling post_process)."""
     global _LAST, _KEEP, _PREV
-    _EXECS[0] += 1
-    if _CRASHES:
-        try:
-            _harvest()
-        except Exception:                                # noqa: BLE001
-            pass
+    _count_and_harvest()
     try:
         out, _LAST = mutate_image(bytes(buf), bytes(add_buf) if add_buf else None, max_size, _RNG)
     except Exception:                                    # noqa: BLE001 - a raise would end afl-fuzz
@@ -255,12 +261,7 @@ def post_process(buf: bytearray) -> bytearray:
     expanded device is returned. The result stays referenced here until the next call: afl-fuzz
     may read it after dropping its own reference."""
     global _KEEP, _PREV
-    _EXECS[0] += 1
-    if _CRASHES:
-        try:
-            _harvest()
-        except Exception:                                # noqa: BLE001
-            pass
+    _count_and_harvest()
     try:
         if _DEVICE:
             write_device(_DEVICE, buf)
