@@ -166,7 +166,9 @@ def test_stop_on_new_ends_the_job_at_the_first_new_signature(tmp_path):
     recs = done.shares
     assert ("c", "kc") in seen
     found = next(r for r in recs if r.target == "c")
-    assert all(r.start < found.start + found.seconds for r in recs)    # nothing starts after it
+    late = [r for r in recs if r.start >= found.start + found.seconds]
+    assert len(late) <= 1              # at most the other slot, deciding as the finding came in
+    assert all(r.slot != found.slot for r in late)
     assert len(recs) <= 5
 
 
