@@ -80,11 +80,6 @@ PLANTS = {
         "        if not 0 <= index < self.nslots:\n            return -errno.EINVAL\n",
         "        if not 0 <= index < self.nslots - 1:\n            return -errno.EINVAL\n", "IDX-LOOKUP",
         "24 daxdevs (a full kernel table) and a file on index 23, the last slot"),
-    "kernel-chunk-at-most-twice-alignment": Plant(
-        "log_structured", "harness/famfs/kernel.py",
-        "                if ie.chunk_size == 0 or ie.chunk_size % align or ie.nbytes == 0:\n",
-        "                if ie.chunk_size == 0 or ie.chunk_size % align or ie.chunk_size > 2 * align or ie.nbytes == 0:\n",
-        "DATA", "an interleaved file with an 8 MiB chunk (the seeds stripe in 2 and 4 MiB chunks)"),
     "kernel-32-extents-refused": Plant(
         "fmap_wire", "harness/famfs/kernel.py",
         "            if not 1 <= len(extents) <= abi.max_extents:\n",
