@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.engine.probelog import replay_into
+from harness.engine.probelog import Tail, replay_into
 from harness.famfs.invariants import Invariant
 from harness.gen import decode
 from harness.gen.corrupt import corrupt
@@ -67,7 +67,7 @@ class E2EMount:
             os.close(fd)
         self.proc: subprocess.Popen[str] | None = None
         self._pending = b""                    # daemon output read but not yet cut into lines
-        self.log_at = 0
+        self.tail = Tail(self.log)
         self.pool = BufferPool()
         atexit.register(self.close)
 
@@ -118,16 +118,7 @@ class E2EMount:
 
     def new_events(self) -> list[dict[str, Any]]:
         """Every probe event the daemon logged since the last call (lookups, internal errors...)."""
-        import json
-        out = []
-        with open(self.log) as f:
-            f.seek(self.log_at)
-            for line in f:
-                if not line.endswith("\n"):
-                    break
-                self.log_at += len(line.encode())
-                out.append(json.loads(line))
-        return out
+        return self.tail.new()
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -260,21 +251,33 @@ class E2EMount:
         if listing != want_top:
             raise InvariantViolation(Invariant.NS_CONFLICT, f"root lists {sorted(listing)}, the log has {sorted(want_top)}",
                                      op="readdir", site="mount")
-        fds: dict[str, int] = {}
-
-        def read(path: str, offset: int, length: int) -> bytes:
-            fd = fds.get(path)
-            if fd is None:
-                fd = fds[path] = os.open(self.mnt / path, os.O_RDONLY)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)    # no readahead into other ranges
-            return os.pread(fd, length, offset)
-
-        try:
+        with MountReader(self.mnt) as read:
             return check_files(expected.namespace, exp, read, checker,
                                feed=lambda: replay_into(checker, self.new_events()))
-        finally:
-            for fd in fds.values():
-                os.close(fd)
+
+
+class MountReader:
+    """`read(path, offset, length)` with pread(2) through a FUSE mount (an `oracle.case.Reader`):
+    each file opened once, without readahead into the other ranges; closed at the `with`'s end."""
+
+    def __init__(self, mnt: str | os.PathLike[str]):
+        self.mnt = Path(mnt)
+        self.fds: dict[str, int] = {}
+
+    def __call__(self, path: str, offset: int, length: int) -> bytes:
+        fd = self.fds.get(path)
+        if fd is None:
+            fd = self.fds[path] = os.open(self.mnt / path, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        return os.pread(fd, length, offset)
+
+    def __enter__(self) -> "MountReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
 
 
 def _clean_dead(base: Path) -> None:

@@ -8,6 +8,7 @@ it was writing (`load` skips a torn last line).
 from __future__ import annotations
 
 import json
+import os
 import traceback
 from typing import IO, Any
 
@@ -49,16 +50,35 @@ class JsonlProbe(Probe):
         self._f.close()
 
 
-def load(path: str) -> list[dict[str, Any]]:
+class Tail:
+    """Reads a probe log as it grows: each `new()` returns the complete event lines written since
+    the last call (a torn last line waits for its end: a killed daemon's is never returned)."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = path
+        self.at = 0
+
+    def new(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if not os.path.exists(self.path):
+            return out
+        with open(self.path, "rb") as f:
+            f.seek(self.at)
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break
+                try:
+                    ev = json.loads(line)
+                except json.JSONDecodeError:
+                    break
+                self.at += len(line)
+                out.append(ev)
+        return out
+
+
+def load(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every complete event line of `path` (a torn last line is dropped)."""
-    out = []
-    with open(path) as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return out
+    return Tail(path).new()
 
 
 def replay_into(checker: LookupChecker, events: list[dict[str, Any]]) -> None:

@@ -5,10 +5,11 @@ Verbs:
 * `format`: turn every label-less NVDIMM namespace into devdax (`ndctl create-namespace
   --mode=devdax --map=mem`), once per backing-file size; the host caches the header it leaves.
 * `mount`: wait for the /dev/daxN.0 devices, serve them with `famfs-fuzz mount` (the real FUSE
-  path, the daemon in a child process, its probe log on the share), read every file of the host's
-  manifest through the mount and record each file's SHA-256 (or errno), every device's UUID as
-  this node sees it, and the probe log's events. The host checks them (`realdax.py`): this side
-  only observes, as the oracle would in-process.
+  path, the daemon in a child process, its probe log in the guest's /tmp) and observe what the
+  node sees (`Mount.observe`): the primary's log as it is, the walk, every range of the oracle's
+  read plan of that log read through the mount (a SHA-256 or an errno each), every device's UUID
+  as this node reads it, and the probe log's events. The host's oracle judges them with the same
+  `check_files` as the in-process cases (`realdax_lanes`): this side only observes.
 * `master` / `client`: the two-node lane's two roles (see `realdax.two_nodes`); they meet
   through flag files in the share.
 * `cases`: the fuzz lane (`famfs-fuzz fuzz TARGET --dax real`): a batch of inputs through a
@@ -19,8 +20,8 @@ The result document always has `ok` and, on failure, `error`; the console gets p
 from __future__ import annotations
 
 import argparse
+import base64
 import glob
-import hashlib
 import json
 import os
 import select
@@ -29,8 +30,11 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from harness.engine.probelog import Tail
 
 
 def say(msg: str) -> None:
@@ -113,6 +117,7 @@ class Mount:
         cmd = [sys.executable, "-m", "harness.cli", "mount", *devices, self.mnt, "--node", node,
                "--probe-log", self.log]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.tail = Tail(self.log)
         self.buf = b""
         line = self.line("mounted on")
         say(f"node {node}: {line}")
@@ -142,37 +147,32 @@ class Mount:
         return self.line("logplay:")
 
     def walk(self) -> dict[str, dict[str, Any]]:
-        """Every dir and file under the mount (the `.meta` folder aside): type, mode, owner, size,
-        and each file's SHA-256 read through the mount with read(2), or the errno it failed with."""
+        """Every dir and file under the mount (the `.meta` folder aside): type, mode, owner, size."""
         out: dict[str, dict[str, Any]] = {}
         for root, dirs, files in os.walk(self.mnt):
             rel_root = os.path.relpath(root, self.mnt)
             if rel_root == ".":
                 dirs[:] = [d for d in dirs if d != ".meta"]
-            for d in dirs:
-                st = os.stat(os.path.join(root, d))
-                path = os.path.normpath(os.path.join(rel_root, d))
-                out[path] = {"type": "d", "mode": st.st_mode & 0o7777, "uid": st.st_uid, "gid": st.st_gid}
-            for f in files:
-                full = os.path.join(root, f)
-                path = os.path.normpath(os.path.join(rel_root, f))
-                st = os.stat(full)
-                doc: dict[str, Any] = {"type": "f", "size": st.st_size, "mode": st.st_mode & 0o7777,
-                                       "uid": st.st_uid, "gid": st.st_gid}
-                try:
-                    h = hashlib.sha256()
-                    with open(full, "rb", buffering=0) as fh:
-                        while chunk := fh.read(1 << 20):
-                            h.update(chunk)
-                    doc["sha256"] = h.hexdigest()
-                except OSError as e:
-                    doc["errno"] = e.errno
-                out[path] = doc
+            for name, kind in [(d, "d") for d in dirs] + [(f, "f") for f in files]:
+                st = os.stat(os.path.join(root, name))
+                doc = {"type": kind, "mode": st.st_mode & 0o7777, "uid": st.st_uid, "gid": st.st_gid}
+                if kind == "f":
+                    doc["size"] = st.st_size
+                out[os.path.normpath(os.path.join(rel_root, name))] = doc
         return out
 
-    def stop(self) -> list[dict[str, Any]]:
-        """Unmount (SIGTERM: the daemon unmounts and exits); the probe log's lookup events."""
-        from harness.engine.probelog import load
+    def observe(self, primary: str) -> dict[str, Any]:
+        """What this node sees now through the mount (`observation`), its primary read as it is."""
+        from harness.engine.e2e import MountReader
+        from harness.famfs.devices import DaxDevice
+        from harness.gen.decode import encode_image
+        with DaxDevice.real(primary, node=self.node, readonly=True) as dev:
+            head, size = encode_image(dev.view(0, dev.size)), dev.size
+        with MountReader(self.mnt) as read:
+            return observation(head, size, self.walk(), read, self.tail.new)
+
+    def stop(self) -> None:
+        """Unmount (SIGTERM: the daemon unmounts and exits)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -180,7 +180,22 @@ class Mount:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        return [e for e in load(self.log) if e["ev"] == "lookup"] if os.path.exists(self.log) else []
+
+
+def observation(head: bytes, size: int, walk: dict[str, dict[str, Any]], read: Any,
+                events: Callable[[], list[dict[str, Any]]]) -> dict[str, Any]:
+    """One stage as a node saw it, for the host's oracle to judge (`realdax_lanes.judge_stage`):
+    the primary's log as it was (compact, `head`: zlib + base64) and its real size, the walk,
+    every range of the oracle's read plan of that log read with `read` (`oracle.case.observe`:
+    a SHA-256 or an errno each), and the probe events logged by then. Nothing is judged here."""
+    from harness.gen.decode import log_image
+    from harness.oracle.case import observe
+    from harness.oracle.model import verdict
+    img = log_image(head)
+    namespace = verdict(bytes(img.device), size).namespace if img is not None else ()
+    reads = observe(namespace, read)
+    return {"head": base64.b64encode(zlib.compress(head)).decode(), "size": size, "walk": walk,
+            "reads": reads, "events": events()}
 
 
 def node_view(node: str, paths: list[str]) -> tuple[dict[str, str], dict[str, int], str | None]:
@@ -224,29 +239,48 @@ def _devices(n: int) -> list[str]:
     return found[:n]
 
 
+def _serve(node: str, paths: list[str], primary: str, t: dict[str, float],
+           stage2: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Mount `paths` (the primary first) and observe what the node sees; with `stage2`, run it
+    (the master appends, the client waits for that), logplay and observe again. The result."""
+    names, sizes, _ = node_view(node, paths)
+    m = Mount(node, [primary] + [p for p in paths if p != primary])
+    t["mounted"] = uptime()
+    stages = {}
+    try:
+        stages["before" if stage2 else "after"] = m.observe(primary)
+        t["read"] = uptime()
+        if stage2 is not None:
+            stage2()
+            say(f"node {node}: {m.logplay()}")
+            stages["after"] = m.observe(primary)
+            t["read2"] = uptime()
+    finally:
+        m.stop()
+    return {"ok": True, "names": names, "sizes": sizes, "primary": os.path.basename(primary), "stages": stages,
+            "timings": t}
+
+
+def _find_primary(node: str, paths: list[str]) -> str:
+    primary = node_view(node, paths)[2]
+    if primary is None:
+        raise RuntimeError(f"no famfs primary among {paths}")
+    return primary
+
+
 def cmd_mount(args: argparse.Namespace) -> dict[str, Any]:
-    """The smoke: mount this node's devices (the primary first), read everything, report."""
+    """The smoke: mount this node's devices (the primary first), observe everything, report."""
     manifest = json.loads(Path(args.manifest).read_text())
     node = args.node or manifest.get("node", "A")
     t = {"start": uptime()}
     paths = _devices(manifest["ndev"])
     t["devices"] = uptime()
-    names, sizes, primary = node_view(node, paths)
-    if primary is None:
-        return {"ok": False, "error": f"no famfs primary among {paths}", "names": names}
-    m = Mount(node, [primary] + [p for p in paths if p != primary])
-    t["mounted"] = uptime()
-    try:
-        after = m.walk()
-        t["read"] = uptime()
-    finally:
-        lookups = m.stop()
-    return {"ok": True, "names": names, "sizes": sizes, "after": after, "lookups": lookups, "timings": t}
+    return _serve(node, paths, _find_primary(node, paths), t)
 
 
 def cmd_master(args: argparse.Namespace) -> dict[str, Any]:
-    """Node A: mkfs + stage 1 with the project's appender on the real devdax, mount, read; after
-    the client has mounted, append stage 2, logplay, read again."""
+    """Node A: mkfs + stage 1 with the project's appender on the real devdax, mount, observe;
+    after the client has mounted, append stage 2, logplay, observe again."""
     from harness.engine.realdax_lanes import STAGE1, STAGE2, apply_ops, mkfs_ops
     from harness.famfs.devices import DaxDevice
     manifest = json.loads(Path(args.manifest).read_text())
@@ -256,52 +290,39 @@ def cmd_master(args: argparse.Namespace) -> dict[str, Any]:
     devs = [DaxDevice.real(p, node=args.node) for p in paths]
     views = [d.view(0, d.size) for d in devs]
     sizes = [d.size for d in devs]
-    image = mkfs_ops(views, sizes, uuids, uuid.UUID(manifest["fs_uuid"]).bytes, STAGE1)
+    held: dict[str, Any] = {"views": views}
+    held["image"] = mkfs_ops(views, sizes, uuids, uuid.UUID(manifest["fs_uuid"]).bytes, STAGE1)
+    del views
     t["stage1"] = uptime()
     flag("stage1")
-    names, dsizes, _ = node_view(args.node, paths)
-    m = Mount(args.node, paths)
-    try:
-        before = m.walk()
+
+    def stage2() -> None:
         wait_flag("B-mounted")
-        apply_ops(image, STAGE2, views, sizes, uuids)
+        apply_ops(held["image"], STAGE2, held["views"], sizes, uuids)
         t["stage2"] = uptime()
         flag("stage2")
-        say(f"node {args.node}: {m.logplay()}")
-        after = m.walk()
-        t["read"] = uptime()
+
+    try:
+        return _serve(args.node, paths, paths[0], t, stage2)
     finally:
-        lookups = m.stop()
-        del views, image
+        held.clear()                        # the views go before their devices are closed
         for d in devs:
             d.close()
-    return {"ok": True, "names": names, "sizes": dsizes, "before": before, "after": after,
-            "lookups": lookups, "timings": t}
 
 
 def cmd_client(args: argparse.Namespace) -> dict[str, Any]:
-    """Node B: wait for the master's famfs, find the primary among its own devices, mount, read;
-    after the master's stage 2, logplay and read again."""
+    """Node B: wait for the master's famfs, find the primary among its own devices, mount,
+    observe; after the master's stage 2, logplay and observe again."""
     manifest = json.loads(Path(args.manifest).read_text())
     t = {"start": uptime()}
     paths = _devices(manifest["ndev"])
     wait_flag("stage1")
-    names, sizes, primary = node_view(args.node, paths)
-    if primary is None:
-        return {"ok": False, "error": f"no famfs primary among {paths}", "names": names}
-    m = Mount(args.node, [primary] + [p for p in paths if p != primary])
-    try:
-        before = m.walk()
-        t["mounted"] = uptime()
+
+    def stage2() -> None:
         flag("B-mounted")
         wait_flag("stage2")
-        say(f"node {args.node}: {m.logplay()}")
-        after = m.walk()
-        t["read"] = uptime()
-    finally:
-        lookups = m.stop()
-    return {"ok": True, "names": names, "sizes": sizes, "before": before, "after": after,
-            "lookups": lookups, "timings": t}
+
+    return _serve(args.node, paths, _find_primary(args.node, paths), t, stage2)
 
 
 # -- the fuzz lane: a batch of cases on the real devices ------------------------------------------------
@@ -315,6 +336,7 @@ def real_e2e_mount(paths: list[str], workdir: str = "/tmp/e2e") -> Any:
 
     from harness.engine.crashstore import HarnessError
     from harness.engine.e2e import DEV_SIZE, NDEV, E2EMount
+    from harness.engine.probelog import Tail
     from harness.famfs.devices import DaxDevice
     from harness.gen.spec import BufferPool
     if len(paths) < NDEV:
@@ -336,7 +358,7 @@ def real_e2e_mount(paths: list[str], workdir: str = "/tmp/e2e") -> Any:
         m.maps.append(mmap.mmap(fd, DEV_SIZE, mmap.MAP_SHARED))
         os.close(fd)
     m.proc = None
-    m.log_at = 0
+    m.tail = Tail(m.log)
     m.pool = BufferPool()
     return m
 

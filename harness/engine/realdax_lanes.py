@@ -1,31 +1,39 @@
 """The real-DAX lanes of `scripts/realdax-vm`: `smoke` (one guest, two NVDIMMs, a golden-shaped
 famfs written by the host, mounted and read through the daemon's FUSE mount on /dev/dax0.0 +
 /dev/dax1.0) and `two_nodes` (a master and a client guest on one memory, in opposite device
-order). The guests report what they saw (`realdax_guest`); every check is made here, on the host:
-device order and sizes, the namespace, each file's bytes, and every lookup of every node in one
-`LookupChecker` (IDX-LOOKUP per node, IDX-CLUSTER across them).
+order). The guests only observe (`realdax_guest.Mount.observe`: the log they saw, their walk, a
+SHA-256 or errno per range of the oracle's read plan, their probe events); every check is made
+here, on the host, by the same oracle code as the in-process and mount cases: the model's verdict
+of that log, `Expectation.of` over the host's own view of the backing files, `check_listing` and
+`check_files` (one range at a time, lookups first), every lookup of every node in one
+`LookupChecker` (IDX-LOOKUP per node, IDX-CLUSTER across them). The device order and sizes each
+guest saw are harness checks of the lane itself.
 """
 from __future__ import annotations
 
-import hashlib
+import base64
 import json
-import os
 import sys
 import time
 import uuid as uuidlib
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from harness.engine.realdax import (
-    DEV_FILE_SIZE, MiB, Guest, GuestRun, Kit, RealdaxError, Say, backing_file, dax_size, guest_result,
+    DEV_FILE_SIZE, MiB, Guest, GuestRun, Kit, RealdaxError, Say, backing_file, guest_result,
     guest_script, map_device, quiet, run_dir, setup, show_path,
 )
-from harness.famfs.image import Buffer, Image, Interleave, pattern
+from harness.engine.probelog import replay_into
+from harness.famfs.image import Buffer, Image, Interleave
 from harness.famfs.index import uuid_str
+from harness.gen.decode import log_image
 from harness.gen.spec import AddDaxdev, Create, Mkdir, Op
+from harness.oracle.case import Expectation, check_files, check_listing, observed_reader
 from harness.oracle.invariants import InvariantViolation
-from harness.oracle.lookups import LookupChecker
+from harness.oracle.lookups import InternalFinding, LookupChecker
+from harness.oracle.model import verdict
 
 
 # -- the workload: a golden-shaped famfs over two devices -------------------------------------------
@@ -70,36 +78,45 @@ def mkfs_ops(devices: Sequence[Buffer], sizes: Sequence[int], uuids: Sequence[by
     return image
 
 
-def expected_namespace(ops: Sequence[Op]) -> dict[str, dict]:
-    """What a mount of the famfs after `ops` must show: path -> type, size, mode, uid, gid, sha256."""
-    out: dict[str, dict] = {}
-    for op in ops:
-        if isinstance(op, Mkdir):
-            out[op.path] = {"type": "d", "mode": op.mode, "uid": op.uid, "gid": op.gid}
-        elif isinstance(op, Create):
-            out[op.path] = {"type": "f", "size": op.size, "mode": op.mode, "uid": op.uid, "gid": op.gid,
-                            "sha256": hashlib.sha256(pattern(op.path, op.size)).hexdigest()}
-    return out
+def workload_paths(ops: Sequence[Op]) -> list[str]:
+    """Every path the lane's workload makes (a log that lacks one makes the lane check less)."""
+    return sorted(op.path for op in ops if isinstance(op, (Mkdir, Create)))
 
 
-def compare_namespace(node: str, seen: dict[str, dict], want: dict[str, dict]) -> list[str]:
-    """Differences between a mount's walk (`seen`, from the guest) and `want`, as invariant-tagged lines."""
+def judge_stage(node: str, stage: str, obs: dict, by_name: Mapping[str, Any], checker: LookupChecker,
+                ops: Sequence[Op]) -> tuple[list[str], int, int]:
+    """One node's observation of one stage (`realdax_guest.Mount.observe`), judged by the oracle
+    as an in-process case is: the model's verdict of the log the node saw, the expectation of
+    this node (its devices are the host's view of the backing files, `by_name`), the walk against
+    the model's namespace (`check_listing`), every range the guest read and every lookup and
+    internal error of its probe log (`check_files`, into the lane's one `checker`). Returns the
+    problems (invariant-tagged lines), the files and the bytes checked."""
+    tag = f"node {node}, {stage}"
+    img = log_image(zlib.decompress(base64.b64decode(obs["head"])))
+    if img is None:
+        return [f"HARNESS: {tag}: the guest's copy of the primary's log cannot be decoded"], 0, 0
+    expected = verdict(bytes(img.device), obs["size"])
     problems = []
-    for path in sorted(set(seen) | set(want)):
-        s, w = seen.get(path), want.get(path)
-        if s is None or w is None:
-            problems.append(f"NS-CONFLICT: node {node}: {path!r} " + ("missing from the mount" if s is None
-                                                                       else "served but not in the log"))
-            continue
-        if "errno" in s:
-            problems.append(f"DATA: node {node}: {path!r}: read failed, errno {s['errno']} ({os.strerror(s['errno'])})")
-            continue
-        for key in ("type", "size", "mode", "uid", "gid"):
-            if key in w and s.get(key) != w[key]:
-                problems.append(f"NS-CONFLICT: node {node}: {path!r}: {key} {s.get(key)!r}, the log has {w[key]!r}")
-        if "sha256" in w and s.get("sha256") != w["sha256"]:
-            problems.append(f"DATA: node {node}: {path!r}: bytes read through the mount differ from what was written")
-    return problems
+    if sorted(p for p, _ in expected.namespace) != workload_paths(ops):
+        problems.append(f"HARNESS: {tag}: the log holds {sorted(p for p, _ in expected.namespace)}, the lane "
+                        f"wrote {workload_paths(ops)}")
+    exp = Expectation.of(expected, node, by_name)
+    exp.install(checker)
+    events = [obs["events"]]
+
+    def feed() -> None:                           # the stage's probe events, handed over once
+        if events:
+            replay_into(checker, events.pop())
+
+    try:
+        check_listing(expected, obs["walk"], node, site="realdax")
+        check_files(expected.namespace, exp, observed_reader(obs["reads"]), checker, feed=feed)
+    except InvariantViolation as v:
+        problems.append(f"{v.invariant.value}: {tag}: {v.message}")
+    except InternalFinding as f:
+        problems.append(f"INTERNAL-ERROR: {tag}: {f}\n{f.error.traceback}")
+    files = sum(1 for _, d in expected.namespace if d[0] == "f")
+    return problems, files, sum(r[2] for r in obs["reads"] if r[3] is not None)
 
 
 # -- lanes -----------------------------------------------------------------------------------------------
@@ -130,10 +147,12 @@ class LaneResult:
                 "guests": self.guests, "run_dir": self.run_dir}
 
 
-def _check_guest(node: str, doc: dict, order: Sequence[int], uuids: Sequence[bytes], sizes: Sequence[int],
-                 want: dict[str, dict], checker: LookupChecker, key: str = "after") -> tuple[list[str], int, int]:
-    """One guest's result against the expectation: device order and sizes, namespace, bytes; its
-    lookups go into `checker` (checked by the caller, across nodes). Returns problems, files, bytes."""
+def check_guest(node: str, doc: dict, order: Sequence[int], uuids: Sequence[bytes], sizes: Sequence[int],
+                maps: Sequence[Any], checker: LookupChecker,
+                stages: Mapping[str, Sequence[Op]]) -> tuple[list[str], int, int]:
+    """One guest's result: its device order and sizes (harness checks: the guest's dax{k}.0 is
+    backing file order[k]), then each stage it observed (`judge_stage`; `stages`: stage -> the
+    workload done by then). Returns problems, files and bytes checked."""
     if not doc.get("ok"):
         return [f"HARNESS: node {node}: guest failed: {doc.get('error')}"], 0, 0
     problems = []
@@ -146,13 +165,23 @@ def _check_guest(node: str, doc: dict, order: Sequence[int], uuids: Sequence[byt
         if doc["sizes"].get(local) != sizes[i]:
             problems.append(f"HARNESS: node {node}: {local} is {doc['sizes'].get(local)} bytes, the host "
                             f"mapped {sizes[i]} (DATA_OFFSET layout)")
-    checker.names[node] = names
-    seen = doc[key]
-    problems += compare_namespace(node, seen, want)
-    for e in doc.get("lookups", []):
-        checker.lookup(e["node"], e["index"], e["name"], e["devno"], e["errno"])
-    files = [p for p, w in want.items() if w["type"] == "f"]
-    return problems, len(files), sum(want[p]["size"] for p in files)
+    by_name = {f"dax{k}.0": maps[i] for k, i in enumerate(order)}
+    nfiles = nbytes = 0
+    for stage, ops in stages.items():
+        obs = doc.get("stages", {}).get(stage)
+        if obs is None:
+            problems.append(f"HARNESS: node {node}: the guest observed no {stage!r} stage")
+            continue
+        p, f, b = judge_stage(node, stage, obs, by_name, checker, ops)
+        problems, nfiles, nbytes = problems + p, nfiles + f, nbytes + b
+    return problems, nfiles, nbytes
+
+
+def lookups_checked(checker: LookupChecker, problems: list[str]) -> int:
+    """How many lookups the lane judged; none at all is a problem (nothing was checked)."""
+    if checker.checked == 0:
+        problems.append("IDX-LOOKUP: no lookup events came back from the guest daemon (nothing was checked)")
+    return checker.checked
 
 
 def smoke(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 150.0) -> LaneResult:
@@ -170,43 +199,52 @@ def smoke(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 150.0
     finally:
         for m in maps:
             m.close()
-    ops = STAGE1 + STAGE2
-    want = expected_namespace(ops)
     (work / "manifest.json").write_text(json.dumps({"node": "A", "ndev": 2}))
     say(f"realdax: smoke: booting one guest on 2 NVDIMMs ({show_path(work)})")
     guest = Guest(kit, "A", paths, work, guest_script("mount", "--result", "/tmp/rd/result-A.json",
                                                        "--manifest", "/tmp/rd/manifest.json"), timeout=timeout)
     run, t_result = guest.run_until(work / "result-A.json")
     doc = guest_result(work / "result-A.json", run)
-    checker = LookupChecker(expected={0: uuid_str(uuids[0]), 1: uuid_str(uuids[1])})
-    problems, nfiles, nbytes = _check_guest("A", doc, [0, 1], uuids, sizes, want, checker)
-    lookups = _check_lookups(checker, problems)
+    problems, nfiles, nbytes, lookups = judge_guests({"A": doc}, {"A": [0, 1]}, paths, uuids,
+                                                     {"after": STAGE1 + STAGE2})
     result = LaneResult("smoke", problems, nfiles, nbytes, lookups, {"A": round(t_result, 2)},
                         time.monotonic() - t0, {"A": _summary(doc, run)}, show_path(work))
     _finish(work, result, keep)
     return result
 
 
-def _check_lookups(checker: LookupChecker, problems: list[str]) -> int:
-    n = len(checker.lookups)
+def judge_guests(docs: Mapping[str, dict], orders: Mapping[str, Sequence[int]], paths: Sequence[Path],
+                 uuids: Sequence[bytes], stages: Mapping[str, Sequence[Op]]) -> tuple[list[str], int, int, int]:
+    """Every guest's result (`check_guest`) against the host's own view of the backing files,
+    with one lookup checker for all nodes (IDX-LOOKUP per node, IDX-CLUSTER across them).
+    Returns problems, files, bytes and lookups checked."""
+    maps = [map_device(p) for p in paths]
     try:
-        checker.check()
-    except InvariantViolation as v:
-        problems.append(f"{v.invariant.value}: {v}")
-    if n == 0:
-        problems.append("IDX-LOOKUP: no lookup events came back from the guest daemon (nothing was checked)")
-    return n
+        sizes = [len(m) for m in maps]
+        checker = LookupChecker(site="realdax/pull-devt")
+        problems: list[str] = []
+        nfiles = nbytes = 0
+        for node, doc in docs.items():
+            p, f, b = check_guest(node, doc, orders[node], uuids, sizes, maps, checker, stages)
+            problems, nfiles, nbytes = problems + p, nfiles + f, nbytes + b
+        return problems, nfiles, nbytes, lookups_checked(checker, problems)
+    finally:
+        for m in maps:
+            m.close()
 
 
 def _summary(doc: dict, run: GuestRun) -> dict:
-    """What a guest saw, for the report: timings, each file's SHA-256 after the last replay, and
-    which local device answered each index (e.g. index 1 is dax1.0 on A, dax0.0 on B)."""
+    """What a guest saw, for the report: timings, each file's ranges read (or their errnos) in
+    the last stage, and which local device answered each index (index 1 is dax1.0 on A, dax0.0 on B)."""
     by_index: dict[str, dict[str, int]] = {}
-    for e in doc.get("lookups", []):
+    stages = doc.get("stages", {})
+    for e in (e for obs in stages.values() for e in obs.get("events", []) if e["ev"] == "lookup"):
         if not e["errno"]:
             names = by_index.setdefault(str(e["index"]), {})
             names[e["name"]] = names.get(e["name"], 0) + 1
-    files = {p: d.get("sha256", d.get("errno")) for p, d in doc.get("after", {}).items() if d.get("type") == "f"}
+    files: dict[str, Any] = {}
+    for path, _, _, digest, err in stages.get("after", {}).get("reads", []):
+        files.setdefault(path, []).append("read" if digest else err)
     return {"uptime_at_result_s": doc.get("uptime"), "timings": doc.get("timings", {}),
             "qemu_s": round(run.seconds, 2), "timed_out": run.timed_out, "qemu_exit": run.returncode,
             "lookups_by_index": by_index, "files": files}
@@ -231,7 +269,6 @@ def two_nodes(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 2
     t0 = time.monotonic()
     work = run_dir("two-nodes")
     paths = [backing_file(work / f"nvdimm{i}.img", DEV_FILE_SIZE, kit, say) for i in range(2)]
-    sizes = [dax_size(p) for p in paths]
     uuids = [uuidlib.uuid4().bytes for _ in paths]
     fs_uuid = uuidlib.uuid4().bytes
     orders = {"A": [0, 1], "B": [1, 0]}
@@ -255,23 +292,18 @@ def two_nodes(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 2
         for g in guests.values():
             g.kill()
     problems: list[str] = []
-    checker = LookupChecker(expected={0: uuid_str(uuids[0]), 1: uuid_str(uuids[1])})
-    nfiles = nbytes = 0
     docs = {}
     for node, (run, _) in runs.items():
         try:
             docs[node] = guest_result(work / f"result-{node}.json", run)
         except RealdaxError as e:
             problems.append(f"HARNESS: node {node}: {e}")
-    for node, doc in docs.items():
-        p1, f1, b1 = _check_guest(node, doc, orders[node], uuids, sizes, expected_namespace(STAGE1), checker, "before")
-        p2, f2, b2 = _check_guest(node, dict(doc, lookups=[]), orders[node], uuids, sizes,
-                                  expected_namespace(STAGE1 + STAGE2), checker, "after")
-        problems += p1 + [p for p in p2 if not p.startswith("HARNESS")]
-        nfiles, nbytes = nfiles + f1 + f2, nbytes + b1 + b2
-    lookups = _check_lookups(checker, problems)
+    more, nfiles, nbytes, lookups = judge_guests(docs, orders, paths, uuids,
+                                                 {"before": STAGE1, "after": STAGE1 + STAGE2})
+    problems += more
     if len(docs) == 2:
-        per_node = {n for n in (e["node"] for d in docs.values() for e in d.get("lookups", []))}
+        per_node = {e["node"] for d in docs.values() for obs in d.get("stages", {}).values()
+                    for e in obs.get("events", []) if e["ev"] == "lookup"}
         if per_node != {"A", "B"}:
             problems.append(f"IDX-CLUSTER: lookups came back from {sorted(per_node)} only; both nodes must be checked")
     result = LaneResult("two-nodes", problems, nfiles, nbytes, lookups,

@@ -25,10 +25,18 @@ arithmetic over the model's extents), and judges each range on its own:
 
 Every lookup the probe saw is judged before the bytes (`LookupChecker`), so a wrong device is
 named IDX-LOOKUP, not DATA. Findings carry op "read" and the site `<abi>/<simple|interleave>`.
+
+Every driver uses this one check: the in-process node case and sessions read through the
+daemon's kernel side (`daemon_reader`), the FUSE mount case with pread through the mount, and
+the real-DAX lanes through the mount in a qemu guest, which only `observe`s the same `plan`
+(a SHA-256 per range) and ships it out; the host judges it (`observed_reader`, `Digest`).
+`check_listing` holds a node's listing (a mount's walk, an external program's file set)
+against the model's namespace.
 """
 from __future__ import annotations
 
 import errno as errnos
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Mapping, Sequence
 
@@ -156,8 +164,7 @@ class Expectation:
 
     def checker(self, site: str | None = None) -> LookupChecker:
         """A lookup checker for this node, its causes of failure in force."""
-        return LookupChecker(expected=dict(self.uuids), names={self.node: dict(self.names)},
-                             justify={self.node: dict(self.why)}, site=self.abi if site is None else site)
+        return self.install(LookupChecker(site=self.abi if site is None else site))
 
     def file_may_fail(self, indices: Collection[int]) -> Why | None:
         """Why every range of a file on `indices` may fail, or None: the kernel refuses the whole
@@ -171,26 +178,107 @@ class Expectation:
         return next((self.why[i] for i in sorted(indices) if self.why.get(i) in (Why.MISSING, Why.AMBIGUOUS)), None)
 
 
+    def install(self, checker: LookupChecker) -> LookupChecker:
+        """Make `checker` (maybe shared by several nodes, for IDX-CLUSTER) judge this node's
+        lookups by this expectation: the model's table, this node's names and causes of failure."""
+        checker.expected = dict(self.uuids)
+        checker.names[self.node] = dict(self.names)
+        checker.justify[self.node] = dict(self.why)
+        return checker
+
+
 Reader = Callable[[str, int, int], Any]
+Piece = tuple[int, int, int, int]
+
+
+def plan(files: Sequence[tuple[str, tuple]]) -> list[tuple[str, tuple, list[Piece]]]:
+    """The reads the oracle makes of the model's namespace `files`: every file with its pieces
+    (`ranges`). A reader elsewhere (a qemu guest) reads the same plan (`observe`)."""
+    return [(path, desc, ranges(desc[1], desc[5], desc[6])) for path, desc in files if desc[0] == "f"]
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """What a reader in another place (a qemu guest) saw of one range: its length and SHA-256, so
+    the bytes need not travel; `check_files` compares it with the digest of the bytes expected."""
+
+    length: int
+    sha256: str
+
+    @classmethod
+    def of(cls, data: Any) -> "Digest":
+        return cls(len(data), hashlib.sha256(data).hexdigest())
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def observe(files: Sequence[tuple[str, tuple]], read: Reader) -> list[list[Any]]:
+    """Read the oracle's `plan` of `files` with `read` and record each range as
+    [path, offset, length, SHA-256 or None, errno]: JSON a host-side `check_files` judges
+    (`observed_reader`). Only observes: nothing here decides what is right."""
+    out: list[list[Any]] = []
+    for path, _, pieces in plan(files):
+        for at, ln, _, _ in pieces:
+            try:
+                out.append([path, at, ln, Digest.of(read(path, at, ln)).sha256, 0])
+            except (FamfsError, OSError) as e:
+                out.append([path, at, ln, None, e.errno or errnos.EIO])
+    return out
+
+
+def observed_reader(records: Sequence[Sequence[Any]]) -> Reader:
+    """`read(path, offset, length)` answered from `observe`'s records: a `Digest`, or the OSError
+    the reader saw. A range the records lack was never read there: that is a harness fault."""
+    by_range = {(r[0], r[1], r[2]): (r[3], r[4]) for r in records}
+
+    def read(path: str, offset: int, length: int) -> Any:
+        try:
+            digest, err = by_range[(path, offset, length)]
+        except KeyError:
+            raise RuntimeError(f"the reader recorded no read of {path!r} [{offset:#x}, +{length:#x})") from None
+        if err:
+            raise OSError(err, errnos.errorcode.get(err, "?"))
+        return Digest(length, digest)
+    return read
+
+
+def check_listing(expected: Verdict, seen: Mapping[str, Mapping[str, Any]], node: str, *, site: str = "listing",
+                  files_only: bool = False, top_only: bool = False) -> None:
+    """A node's listing (path -> what it showed: type, size, mode, uid, gid, any of them) against
+    the model's namespace: the same paths (only files with `files_only`, only top-level names
+    with `top_only`), and where the listing gives an attribute, the model's value (NS-CONFLICT)."""
+    want = {p: d for p, d in expected.namespace
+            if (not files_only or d[0] == "f") and (not top_only or "/" not in p)}
+    for path in sorted(set(want) | set(seen)):
+        if path not in seen or path not in want:
+            raise InvariantViolation(Invariant.NS_CONFLICT, f"node {node}: {path!r} " + (
+                "is in the log but not listed" if path not in seen else "is listed but not in the log"),
+                op="readdir", site=site)
+        d = want[path]
+        attrs = {"type": d[0], "mode": d[1], "uid": d[2], "gid": d[3]} if d[0] == "d" else \
+            {"type": "f", "size": d[1], "mode": d[2], "uid": d[3], "gid": d[4]}
+        for key, value in seen[path].items():
+            if key in attrs and value != attrs[key]:
+                raise InvariantViolation(Invariant.NS_CONFLICT, f"node {node}: {path!r}: {key} {value!r}, the log "
+                                                                f"has {attrs[key]!r}", op="readdir", site=site)
 
 
 def check_files(files: Sequence[tuple[str, tuple]], exp: Expectation, read: Reader, checker: LookupChecker,
                 feed: Callable[[], None] | None = None) -> Counts:
     """Read every file of `files` (the model's (path, description) pairs) range by range with
-    `read(path, offset, length)` (bytes, or a FamfsError / OSError with an errno); judge the
-    lookups (after `feed()` hands them to `checker`, for a probe log), then every range."""
-    for path, desc in files:
-        if desc[0] != "f":
-            continue
-        size, extents, chunk = desc[1], desc[5], desc[6]
+    `read(path, offset, length)` (bytes or a `Digest`, or a FamfsError / OSError with an errno);
+    judge the lookups (after `feed()` hands them to `checker`, for a probe log), then every range."""
+    for path, desc, pieces in plan(files):
+        extents, chunk = desc[5], desc[6]
         form = "simple" if chunk is None else "interleave"
         whole = exp.file_may_fail({e[0] for e in extents})
-        outcomes = []
-        for piece in ranges(size, extents, chunk):
+        outcomes: list[tuple[Piece, Any, int, BaseException | None]] = []
+        for piece in pieces:
             try:
                 outcomes.append((piece, read(path, piece[0], piece[1]), 0, None))
-            except (FamfsError, OSError) as e:
-                outcomes.append((piece, None, e.errno or 0, e))
+            except (FamfsError, OSError) as failed:
+                outcomes.append((piece, None, failed.errno or 0, failed))
         if feed is not None:
             feed()
         checker.check()                       # a wrong device is named as such before its bytes
@@ -233,13 +321,18 @@ def check_files(files: Sequence[tuple[str, tuple]], exp: Expectation, read: Read
 
 
 def _same(want: Any, got: Any) -> bool:
-    """Bulk equality of two byte strings (a bytearray on one side keeps it a memcmp)."""
+    """Bulk equality of two byte strings (a bytearray on one side keeps it a memcmp); a `Digest`
+    is compared by length and SHA-256."""
+    if isinstance(got, Digest):
+        return got == Digest.of(want)
     if isinstance(got, memoryview):
         got = got.tobytes() if not isinstance(want, bytearray) else got
     return len(want) == len(got) and want == got
 
 
 def _first_difference(want: Any, got: Any) -> str:
+    if isinstance(got, Digest):
+        return ", the SHA-256 differs"
     a, b = bytes(want), bytes(got)
     lo, hi = 0, min(len(a), len(b))
     if a[:hi] == b[:hi]:

@@ -1,6 +1,10 @@
-"""The host-side checks of the real-DAX lane fail when they should (no guest needed): wrong bytes,
-a missing file, a device in the wrong place, a lookup of the wrong device, two nodes that
-disagree; and the set-up helpers (module closure, kernel extraction) on small inputs."""
+"""The host-side checks of the real-DAX lanes fail when they should (no guest needed): a guest's
+result is made here the way a guest makes it (`realdax_guest.observation` over an in-process
+daemon on the lane's workload, its probe log written by the daemon), then judged by the lanes'
+host side (`check_guest`: the oracle's `check_listing` / `check_files`): a clean result passes;
+wrong bytes, a failed read, a missing file, a device in the wrong place, a lookup of the wrong
+device, an internal error and no lookups at all are findings. Then the set-up helpers (module
+closure, kernel extraction) on small inputs."""
 from __future__ import annotations
 
 import copy
@@ -9,77 +13,128 @@ import uuid
 
 import pytest
 
+from harness.engine.probelog import JsonlProbe, load
 from harness.engine.realdax import RealdaxError, extract_vmlinux, module_closure
-from harness.engine.realdax_lanes import (
-    STAGE1, _check_guest, _check_lookups, compare_namespace, expected_namespace,
-)
+from harness.engine.realdax_guest import observation
+from harness.engine.realdax_lanes import STAGE1, STAGE2, check_guest, lookups_checked, mkfs_ops
+from harness.famfs.daemon import Daemon
+from harness.famfs.devices import DaxDevice, Resolver
 from harness.famfs.index import uuid_str
+from harness.gen.decode import encode_image, head_end
+from harness.oracle.case import daemon_reader
 from harness.oracle.lookups import LookupChecker
+from harness.oracle.model import verdict
 
 U = [uuid.UUID(int=0xA0 + i).bytes for i in range(2)]
 SIZES = [64 << 20, 64 << 20]
+OPS = STAGE1 + STAGE2
+STAGES = {"after": OPS}
 
 
-def _doc(node: str = "A", order: tuple[int, int] = (0, 1)) -> dict:
-    names = {f"dax{k}.0": uuid_str(U[i]) for k, i in enumerate(order)}
-    return {"ok": True, "names": names, "sizes": {f"dax{k}.0": SIZES[i] for k, i in enumerate(order)},
-            "after": copy.deepcopy(expected_namespace(STAGE1)),
-            "lookups": [{"node": node, "index": i, "name": f"dax{order.index(i)}.0", "devno": 1, "errno": 0}
-                        for i in (0, 1)]}
+@pytest.fixture(scope="module")
+def bufs() -> list[bytearray]:
+    devices = [bytearray(n) for n in SIZES]
+    mkfs_ops(devices, SIZES, U, uuid.UUID(int=0xF5).bytes, OPS)
+    return devices
 
 
-def _checker() -> LookupChecker:
-    return LookupChecker(expected={0: uuid_str(U[0]), 1: uuid_str(U[1])})
+def _walk(primary: bytearray) -> dict:
+    """The listing a correct mount shows (what the guest's walk records)."""
+    out = {}
+    for path, d in verdict(bytes(primary[:head_end(primary)]), len(primary)).namespace:
+        out[path] = ({"type": "d", "mode": d[1], "uid": d[2], "gid": d[3]} if d[0] == "d" else
+                     {"type": "f", "size": d[1], "mode": d[2], "uid": d[3], "gid": d[4]})
+    return out
 
 
-def test_a_clean_guest_result_passes() -> None:
-    checker = _checker()
-    problems, files, nbytes = _check_guest("A", _doc(), [0, 1], U, SIZES, expected_namespace(STAGE1), checker)
-    assert problems == [] and files == 3 and nbytes == 4096 + (5 << 20) + (16 << 20)
-    assert _check_lookups(checker, problems) == 2 and problems == []
+def _doc(bufs: list[bytearray], tmp_path, node: str = "A", order: tuple[int, int] = (0, 1)) -> dict:
+    """A guest's result for `node` seeing backing file order[k] as dax{k}.0, made as a guest does."""
+    devs = [DaxDevice.in_memory(bufs[i], f"dax{k}.0", node=node) for k, i in enumerate(order)]
+    host = Resolver(node, devs)
+    log = tmp_path / f"probe-{node}.jsonl"
+    probe = JsonlProbe(str(log))
+    daemon = Daemon.mount(host, probe=probe, primary=host.primary())
+    primary = bufs[0]
+    obs = observation(encode_image(primary), len(primary), _walk(primary), daemon_reader(daemon),
+                      lambda: load(str(log)))
+    probe.close()
+    return {"ok": True, "names": host.uuids(), "sizes": {f"dax{k}.0": SIZES[i] for k, i in enumerate(order)},
+            "primary": f"dax{order.index(0)}.0", "stages": {"after": obs}}
 
 
-def test_wrong_bytes_and_missing_files_are_findings() -> None:
-    want = expected_namespace(STAGE1)
-    seen = copy.deepcopy(want)
-    seen["dirA/f2"]["sha256"] = "0" * 64
-    del seen["f1"]
-    seen["dirA/striped"] = {"type": "f", "errno": 5}
-    problems = compare_namespace("B", seen, want)
-    assert any(p.startswith("DATA: node B: 'dirA/f2'") for p in problems)
-    assert any(p.startswith("NS-CONFLICT: node B: 'f1' missing") for p in problems)
-    assert any(p.startswith("DATA: node B: 'dirA/striped': read failed, errno 5") for p in problems)
+def _judge(bufs: list[bytearray], *docs: tuple[str, dict, tuple[int, int]]) -> tuple[list[str], int, int, int]:
+    checker = LookupChecker(site="realdax/pull-devt")
+    problems: list[str] = []
+    nfiles = nbytes = 0
+    for node, doc, order in docs:
+        p, f, b = check_guest(node, doc, order, U, SIZES, bufs, checker, STAGES)
+        problems, nfiles, nbytes = problems + p, nfiles + f, nbytes + b
+    return problems, nfiles, nbytes, lookups_checked(checker, problems)
 
 
-def test_a_device_in_the_wrong_place_is_reported() -> None:
-    doc = _doc(order=(1, 0))                        # the guest's dax0.0 is the second backing file
-    problems, _, _ = _check_guest("A", doc, [0, 1], U, SIZES, expected_namespace(STAGE1), _checker())
+def test_a_clean_guest_result_passes(bufs, tmp_path) -> None:
+    problems, files, nbytes, lookups = _judge(bufs, ("A", _doc(bufs, tmp_path), (0, 1)),
+                                              ("B", _doc(bufs, tmp_path, "B", (1, 0)), (1, 0)))
+    assert problems == []
+    assert files == 2 * 5 and nbytes == 2 * sum(op.size for op in OPS if hasattr(op, "size"))
+    assert lookups > 2                              # index 0 and 1 on both nodes
+
+
+def test_wrong_bytes_a_failed_read_and_a_missing_file_are_findings(bufs, tmp_path) -> None:
+    clean = _doc(bufs, tmp_path)
+    reads = clean["stages"]["after"]["reads"]
+    wrong = copy.deepcopy(clean)
+    k = next(i for i, r in enumerate(reads) if r[0] == "dirA/f2")
+    wrong["stages"]["after"]["reads"][k][3] = "0" * 64
+    assert any(p.startswith("DATA: node A, after: 'dirA/f2'") and "SHA-256 differs" in p
+               for p in _judge(bufs, ("A", wrong, (0, 1)))[0])
+    failed = copy.deepcopy(clean)
+    k = next(i for i, r in enumerate(reads) if r[0] == "dirA/striped")
+    failed["stages"]["after"]["reads"][k][3:] = [None, 5]
+    assert any(p.startswith("DATA: node A, after: 'dirA/striped'") and "device is present" in p
+               for p in _judge(bufs, ("A", failed, (0, 1)))[0])
+    missing = copy.deepcopy(clean)
+    del missing["stages"]["after"]["walk"]["f1"]
+    assert any(p.startswith("NS-CONFLICT: node A, after") and "'f1' is in the log but not listed" in p
+               for p in _judge(bufs, ("A", missing, (0, 1)))[0])
+    mode = copy.deepcopy(clean)
+    mode["stages"]["after"]["walk"]["dirA/sub"]["mode"] = 0o777
+    assert any("NS-CONFLICT" in p and "mode" in p for p in _judge(bufs, ("A", mode, (0, 1)))[0])
+
+
+def test_a_device_in_the_wrong_place_is_reported(bufs, tmp_path) -> None:
+    doc = _doc(bufs, tmp_path, order=(1, 0))       # the guest's dax0.0 is the second backing file
+    problems = _judge(bufs, ("A", doc, (0, 1)))[0]
     assert any("device order" in p for p in problems)
 
 
-def test_a_lookup_of_the_wrong_device_and_a_split_cluster_are_findings() -> None:
-    checker = _checker()
-    doc = _doc()
-    doc["lookups"][1]["name"] = "dax0.0"            # index 1 answered with the primary
-    _check_guest("A", doc, [0, 1], U, SIZES, expected_namespace(STAGE1), checker)
-    problems: list[str] = []
-    _check_lookups(checker, problems)
-    assert problems and problems[0].startswith("IDX-LOOKUP")
-
-    checker = LookupChecker(expected={0: uuid_str(U[0])})     # index 1 unknown to the model
-    a, b = _doc("A", (0, 1)), _doc("B", (1, 0))
-    b["lookups"][1]["name"] = "dax1.0"              # on B, dax1.0 is U[0]: index 1 -> U[0] there
-    for node, doc, order in (("A", a, [0, 1]), ("B", b, [1, 0])):
-        _check_guest(node, doc, order, U, SIZES, expected_namespace(STAGE1), checker)
-    problems = []
-    _check_lookups(checker, problems)               # an index the model does not know never passes
-    assert problems and problems[0].startswith("IDX-LOOKUP") and "does not define" in problems[0]
+def test_a_lookup_of_the_wrong_device_and_an_internal_error_are_findings(bufs, tmp_path) -> None:
+    doc = _doc(bufs, tmp_path, "B", (1, 0))
+    events = doc["stages"]["after"]["events"]
+    k = next(i for i, e in enumerate(events) if e["ev"] == "lookup" and e["index"] == 1 and not e["errno"])
+    events[k]["name"] = "dax1.0"                    # on B, dax1.0 carries index 0's UUID
+    problems = _judge(bufs, ("B", doc, (1, 0)))[0]
+    assert problems and problems[0].startswith("IDX-LOOKUP: node B, after")
+    doc = _doc(bufs, tmp_path)
+    doc["stages"]["after"]["events"].append({"ev": "internal_error", "where": "read", "type": "KeyError",
+                                             "error": "7", "traceback": "Traceback ...\nKeyError: 7\n"})
+    problems = _judge(bufs, ("A", doc, (0, 1)))[0]
+    assert problems and problems[0].startswith("INTERNAL-ERROR: node A, after") and "KeyError: 7" in problems[0]
 
 
-def test_no_lookups_is_a_finding() -> None:
-    problems: list[str] = []
-    assert _check_lookups(_checker(), problems) == 0
-    assert problems and "nothing was checked" in problems[0]
+def test_no_lookups_is_a_finding(bufs, tmp_path) -> None:
+    doc = _doc(bufs, tmp_path)
+    doc["stages"]["after"]["events"] = []
+    problems, _, _, lookups = _judge(bufs, ("A", doc, (0, 1)))
+    assert lookups == 0 and any("nothing was checked" in p for p in problems)
+
+
+def test_a_log_without_the_lanes_workload_is_a_harness_problem(bufs, tmp_path) -> None:
+    doc = _doc(bufs, tmp_path)
+    checker = LookupChecker()
+    problems, _, _ = check_guest("A", doc, (0, 1), U, SIZES, bufs, checker, {"after": STAGE1})
+    assert any(p.startswith("HARNESS: node A, after: the log holds") for p in problems)
+    assert uuid_str(U[0]) in doc["names"].values()
 
 
 def test_module_closure_puts_dependencies_first() -> None:
