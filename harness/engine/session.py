@@ -4,8 +4,9 @@
 (on any index defined so far, or striped), or adds the next daxdev; a client replays the log
 (logplay); a client reads a file through the kernel side; a client's daemon dies and a new
 one mounts the same memory (its replay must give the same namespace). After every step `check()` verifies
-each client's namespace against what the master wrote (for the prefix it has replayed), every
-byte read, and every index lookup (IDX-LOOKUP, IDX-CLUSTER, TBL-PUBLISH).
+each client's namespace against what the master wrote (for the prefix it has replayed), and
+every index lookup (IDX-LOOKUP, IDX-CLUSTER, TBL-PUBLISH); a read is judged by the oracle's one
+read check (`oracle.case.check_files`, range by range against the model's verdict of the log).
 
 Two drivers share it: `SessionMachine`, a Hypothesis `RuleBasedStateMachine` (shrinks to the
 shortest failing step sequence), and `run_choices`, which lets Atheris bytes pick the steps.
@@ -21,13 +22,15 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from harness.famfs.daemon import Daemon
 from harness.famfs.devices import DaxDevice, Resolver
-from harness.famfs.image import Image, Interleave, mkfs_secondary, pattern
+from harness.famfs.image import Image, Interleave, mkfs_secondary
 from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant
-from harness.gen.decode import Choices
+from harness.gen.decode import Choices, head_end
 from harness.gen.spec import BufferPool
+from harness.oracle.case import Expectation, check_files, daemon_reader
 from harness.oracle.invariants import InvariantViolation
-from harness.oracle.lookups import LookupChecker
+from harness.oracle.lookups import Counts, LookupChecker
+from harness.oracle.model import verdict
 
 MiB = 1 << 20
 NDEV = 4
@@ -56,7 +59,6 @@ class Session:
         self.abi = abi
         self.made: list[str] = []
         self.counter = 0
-        self.lookups = 0
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -99,15 +101,25 @@ class Session:
             raise InvariantViolation(Invariant.LOG_PREFIX, f"node {node}: after a restart the replay misses files")
 
     def read(self, node: str, pick: int) -> None:
+        """A client reads one of the files it serves, judged by the oracle's read check: the
+        model's verdict of the shared log, this node's expectation (its own device names and
+        order), every range of the file against the device bytes, every lookup (the session's
+        one checker, so IDX-CLUSTER holds across the nodes)."""
         d = self.daemons[node]
         files = [f for f in d.files()]
         if not files:
             return
         f = files[pick % len(files)]
-        ino = d.ino_of(f.path)
-        got = b"".join(d.read(ino, off, 1 << 20) for off in range(0, f.size, 1 << 20))
-        if got != pattern(f.path, f.size):
-            raise InvariantViolation(Invariant.DATA, f"node {node}: {f.path} read back wrong bytes")
+        primary = self.bufs[0]
+        expected = verdict(bytes(primary[:head_end(primary)]), DEV_SIZE)
+        desc = dict(expected.namespace).get(f.path)
+        if desc is None:
+            raise InvariantViolation(Invariant.NS_CONFLICT, f"node {node}: {f.path} is served but not in the log",
+                                     op="read", site="session")
+        exp = Expectation.of(expected, node, {f"dax{k}.0": self.bufs[i] for k, i in enumerate(NODES[node])},
+                             abi=self.abi)
+        exp.install(self.checker)
+        check_files([(f.path, desc)], exp, daemon_reader(d), self.checker)
 
     # -- the check after every step ----------------------------------------------------------
 
@@ -123,7 +135,12 @@ class Session:
             for dev in table:
                 if dev.index >= len(self.master.table) or dev.uuid != self.master.table[dev.index].uuid:
                     raise InvariantViolation(Invariant.IDX_CLUSTER, f"node {node}: index {dev.index} is not the master's")
-        self.lookups += self.checker.check()
+        self.checker.check()
+
+    @property
+    def lookups(self) -> Counts:
+        """Every lookup judged so far, by class."""
+        return self.checker.counts
 
 
 class SessionMachine(RuleBasedStateMachine):
@@ -167,8 +184,8 @@ class SessionMachine(RuleBasedStateMachine):
 POOL = BufferPool()
 
 
-def run_choices(data: bytes, max_steps: int = 24) -> int:
-    """Atheris driver: the bytes choose the steps. Returns the lookups checked."""
+def run_choices(data: bytes, max_steps: int = 24) -> Counts:
+    """Atheris driver: the bytes choose the steps. Returns the lookups judged."""
     c = Choices(data)
     s = Session(pool=POOL)
     try:
@@ -177,7 +194,7 @@ def run_choices(data: bytes, max_steps: int = 24) -> int:
         POOL.give_back()
 
 
-def _steps(c: Choices, s: Session, max_steps: int) -> int:
+def _steps(c: Choices, s: Session, max_steps: int) -> Counts:
     for _ in range(c.int(1, max_steps)):
         step = c.int(0, 6)
         if step == 0:
