@@ -387,33 +387,31 @@ def escapes(path: str) -> bool:
     return not path or path.startswith("/") or ".." in path.split("/")
 
 
-def _ours(image: bytes, size: int) -> tuple[bool, list[str], str]:
-    """Our replay's verdict on the primary, its file set, and the invariant of its first rejection."""
-    from harness.famfs.errors import FamfsError
-    from harness.famfs.replay import replay
-    try:
-        r = replay(image, device_size=size)
-    except FamfsError as e:
-        return False, [], str(getattr(e.invariant, "value", e.invariant))
-    why = str(getattr(r.rejections[0].invariant, "value", r.rejections[0].invariant)) if r.rejections else ""
-    return r.clean and r.stopped_at is None, sorted(r.namespace.files), why
-
-
 def differential(outcome: ExternalOutcome, image: bytes, size: int, tag: str = "") -> ExternalFinding | None:
-    """Our replay against the program's verdict and file set. A reported path that escapes the
-    namespace is an NS-CONTAINED finding whatever the program's verdict; verdicts that differ
-    name our rejection's invariant; agreeing verdicts compare the file sets."""
+    """The oracle's verdict of the image (the reference model, as for every in-process case)
+    against the program's verdict and file set. A reported path that escapes the namespace is an
+    NS-CONTAINED finding whatever the program's verdict; verdicts that differ name the model's
+    rejection's invariant; agreeing verdicts hold the program's file set against the model's
+    namespace (`oracle.case.check_listing`)."""
+    from harness.oracle.case import check_listing
+    from harness.oracle.invariants import InvariantViolation
+    from harness.oracle.model import verdict
     bad = [f for f in outcome.files if escapes(f)]
     if bad:
         return ExternalFinding(Signature.of("invariant", "NS-CONTAINED", ("program-file-set",), tag),
                                f"the program reported paths outside the namespace: {bad[:5]}")
-    ours, files, why = _ours(image, size)
+    expected = verdict(image, size)
+    why = expected.image_error or (expected.rejections[0][1] if expected.rejections else "")
+    ours = not why and expected.stopped_at is None
     if ours != outcome.accepted:
         what = "ours-accept theirs-reject" if ours else f"ours-reject({why or '?'}) theirs-accept"
         return ExternalFinding(Signature.of("differential", what, (), tag), f"verdicts differ; ours: {why or 'accept'}")
-    if outcome.files and sorted(outcome.files) != files:
-        return ExternalFinding(Signature.of("differential", "file-sets", (), tag),
-                               f"{sorted(outcome.files)} != {files}")
+    if outcome.files:
+        try:
+            check_listing(expected, {f: {"type": "f"} for f in outcome.files}, "program", site="external",
+                          files_only=True)
+        except InvariantViolation as v:
+            return ExternalFinding(Signature.of("differential", "file-sets", (), tag), v.message)
     return None
 
 
