@@ -77,7 +77,8 @@ class Tail:
 
 
 def load(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every complete event line of `path` (a torn last line is dropped)."""
+    """Every complete event line of `path` (a torn last line is dropped); any JSON-lines file
+    written line by line by a process that may die (the real-DAX guest's outcomes too)."""
     return Tail(path).new()
 
 

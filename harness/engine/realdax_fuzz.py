@@ -135,14 +135,10 @@ def fuzz_real(target: str, *, max_time: float = 60.0, runs: int | None = None, s
 
 
 def _outcomes(path: Path) -> list[dict]:
-    out = []
+    """The guest's outcome lines (JSON lines, as a probe log: a torn last line means the guest
+    died while writing it, and is dropped)."""
+    from harness.engine.probelog import load
     try:
-        with open(path) as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    break                   # a torn last line: the guest died while writing it
+        return load(path)
     except OSError:
-        pass
-    return out
+        return []
