@@ -177,7 +177,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                      jobs=args.jobs or (1 if args.runs else default_jobs()),
                      corpus=Path(args.corpus) if args.corpus else None, crashers=Path(args.crashers),
                      seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress,
-                     stop_on_new=args.stop_on_crash)
+                     stop_on_new=args.stop_on_crash, hypothesis_db=args.hypothesis_db,
+                     hypothesis_db_read_only={"auto": None, "read-only": True,
+                                              "read-write": False}[args.hypothesis_db_access])
     except HarnessError as e:
         return _harness_error(args, e)
     doc = r.as_dict()
@@ -440,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--crashers", default="crashers", help="crash store root (default crashers/)")
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--stop-on-crash", action="store_true", help="end at the first new signature")
+    sp.add_argument("--hypothesis-db", metavar="DIR|redis://HOST:PORT/N|none", default=None,
+                    help="hypothesis: the example database (default runs/TARGET/hypothesis/; docs/shared-fuzzing.md)")
+    sp.add_argument("--hypothesis-db-access", choices=["auto", "read-only", "read-write"], default="auto",
+                    help="hypothesis: read-only replays the database and never writes it; auto (the default) is "
+                         "read-only when $CI is set, read-write otherwise")
     sp.add_argument("--cmd", help="external target: the command, with {image} / {image0}.. / {images}")
     sp.add_argument("--devices", type=int, default=1, help="external target: device images per case")
     sp.add_argument("--timeout", type=float, default=10.0, help="external target: seconds per run")

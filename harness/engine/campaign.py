@@ -78,6 +78,8 @@ class FuzzResult:
     corpus_execs: int = 0                 # executions spent running the corpus (libFuzzer's INITED #)
     runs_budget: int | None = None
     interrupted: bool = False
+    found_at: dict[str, int] = field(default_factory=dict)    # Hypothesis: execution that first hit each key
+    shrunk: dict[str, int] = field(default_factory=dict)      # Hypothesis: size of each key's shrunk input
     errors: list[str] = field(default_factory=list)               # jobs that died, with their log
 
     @property
@@ -100,7 +102,8 @@ class FuzzResult:
                 "cov_start": self.cov_start, "ft_start": self.ft_start, "cov_end": self.cov_end,
                 "ft_end": self.ft_end, "coverage_grew": self.coverage_grew,
                 "corpus_execs": self.corpus_execs, "runs_budget": self.runs_budget,
-                "interrupted": self.interrupted, "errors": self.errors, "series": self.series}
+                "interrupted": self.interrupted, "errors": self.errors, "series": self.series,
+                "found_at": self.found_at, "shrunk": self.shrunk}
 
     def add(self, s: dict[str, Any]) -> None:
         """Add one job's stats (a runner's `Stats.as_dict()`); counters it lacks count 0."""
@@ -225,12 +228,14 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
          corpora: Path = Path("corpora"), workdir: Path = Path("runs"), seed: int | None = None,
          libfuzzer_args: Sequence[str] = (), progress: Callable[[str], None] | None = None,
          stop_on_new: bool = False, on_finding: OnFinding | None = None,
-         stop: threading.Event | None = None, warn_flat: bool = True, log_tag: str = "") -> FuzzResult:
+         stop: threading.Event | None = None, warn_flat: bool = True, log_tag: str = "",
+         hypothesis_db: str | None = None, hypothesis_db_read_only: bool | None = None) -> FuzzResult:
     """Fuzz target `name`; see the module docstring. `stop_on_new` ends the campaign at the first
     new signature (a PR-style run); `on_finding` is called once per new signature as soon as a job
     reports it (default: a line on `progress`); setting `stop` ends the campaign (its results are
     kept). SIGINT and SIGTERM end it the same way when it runs in the main thread. `log_tag` goes
-    into the names of the jobs' logs and stats files."""
+    into the names of the jobs' logs and stats files. `hypothesis_db` and `hypothesis_db_read_only`
+    choose the Hypothesis engine's example database (`engine.hypodb.open_database`)."""
     target = load(name)
     seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
     seeds_dir = corpora / name
@@ -250,10 +255,15 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
                         streamed.add(key)
                         if on_finding is not None:
                             on_finding(name, key, title, Path(crashers) / name / key)
+            from harness.engine import hypodb
+            db = hypodb.open_database(hypothesis_db, name, Path(workdir) / name, read_only=hypothesis_db_read_only)
             before = store_counts(crashers, name)
-            result = _hypothesis(target, max_time, runs, CrashStore(crashers),
-                                 [seeds_dir] + ([corpus] if corpus else []), seed, progress, stop_on_new, stop,
-                                 stream)
+            try:
+                result = _hypothesis(target, max_time, runs, CrashStore(crashers),
+                                     [seeds_dir] + ([corpus] if corpus else []), seed, progress, stop_on_new, stop,
+                                     stream, database=db)
+            finally:
+                hypodb.flush(db)
             reconcile(result, before, store_counts(crashers, name))
             result.runs_budget = runs
             stream(result.new)
@@ -681,46 +691,94 @@ class _Stop(BaseException):
     """Ends a Hypothesis campaign at its time or run budget (not a test failure)."""
 
 
+def _only_findings(e: BaseException) -> bool:
+    """Is `e` one finding, or a group (several bugs, a flaky one) of findings only?"""
+    from harness.engine.standalone import Finding
+    if isinstance(e, BaseExceptionGroup):
+        return all(_only_findings(x) for x in e.exceptions)
+    return isinstance(e, Finding)
+
+
 def _hypothesis(target: Target, max_time: float | None, runs: int | None, store: CrashStore,
                 dirs: list[Path], seed: int, progress: Callable[[str], None] | None,
                 stop_on_new: bool = False, stop: threading.Event | None = None,
-                stream: Callable[[dict[str, str]], None] = lambda new: None) -> FuzzResult:
-    from hypothesis import HealthCheck, given, settings, strategies as st
+                stream: Callable[[dict[str, str]], None] = lambda new: None, database: Any = None) -> FuzzResult:
+    """The Hypothesis engine: the corpus first, then rounds of Hypothesis's reuse (the first round
+    only: the example database replayed), generate and shrink phases. Every case goes through
+    the runner (counted, saved to the crash store); a finding whose signature this campaign has
+    not settled yet is raised to Hypothesis as an exception of its own type (one per signature,
+    so Hypothesis shrinks each bug apart), which shrinks it and saves it in `database`. The
+    round's last failing input of each signature (after a full shrink: Hypothesis's final replay
+    of the shrunk example) becomes the crash folder's `minimized`; the signature is then settled
+    (no longer raised) and the next round searches on. Later rounds leave out the reuse phase:
+    it would delete from the database every example that no longer raises."""
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings, strategies as st
+    from hypothesis.reporting import with_reporter
+
+    from harness.engine.standalone import finding_class
     stop = stop or threading.Event()
     runner = CaseRunner(target, store, seed=seed, engine="hypothesis")
     deadline = time.monotonic() + (max_time if max_time is not None else 1e12)
     budget = runs if runs is not None else 1 << 60
     interrupted = False
+    found_at: dict[str, int] = {}             # (hypothesis.seed would turn the database off: no @seed)
+    settled: set[str] = set()
+    failing: dict[str, bytes] = {}            # this round: each unsettled signature's last failing input
+    shrunk: dict[str, int] = {}
 
     def over() -> bool:
-        return (time.monotonic() >= deadline or runner.stats.execs >= budget or stop.is_set()
-                or (stop_on_new and bool(runner.stats.new)))
+        return time.monotonic() >= deadline or runner.stats.execs >= budget or stop.is_set()
+
+    def run(data: bytes) -> Any:
+        sig = runner.run_one(data)
+        if sig is not None:
+            found_at.setdefault(sig.key, runner.stats.execs)
+            stream(runner.stats.new)
+        return sig
+
+    def settle() -> None:
+        for key, data in failing.items():
+            if (store.root / target.name / key / "crash.json").exists():
+                store.set_minimized(target.name, key, data)
+            shrunk[key] = len(data)
+            settled.add(key)
+        failing.clear()
     try:
         for data in corpus_inputs(dirs):             # like libFuzzer: the whole corpus, whatever the budget
-            if runner.run_one(data) is not None:
-                stream(runner.stats.new)
+            run(data)
             if stop.is_set():
                 raise _Stop()
+        settled.update(runner.stats.signatures)      # what the corpus found needs no search
         strategy = target.strategy if target.strategy is not None else st.binary(max_size=min(target.max_len, 4096))
         last = [time.monotonic()]
+        phases = [Phase.reuse, Phase.generate, Phase.shrink]
+        while not over() and not (stop_on_new and runner.stats.new):
+            @settings(max_examples=1 << 30, deadline=None, database=database, derandomize=False,
+                      suppress_health_check=list(HealthCheck), phases=phases, report_multiple_bugs=True,
+                      verbosity=Verbosity.quiet, print_blob=False)
+            @given(strategy)
+            def one(data: bytes) -> None:
+                if over():
+                    raise _Stop()
+                sig = run(data)
+                now = time.monotonic()
+                if progress and now - last[0] >= 5:
+                    last[0] = now
+                    progress(_line(target.name, runner.stats.seconds, [runner.stats.as_dict()], max_time))
+                if sig is not None and sig.key not in settled:
+                    failing[sig.key] = bytes(data)
+                    raise finding_class(sig)(sig.title)
 
-        @settings(max_examples=1 << 30, deadline=None, database=None, derandomize=False,
-                  suppress_health_check=list(HealthCheck), phases=[__import__("hypothesis").Phase.generate])
-        @given(strategy)
-        def one(data: bytes) -> None:
-            if over():
-                raise _Stop()
-            if runner.run_one(data) is not None:
-                stream(runner.stats.new)
-            now = time.monotonic()
-            if progress and now - last[0] >= 5:
-                last[0] = now
-                progress(_line(target.name, runner.stats.seconds, [runner.stats.as_dict()], max_time))
-            if over():
-                raise _Stop()
-
-        if not over():
-            one()
+            try:
+                with with_reporter(lambda *_: None):
+                    one()
+                break                                # Hypothesis ran out of examples to try
+            except Exception as e:                   # noqa: BLE001 - findings end a round; the rest is ours
+                if not _only_findings(e):
+                    raise
+            finally:
+                settle()
+            phases = [Phase.generate, Phase.shrink]
     except _Stop:
         pass
     except KeyboardInterrupt:
@@ -728,6 +786,8 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
     interrupted = interrupted or stop.is_set()
     result = FuzzResult(target.name, "hypothesis", seconds=runner.stats.seconds, interrupted=interrupted)
     result.add(runner.stats.as_dict())
+    result.found_at = found_at
+    result.shrunk = shrunk
     return result
 
 
