@@ -137,7 +137,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.engine.campaign import counters_text, default_jobs, fuzz
+    from harness.engine.campaign import DEFAULT_PARALLEL, counters_text, default_jobs, fuzz
     from harness.engine.crashstore import HarnessError
     progress = None if args.json else _progress_printer()
     if args.cmd:                                # the external target's command, for every job
@@ -178,6 +178,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                      corpus=Path(args.corpus) if args.corpus else None, crashers=Path(args.crashers),
                      seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress,
                      stop_on_new=args.stop_on_crash, hypothesis_db=args.hypothesis_db,
+                     parallel=args.parallel or DEFAULT_PARALLEL,
                      hypothesis_db_read_only={"auto": None, "read-only": True,
                                               "read-write": False}[args.hypothesis_db_access])
     except HarnessError as e:
@@ -438,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop after this many inputs in all, split over the jobs (each runs its corpus first)")
     sp.add_argument("--jobs", type=int, default=None,
                     help="parallel fuzzing processes (atheris; default: every core, 1 with --runs)")
+    sp.add_argument("--parallel", choices=["ours", "libfuzzer"], default=None,
+                    help="atheris --jobs N: N jobs of ours (the default, faster here: docs/benchmarks.md) or "
+                         "libfuzzer (one -fork=N: libFuzzer runs the children and merges their corpora)")
     sp.add_argument("--corpus", default=None, help="working corpus directory (default runs/TARGET/corpus)")
     sp.add_argument("--crashers", default="crashers", help="crash store root (default crashers/)")
     sp.add_argument("--seed", type=int, default=None)

@@ -38,6 +38,8 @@ from harness.engine.registry import Target, load
 from harness.engine.runner import CaseRunner, Stats
 
 ENGINES = ("atheris", "hypothesis")
+PARALLEL = ("ours", "libfuzzer")      # --jobs N: N jobs of ours, or one libFuzzer -fork=N (docs/benchmarks.md)
+DEFAULT_PARALLEL = "ours"
 COUNTERS = ("lookups_ok", "lookups_justified", "lookups_unjustified", "internal_errors")
 
 OnFinding = Callable[[str, str, str, Path], None]          # (target, key, title, crash folder)
@@ -229,13 +231,15 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
          libfuzzer_args: Sequence[str] = (), progress: Callable[[str], None] | None = None,
          stop_on_new: bool = False, on_finding: OnFinding | None = None,
          stop: threading.Event | None = None, warn_flat: bool = True, log_tag: str = "",
-         hypothesis_db: str | None = None, hypothesis_db_read_only: bool | None = None) -> FuzzResult:
+         hypothesis_db: str | None = None, hypothesis_db_read_only: bool | None = None,
+         parallel: str = DEFAULT_PARALLEL) -> FuzzResult:
     """Fuzz target `name`; see the module docstring. `stop_on_new` ends the campaign at the first
     new signature (a PR-style run); `on_finding` is called once per new signature as soon as a job
     reports it (default: a line on `progress`); setting `stop` ends the campaign (its results are
     kept). SIGINT and SIGTERM end it the same way when it runs in the main thread. `log_tag` goes
     into the names of the jobs' logs and stats files. `hypothesis_db` and `hypothesis_db_read_only`
-    choose the Hypothesis engine's example database (`engine.hypodb.open_database`)."""
+    choose the Hypothesis engine's example database (`engine.hypodb.open_database`); `parallel`
+    how Atheris runs `jobs` > 1 (`Campaign`)."""
     target = load(name)
     seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
     seeds_dir = corpora / name
@@ -270,7 +274,8 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
         else:
             c = Campaign(name, max_time=max_time, runs=runs, jobs=jobs, corpus=corpus, crashers=crashers,
                          corpora=corpora, workdir=workdir, seed=seed, libfuzzer_args=libfuzzer_args,
-                         progress=progress, stop_on_new=stop_on_new, on_finding=on_finding, log_tag=log_tag)
+                         progress=progress, stop_on_new=stop_on_new, on_finding=on_finding, log_tag=log_tag,
+                         parallel=parallel)
             c.run(None, stop=stop)
             result = c.finish()
     if progress is not None and warn_flat and (w := flat_warning(result)):
@@ -303,6 +308,8 @@ _COV = re.compile(rb"cov: (\d+) ft: (\d+)")
 _INITED = re.compile(rb"#(\d+)\s+INITED(?: cov: (\d+) ft: (\d+))?")
 _UNITS = re.compile(rb"stat::number_of_executed_units: (\d+)")
 _PULSE = re.compile(rb"^#(\d+)\s")
+_FORK = re.compile(rb"^#(\d+): cov: (\d+) ft: (\d+) corp: (\d+)")       # a -fork parent's line per child
+_FORK_SEEDS = re.compile(rb"^INFO: -fork=\d+: (\d+) seed inputs")
 
 
 @dataclass
@@ -349,6 +356,14 @@ class LogTail:
             m = _PULSE.match(line)
             if m:
                 info.execs = max(info.execs, int(m.group(1)))
+            if fk := _FORK.match(line):                # fork mode: no INITED; coverage after each child
+                info.execs = max(info.execs, int(fk.group(1)))
+                info.cov_end = max(info.cov_end or 0, int(fk.group(2)))
+                info.ft_end = max(info.ft_end or 0, int(fk.group(3)))
+                continue
+            if not info.inited and (k := _FORK_SEEDS.match(line)):
+                info.inited = int(k.group(1)) or 1
+                continue
             if not info.inited and (i := _INITED.search(line)):
                 info.inited = int(i.group(1)) or 1
                 if i.group(2):
@@ -402,17 +417,28 @@ class Campaign:
     loaded if `after_inited`) and returns what that share did; `pause` stops them between two
     inputs (SIGUSR1: the child stops itself after its current case, so no case's timer runs
     while it is stopped) keeping the loaded corpus and coverage for the next share; `finish`
-    ends them and returns the whole campaign, reconciled with the crash store."""
+    ends them and returns the whole campaign, reconciled with the crash store.
+
+    `parallel="libfuzzer"` with jobs > 1 starts one process with libFuzzer's `-fork=jobs` instead:
+    libFuzzer runs the children (each our atheris_main, re-run from the command line it was given,
+    so findings land in the crash store with our signatures) and merges their corpora into the
+    working corpus itself. Each child writes its counters to its own stats file (`{pid}` in the
+    path), which `stats` sums; the parent and its children share a process group, ended together.
+    A campaign run in shares (the scheduler) uses our jobs only: fork mode cannot pause."""
 
     def __init__(self, name: str, *, max_time: float | None = None, runs: int | None = None, jobs: int = 1,
                  corpus: Path | None = None, crashers: Path = Path("crashers"), corpora: Path = Path("corpora"),
                  workdir: Path = Path("runs"), seed: int | None = None, libfuzzer_args: Sequence[str] = (),
                  progress: Callable[[str], None] | None = None, stop_on_new: bool = False,
-                 on_finding: OnFinding | None = None, log_tag: str = "", clock: float | None = None):
+                 on_finding: OnFinding | None = None, log_tag: str = "", clock: float | None = None,
+                 parallel: str = DEFAULT_PARALLEL):
+        if parallel not in PARALLEL:
+            raise HarnessError(f"unknown --parallel {parallel!r}; choose one of {', '.join(PARALLEL)}")
         self.target = load(name)
         self.name = name
         self.seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
         self.max_time, self.runs, self.jobs = max_time, runs, max(1, jobs)
+        self.fork = parallel == "libfuzzer" and self.jobs > 1
         self.crashers, self.seeds_dir = Path(crashers), Path(corpora) / name
         self.run_dir = Path(workdir) / name
         self.work_corpus = Path(corpus) if corpus else self.run_dir / "corpus"
@@ -437,9 +463,10 @@ class Campaign:
         if self.clock is None:
             self.clock = self.started
         t = self.target
-        for j in range(self.jobs):
-            stats = self.run_dir / f"stats-{self.log_tag}{j}.json"
-            stats.unlink(missing_ok=True)
+        for j in range(1 if self.fork else self.jobs):
+            stats = self.run_dir / f"stats-{self.log_tag}{j}{'-{pid}' if self.fork else ''}.json"
+            for old in ([stats] if not self.fork else self.run_dir.glob(f"stats-{self.log_tag}{j}-*.json")):
+                old.unlink(missing_ok=True)
             log = self.run_dir / f"fuzz-{self.log_tag}{j}.log"
             flags = [f"-max_len={t.max_len}", f"-timeout={max(5, int(t.timeout_s * 5))}",
                      "-rss_limit_mb=4096", "-print_final_stats=1", f"-artifact_prefix={self.run_dir}/"]
@@ -447,7 +474,9 @@ class Campaign:
                 flags.append(f"-max_total_time={max(1, int(self.max_time))}")
             else:                                      # run in shares: a paused input is not slow
                 flags.append("-report_slow_units=1000000")
-            if self.runs is not None:                  # the campaign's runs, split over its jobs
+            if self.fork:                              # libFuzzer's children, its merge, the whole budget
+                flags += [f"-fork={self.jobs}"] + ([f"-runs={self.runs}"] if self.runs is not None else [])
+            elif self.runs is not None:                # the campaign's runs, split over its jobs
                 flags.append(f"-runs={max(1, self.runs // self.jobs + (j < self.runs % self.jobs))}")
             dirs = [str(self.work_corpus)] + ([str(self.seeds_dir)] if self.seeds_dir.is_dir() else [])
             cmd = [sys.executable, "-m", "harness.engine.atheris_main", "--target", self.name,
@@ -456,13 +485,16 @@ class Campaign:
             env = dict(os.environ, FAMFS_FUZZ_RUN_DIR=str(self.run_dir.resolve()))
             with open(log, "w") as out:
                 self.procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                                    preexec_fn=_child_setup), stats, log))
+                                                    preexec_fn=_fork_setup if self.fork else _child_setup),
+                                   stats, log))
             self.tails.append(LogTail(log))
 
     def alive(self) -> bool:
         return any(p.poll() is None for p, _, _ in self.procs)
 
     def stats(self) -> list[dict[str, Any]]:
+        if self.fork:                                   # every process of the fork: summed
+            return [_summed(_read(f) for f in s.parent.glob(s.name.replace("{pid}", "*"))) for _, s, _ in self.procs]
         return [_read(s) for _, s, _ in self.procs]
 
     def inited(self) -> bool:
@@ -551,6 +583,8 @@ class Campaign:
                 break
             if until is not None and now >= until:
                 break
+            if self.fork and self.max_time is not None and now - self.started >= self.max_time:
+                break                                 # a -fork parent waits for its children past its time
             if now - last_sample >= 1.0:
                 last_sample = now
                 share_series.append(self._sample(now, stats_now))
@@ -588,8 +622,17 @@ class Campaign:
     # -- the end ----------------------------------------------------------------------------------
 
     def end(self) -> None:
-        """Ask every job to end (SIGTERM; SIGCONT for a paused one): each writes its counters."""
+        """Ask every job to end (SIGTERM; SIGCONT for a paused one): each writes its counters. In
+        fork mode the whole process group: the children write theirs; the parent, waiting in
+        libFuzzer's C++ loop where no Python signal handler runs, is killed."""
         for p, _, _ in self.procs:
+            if self.fork and p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                p.kill()
+                continue
             if p.poll() is None:
                 p.terminate()
                 p.send_signal(signal.SIGCONT)
@@ -608,6 +651,10 @@ class Campaign:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+            while self.fork and _group_alive(p.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)                         # the children write their last counters
+            if self.fork and _group_alive(p.pid):
+                os.killpg(p.pid, signal.SIGKILL)
         final = self.stats()
         for st in final:
             self.stream(st.get("new_signatures") or {})
@@ -624,8 +671,11 @@ class Campaign:
                 result.ft_start = info.ft_start if result.ft_start is None else min(result.ft_start, info.ft_start)
                 result.cov_end = max(result.cov_end or 0, info.cov_end or 0)
                 result.ft_end = max(result.ft_end or 0, info.ft_end or 0)
+            elif info.ft_end is not None:               # fork mode: no INITED line, the children's coverage
+                result.cov_end = max(result.cov_end or 0, info.cov_end or 0)
+                result.ft_end = max(result.ft_end or 0, info.ft_end)
             crash = tail.python_crash()
-            if p.returncode not in (0, None, -signal.SIGTERM) or crash:
+            if p.returncode not in (0, None, -signal.SIGTERM, *((-signal.SIGKILL,) if self.fork else ())) or crash:
                 why = crash or log.read_text(errors="replace")[-1500:]
                 result.errors.append(f"job {log.stem} ended with exit {p.returncode}; see {log}\n{why}")
         reconcile(result, self.before, store_counts(self.crashers, self.name))
@@ -636,6 +686,36 @@ class Campaign:
             why = first[2] if len(first) > 2 and "Uncaught Python exception" in first[1] else first[0]
             raise EngineDied(f"{self.name}: every job died at its first input: {why} (see {self.procs[0][2]})")
         return result
+
+
+def _fork_setup() -> None:
+    """A libFuzzer -fork parent: as a job, in a process group of its own (its children join it)."""
+    _child_setup()
+    os.setpgid(0, 0)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _summed(docs: Any) -> dict[str, Any]:
+    """The counters of several processes of one job (libFuzzer -fork's children) as one."""
+    out: dict[str, Any] = {}
+    for d in docs:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.setdefault(k, {}).update(v)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("seconds", "execs_per_s"):
+                out[k] = out.get(k, 0) + v
+            else:
+                out.setdefault(k, v)
+    return out
 
 
 def _coverage(logs: list[Path]) -> int:
@@ -712,6 +792,7 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
     of the shrunk example) becomes the crash folder's `minimized`; the signature is then settled
     (no longer raised) and the next round searches on. Later rounds leave out the reuse phase:
     it would delete from the database every example that no longer raises."""
+    import hypothesis.errors
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings, strategies as st
     from hypothesis.reporting import with_reporter
 
@@ -774,7 +855,7 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
                     one()
                 break                                # Hypothesis ran out of examples to try
             except Exception as e:                   # noqa: BLE001 - findings end a round; the rest is ours
-                if not _only_findings(e):
+                if not (_only_findings(e) or isinstance(e, hypothesis.errors.Flaky)):
                     raise
             finally:
                 settle()

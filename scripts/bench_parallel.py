@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Measure `fuzz --jobs N` both ways, ours (N jobs sharing one corpus directory) and libFuzzer's
+(-fork=N, corpora merged by libFuzzer), with the same target and time (docs/benchmarks.md):
+
+    .venv/bin/python scripts/bench_parallel.py [--seconds 60] [--jobs 2] [TARGET ...]
+
+Per run: executions and findings (the crash store's count), corpus files at the end, and the
+coverage features of seeds + that corpus replayed once by one fresh process (libFuzzer's INITED
+ft), so both modes are judged by the same measure. Runs in a temporary directory."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def features(target: str, dirs: list[Path], work: Path) -> tuple[int, int]:
+    """(cov, ft) of the inputs in `dirs`, run once (-runs=0) in one uninstrumented-harness process."""
+    cmd = [sys.executable, "-m", "harness.engine.atheris_main", "--target", target, "--crashers",
+           str(work / "replay-crashers"), "--stats", str(work / "replay-stats.json"), "-runs=0", *map(str, dirs)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600).stderr
+    m = re.search(r"INITED cov: (\d+) ft: (\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def one(target: str, mode: str, seconds: int, jobs: int, work: Path) -> dict:
+    corpus, crashers = work / "corpus", work / "crashers"
+    cmd = [sys.executable, "-m", "harness.cli", "fuzz", target, "--jobs", str(jobs), "--parallel", mode,
+           "--max-time", str(seconds), "--seed", "1", "--corpus", str(corpus), "--crashers", str(crashers), "--json"]
+    doc = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 300).stdout)
+    files = sum(1 for p in corpus.iterdir() if p.is_file())
+    cov, ft = features(target, [corpus, ROOT / "corpora" / target], work)
+    return {"target": target, "mode": mode, "execs": doc["execs"], "seconds": doc["seconds"],
+            "findings": doc["findings"], "signatures": len(doc["signatures"]), "corpus": files, "cov": cov, "ft": ft}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("targets", nargs="*", default=["log_replay", "log_structured"])
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args()
+    print("| target | parallel | execs | exec/s | corpus files | cov | ft (seeds + corpus) | findings |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for target in args.targets:
+        for mode in ("ours", "libfuzzer"):
+            with tempfile.TemporaryDirectory(prefix="bench-parallel-") as tmp:
+                r = one(target, mode, args.seconds, args.jobs, Path(tmp))
+            print(f"| {r['target']} | {r['mode']} | {r['execs']:,} | {r['execs'] / max(r['seconds'], 1e-9):,.0f} | "
+                  f"{r['corpus']:,} | {r['cov']:,} | {r['ft']:,} | {r['findings']} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
