@@ -523,6 +523,8 @@ class Campaign:
         find its case timer expired when it goes on (a false timeout). The request is repeated
         (a job still starting ignores it) and given up after a grace; such a job stops itself
         at its next input, or runs on until its next share."""
+        if self.fork:
+            raise HarnessError("a libFuzzer -fork campaign cannot pause: run it in one share (--parallel ours)")
         live = [p for p, _, _ in self.procs if p.poll() is None]
         deadline = time.monotonic() + max(10.0, self.target.timeout_s * 5 + 5)
         for p in live:
@@ -819,7 +821,10 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
 
     def settle() -> None:
         for key, data in failing.items():
-            if (store.root / target.name / key / "crash.json").exists():
+            folder = store.root / target.name / key
+            kept = folder / "minimized"               # a smaller one (minimize, an earlier run) stays
+            if (folder / "crash.json").exists() and (
+                    not kept.exists() or (len(data), data) < (len(old := kept.read_bytes()), old)):
                 store.set_minimized(target.name, key, data)
             shrunk[key] = len(data)
             settled.add(key)

@@ -48,3 +48,11 @@ def test_fork_mode_runs_budget_reports_what_ran_and_what_the_store_holds(tmp_pat
     children = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "external").glob("stats-0-*.json")]
     assert r.execs == sum(c["execs"] for c in children)
     assert r.findings > 0 and r.findings == held(tmp_path / "crashers")
+
+
+def test_a_fork_campaign_refuses_to_pause(tmp_path):
+    c = Campaign("log_replay", jobs=2, parallel="libfuzzer", workdir=tmp_path)
+    assert c.fork
+    with pytest.raises(HarnessError, match="cannot pause"):
+        c.pause()
+    assert not Campaign("log_replay", jobs=1, parallel="libfuzzer", workdir=tmp_path).fork   # one job: no fork
