@@ -137,7 +137,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.engine.campaign import counters_text, default_jobs, fuzz
+    from harness.engine.campaign import DEFAULT_PARALLEL, counters_text, default_jobs, fuzz
     from harness.engine.crashstore import HarnessError
     progress = None if args.json else _progress_printer()
     if args.cmd:                                # the external target's command, for every job
@@ -177,7 +177,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                      jobs=args.jobs or (1 if args.runs else default_jobs()),
                      corpus=Path(args.corpus) if args.corpus else None, crashers=Path(args.crashers),
                      seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress,
-                     stop_on_new=args.stop_on_crash)
+                     stop_on_new=args.stop_on_crash, hypothesis_db=args.hypothesis_db,
+                     parallel=args.parallel or DEFAULT_PARALLEL,
+                     hypothesis_db_read_only={"auto": None, "read-only": True,
+                                              "read-write": False}[args.hypothesis_db_access])
     except HarnessError as e:
         return _harness_error(args, e)
     doc = r.as_dict()
@@ -436,10 +439,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop after this many inputs in all, split over the jobs (each runs its corpus first)")
     sp.add_argument("--jobs", type=int, default=None,
                     help="parallel fuzzing processes (atheris; default: every core, 1 with --runs)")
+    sp.add_argument("--parallel", choices=["ours", "libfuzzer"], default=None,
+                    help="atheris --jobs N: N jobs of ours (the default, faster here: docs/benchmarks.md) or "
+                         "libfuzzer (one -fork=N: libFuzzer runs the children and merges their corpora)")
     sp.add_argument("--corpus", default=None, help="working corpus directory (default runs/TARGET/corpus)")
     sp.add_argument("--crashers", default="crashers", help="crash store root (default crashers/)")
     sp.add_argument("--seed", type=int, default=None)
     sp.add_argument("--stop-on-crash", action="store_true", help="end at the first new signature")
+    sp.add_argument("--hypothesis-db", metavar="DIR|redis://HOST:PORT/N|none", default=None,
+                    help="hypothesis: the example database (default runs/TARGET/hypothesis/; docs/shared-fuzzing.md)")
+    sp.add_argument("--hypothesis-db-access", choices=["auto", "read-only", "read-write"], default="auto",
+                    help="hypothesis: read-only replays the database and never writes it; auto (the default) is "
+                         "read-only when $CI is set, read-write otherwise")
     sp.add_argument("--cmd", help="external target: the command, with {image} / {image0}.. / {images}")
     sp.add_argument("--devices", type=int, default=1, help="external target: device images per case")
     sp.add_argument("--timeout", type=float, default=10.0, help="external target: seconds per run")

@@ -9,9 +9,11 @@ the system under test and no warning. Inside `atheris.instrument_imports(include
 it imports the target and the case runner, so famfs is instrumented and the (faster) harness is
 not. Findings never reach libFuzzer: the runner records them and the fuzzer goes on.
 
-Counters go to `--stats` (atomically) after every input that changed the findings, at most
-`STATS_EVERY` seconds apart, and once more however the process ends: libFuzzer ends a run (its
--runs or -max_total_time budget) with exit(), which skips Python's clean-up (atexit), so the last
+Counters go to `--stats` (atomically; a `{pid}` in the path is this process's id, so the
+children libFuzzer's `-fork=N` starts from the same command line each write their own) after
+every input that changed the findings, at most `STATS_EVERY` seconds apart, and once more
+however the process ends: libFuzzer ends a run (its -runs or -max_total_time budget) with
+exit(), which skips Python's clean-up (atexit), so the last
 write is a C-level on_exit hook; SIGTERM and SIGINT write them and exit after the input in
 flight (so a finding being saved is counted and saved whole).
 Only a SIGKILL or a crash of the interpreter loses the last interval; the campaign then
@@ -103,6 +105,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-instrument", action="store_true")
     args, libfuzzer = p.parse_known_args()
+    stats_path = args.stats.replace("{pid}", str(os.getpid()))   # libFuzzer -fork: one file per process
     from harness.engine import allocator       # stdlib only: safe before instrumentation
     allocator.tune()                          # 1 MiB read buffers stay in the heap, not a fresh mmap each
     if args.no_instrument:
@@ -132,13 +135,13 @@ def main() -> None:
         now = time.monotonic()
         if runner.stats.findings != found or now - last[0] >= STATS_EVERY or _PAUSE[0]:
             last[0] = now
-            _write_stats(args.stats, runner.stats.as_dict())
+            _write_stats(stats_path, runner.stats.as_dict())
         if _PAUSE[0]:                            # between two inputs: no case timer is running
             _PAUSE[0] = False
             os.kill(os.getpid(), signal.SIGSTOP)
 
     def final() -> None:
-        _write_stats(args.stats, runner.stats.as_dict())
+        _write_stats(stats_path, runner.stats.as_dict())
         ext = sys.modules.get("harness.engine.external")
         if ext is not None:
             ext.close_all()

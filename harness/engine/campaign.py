@@ -38,6 +38,8 @@ from harness.engine.registry import Target, load
 from harness.engine.runner import CaseRunner, Stats
 
 ENGINES = ("atheris", "hypothesis")
+PARALLEL = ("ours", "libfuzzer")      # --jobs N: N jobs of ours, or one libFuzzer -fork=N (docs/benchmarks.md)
+DEFAULT_PARALLEL = "ours"
 COUNTERS = ("lookups_ok", "lookups_justified", "lookups_unjustified", "internal_errors")
 
 OnFinding = Callable[[str, str, str, Path], None]          # (target, key, title, crash folder)
@@ -78,6 +80,8 @@ class FuzzResult:
     corpus_execs: int = 0                 # executions spent running the corpus (libFuzzer's INITED #)
     runs_budget: int | None = None
     interrupted: bool = False
+    found_at: dict[str, int] = field(default_factory=dict)    # Hypothesis: execution that first hit each key
+    shrunk: dict[str, int] = field(default_factory=dict)      # Hypothesis: size of each key's shrunk input
     errors: list[str] = field(default_factory=list)               # jobs that died, with their log
 
     @property
@@ -100,7 +104,8 @@ class FuzzResult:
                 "cov_start": self.cov_start, "ft_start": self.ft_start, "cov_end": self.cov_end,
                 "ft_end": self.ft_end, "coverage_grew": self.coverage_grew,
                 "corpus_execs": self.corpus_execs, "runs_budget": self.runs_budget,
-                "interrupted": self.interrupted, "errors": self.errors, "series": self.series}
+                "interrupted": self.interrupted, "errors": self.errors, "series": self.series,
+                "found_at": self.found_at, "shrunk": self.shrunk}
 
     def add(self, s: dict[str, Any]) -> None:
         """Add one job's stats (a runner's `Stats.as_dict()`); counters it lacks count 0."""
@@ -225,12 +230,16 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
          corpora: Path = Path("corpora"), workdir: Path = Path("runs"), seed: int | None = None,
          libfuzzer_args: Sequence[str] = (), progress: Callable[[str], None] | None = None,
          stop_on_new: bool = False, on_finding: OnFinding | None = None,
-         stop: threading.Event | None = None, warn_flat: bool = True, log_tag: str = "") -> FuzzResult:
+         stop: threading.Event | None = None, warn_flat: bool = True, log_tag: str = "",
+         hypothesis_db: str | None = None, hypothesis_db_read_only: bool | None = None,
+         parallel: str = DEFAULT_PARALLEL) -> FuzzResult:
     """Fuzz target `name`; see the module docstring. `stop_on_new` ends the campaign at the first
     new signature (a PR-style run); `on_finding` is called once per new signature as soon as a job
     reports it (default: a line on `progress`); setting `stop` ends the campaign (its results are
     kept). SIGINT and SIGTERM end it the same way when it runs in the main thread. `log_tag` goes
-    into the names of the jobs' logs and stats files."""
+    into the names of the jobs' logs and stats files. `hypothesis_db` and `hypothesis_db_read_only`
+    choose the Hypothesis engine's example database (`engine.hypodb.open_database`); `parallel`
+    how Atheris runs `jobs` > 1 (`Campaign`)."""
     target = load(name)
     seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
     seeds_dir = corpora / name
@@ -250,17 +259,23 @@ def fuzz(name: str, *, engine: str = "atheris", max_time: float | None = 60.0, r
                         streamed.add(key)
                         if on_finding is not None:
                             on_finding(name, key, title, Path(crashers) / name / key)
+            from harness.engine import hypodb
+            db = hypodb.open_database(hypothesis_db, name, Path(workdir) / name, read_only=hypothesis_db_read_only)
             before = store_counts(crashers, name)
-            result = _hypothesis(target, max_time, runs, CrashStore(crashers),
-                                 [seeds_dir] + ([corpus] if corpus else []), seed, progress, stop_on_new, stop,
-                                 stream)
+            try:
+                result = _hypothesis(target, max_time, runs, CrashStore(crashers),
+                                     [seeds_dir] + ([corpus] if corpus else []), seed, progress, stop_on_new, stop,
+                                     stream, database=db)
+            finally:
+                hypodb.flush(db)
             reconcile(result, before, store_counts(crashers, name))
             result.runs_budget = runs
             stream(result.new)
         else:
             c = Campaign(name, max_time=max_time, runs=runs, jobs=jobs, corpus=corpus, crashers=crashers,
                          corpora=corpora, workdir=workdir, seed=seed, libfuzzer_args=libfuzzer_args,
-                         progress=progress, stop_on_new=stop_on_new, on_finding=on_finding, log_tag=log_tag)
+                         progress=progress, stop_on_new=stop_on_new, on_finding=on_finding, log_tag=log_tag,
+                         parallel=parallel)
             c.run(None, stop=stop)
             result = c.finish()
     if progress is not None and warn_flat and (w := flat_warning(result)):
@@ -293,6 +308,8 @@ _COV = re.compile(rb"cov: (\d+) ft: (\d+)")
 _INITED = re.compile(rb"#(\d+)\s+INITED(?: cov: (\d+) ft: (\d+))?")
 _UNITS = re.compile(rb"stat::number_of_executed_units: (\d+)")
 _PULSE = re.compile(rb"^#(\d+)\s")
+_FORK = re.compile(rb"^#(\d+): cov: (\d+) ft: (\d+) corp: (\d+)")       # a -fork parent's line per child
+_FORK_SEEDS = re.compile(rb"^INFO: -fork=\d+: (\d+) seed inputs")
 
 
 @dataclass
@@ -339,6 +356,14 @@ class LogTail:
             m = _PULSE.match(line)
             if m:
                 info.execs = max(info.execs, int(m.group(1)))
+            if fk := _FORK.match(line):                # fork mode: no INITED; coverage after each child
+                info.execs = max(info.execs, int(fk.group(1)))
+                info.cov_end = max(info.cov_end or 0, int(fk.group(2)))
+                info.ft_end = max(info.ft_end or 0, int(fk.group(3)))
+                continue
+            if not info.inited and (k := _FORK_SEEDS.match(line)):
+                info.inited = int(k.group(1)) or 1
+                continue
             if not info.inited and (i := _INITED.search(line)):
                 info.inited = int(i.group(1)) or 1
                 if i.group(2):
@@ -392,17 +417,28 @@ class Campaign:
     loaded if `after_inited`) and returns what that share did; `pause` stops them between two
     inputs (SIGUSR1: the child stops itself after its current case, so no case's timer runs
     while it is stopped) keeping the loaded corpus and coverage for the next share; `finish`
-    ends them and returns the whole campaign, reconciled with the crash store."""
+    ends them and returns the whole campaign, reconciled with the crash store.
+
+    `parallel="libfuzzer"` with jobs > 1 starts one process with libFuzzer's `-fork=jobs` instead:
+    libFuzzer runs the children (each our atheris_main, re-run from the command line it was given,
+    so findings land in the crash store with our signatures) and merges their corpora into the
+    working corpus itself. Each child writes its counters to its own stats file (`{pid}` in the
+    path), which `stats` sums; the parent and its children share a process group, ended together.
+    A campaign run in shares (the scheduler) uses our jobs only: fork mode cannot pause."""
 
     def __init__(self, name: str, *, max_time: float | None = None, runs: int | None = None, jobs: int = 1,
                  corpus: Path | None = None, crashers: Path = Path("crashers"), corpora: Path = Path("corpora"),
                  workdir: Path = Path("runs"), seed: int | None = None, libfuzzer_args: Sequence[str] = (),
                  progress: Callable[[str], None] | None = None, stop_on_new: bool = False,
-                 on_finding: OnFinding | None = None, log_tag: str = "", clock: float | None = None):
+                 on_finding: OnFinding | None = None, log_tag: str = "", clock: float | None = None,
+                 parallel: str = DEFAULT_PARALLEL):
+        if parallel not in PARALLEL:
+            raise HarnessError(f"unknown --parallel {parallel!r}; choose one of {', '.join(PARALLEL)}")
         self.target = load(name)
         self.name = name
         self.seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
         self.max_time, self.runs, self.jobs = max_time, runs, max(1, jobs)
+        self.fork = parallel == "libfuzzer" and self.jobs > 1
         self.crashers, self.seeds_dir = Path(crashers), Path(corpora) / name
         self.run_dir = Path(workdir) / name
         self.work_corpus = Path(corpus) if corpus else self.run_dir / "corpus"
@@ -427,9 +463,10 @@ class Campaign:
         if self.clock is None:
             self.clock = self.started
         t = self.target
-        for j in range(self.jobs):
-            stats = self.run_dir / f"stats-{self.log_tag}{j}.json"
-            stats.unlink(missing_ok=True)
+        for j in range(1 if self.fork else self.jobs):
+            stats = self.run_dir / f"stats-{self.log_tag}{j}{'-{pid}' if self.fork else ''}.json"
+            for old in ([stats] if not self.fork else self.run_dir.glob(f"stats-{self.log_tag}{j}-*.json")):
+                old.unlink(missing_ok=True)
             log = self.run_dir / f"fuzz-{self.log_tag}{j}.log"
             flags = [f"-max_len={t.max_len}", f"-timeout={max(5, int(t.timeout_s * 5))}",
                      "-rss_limit_mb=4096", "-print_final_stats=1", f"-artifact_prefix={self.run_dir}/"]
@@ -437,7 +474,9 @@ class Campaign:
                 flags.append(f"-max_total_time={max(1, int(self.max_time))}")
             else:                                      # run in shares: a paused input is not slow
                 flags.append("-report_slow_units=1000000")
-            if self.runs is not None:                  # the campaign's runs, split over its jobs
+            if self.fork:                              # libFuzzer's children, its merge, the whole budget
+                flags += [f"-fork={self.jobs}"] + ([f"-runs={self.runs}"] if self.runs is not None else [])
+            elif self.runs is not None:                # the campaign's runs, split over its jobs
                 flags.append(f"-runs={max(1, self.runs // self.jobs + (j < self.runs % self.jobs))}")
             dirs = [str(self.work_corpus)] + ([str(self.seeds_dir)] if self.seeds_dir.is_dir() else [])
             cmd = [sys.executable, "-m", "harness.engine.atheris_main", "--target", self.name,
@@ -446,13 +485,16 @@ class Campaign:
             env = dict(os.environ, FAMFS_FUZZ_RUN_DIR=str(self.run_dir.resolve()))
             with open(log, "w") as out:
                 self.procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                                    preexec_fn=_child_setup), stats, log))
+                                                    preexec_fn=_fork_setup if self.fork else _child_setup),
+                                   stats, log))
             self.tails.append(LogTail(log))
 
     def alive(self) -> bool:
         return any(p.poll() is None for p, _, _ in self.procs)
 
     def stats(self) -> list[dict[str, Any]]:
+        if self.fork:                                   # every process of the fork: summed
+            return [_summed(_read(f) for f in s.parent.glob(s.name.replace("{pid}", "*"))) for _, s, _ in self.procs]
         return [_read(s) for _, s, _ in self.procs]
 
     def inited(self) -> bool:
@@ -481,6 +523,8 @@ class Campaign:
         find its case timer expired when it goes on (a false timeout). The request is repeated
         (a job still starting ignores it) and given up after a grace; such a job stops itself
         at its next input, or runs on until its next share."""
+        if self.fork:
+            raise HarnessError("a libFuzzer -fork campaign cannot pause: run it in one share (--parallel ours)")
         live = [p for p, _, _ in self.procs if p.poll() is None]
         deadline = time.monotonic() + max(10.0, self.target.timeout_s * 5 + 5)
         for p in live:
@@ -541,6 +585,8 @@ class Campaign:
                 break
             if until is not None and now >= until:
                 break
+            if self.fork and self.max_time is not None and now - self.started >= self.max_time:
+                break                                 # a -fork parent waits for its children past its time
             if now - last_sample >= 1.0:
                 last_sample = now
                 share_series.append(self._sample(now, stats_now))
@@ -578,8 +624,17 @@ class Campaign:
     # -- the end ----------------------------------------------------------------------------------
 
     def end(self) -> None:
-        """Ask every job to end (SIGTERM; SIGCONT for a paused one): each writes its counters."""
+        """Ask every job to end (SIGTERM; SIGCONT for a paused one): each writes its counters. In
+        fork mode the whole process group: the children write theirs; the parent, waiting in
+        libFuzzer's C++ loop where no Python signal handler runs, is killed."""
         for p, _, _ in self.procs:
+            if self.fork and p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                p.kill()
+                continue
             if p.poll() is None:
                 p.terminate()
                 p.send_signal(signal.SIGCONT)
@@ -598,6 +653,10 @@ class Campaign:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+            while self.fork and _group_alive(p.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)                         # the children write their last counters
+            if self.fork and _group_alive(p.pid):
+                os.killpg(p.pid, signal.SIGKILL)
         final = self.stats()
         for st in final:
             self.stream(st.get("new_signatures") or {})
@@ -614,8 +673,11 @@ class Campaign:
                 result.ft_start = info.ft_start if result.ft_start is None else min(result.ft_start, info.ft_start)
                 result.cov_end = max(result.cov_end or 0, info.cov_end or 0)
                 result.ft_end = max(result.ft_end or 0, info.ft_end or 0)
+            elif info.ft_end is not None:               # fork mode: no INITED line, the children's coverage
+                result.cov_end = max(result.cov_end or 0, info.cov_end or 0)
+                result.ft_end = max(result.ft_end or 0, info.ft_end)
             crash = tail.python_crash()
-            if p.returncode not in (0, None, -signal.SIGTERM) or crash:
+            if p.returncode not in (0, None, -signal.SIGTERM, *((-signal.SIGKILL,) if self.fork else ())) or crash:
                 why = crash or log.read_text(errors="replace")[-1500:]
                 result.errors.append(f"job {log.stem} ended with exit {p.returncode}; see {log}\n{why}")
         reconcile(result, self.before, store_counts(self.crashers, self.name))
@@ -626,6 +688,36 @@ class Campaign:
             why = first[2] if len(first) > 2 and "Uncaught Python exception" in first[1] else first[0]
             raise EngineDied(f"{self.name}: every job died at its first input: {why} (see {self.procs[0][2]})")
         return result
+
+
+def _fork_setup() -> None:
+    """A libFuzzer -fork parent: as a job, in a process group of its own (its children join it)."""
+    _child_setup()
+    os.setpgid(0, 0)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _summed(docs: Any) -> dict[str, Any]:
+    """The counters of several processes of one job (libFuzzer -fork's children) as one."""
+    out: dict[str, Any] = {}
+    for d in docs:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.setdefault(k, {}).update(v)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("seconds", "execs_per_s"):
+                out[k] = out.get(k, 0) + v
+            else:
+                out.setdefault(k, v)
+    return out
 
 
 def _coverage(logs: list[Path]) -> int:
@@ -681,46 +773,98 @@ class _Stop(BaseException):
     """Ends a Hypothesis campaign at its time or run budget (not a test failure)."""
 
 
+def _only_findings(e: BaseException) -> bool:
+    """Is `e` one finding, or a group (several bugs, a flaky one) of findings only?"""
+    from harness.engine.standalone import Finding
+    if isinstance(e, BaseExceptionGroup):
+        return all(_only_findings(x) for x in e.exceptions)
+    return isinstance(e, Finding)
+
+
 def _hypothesis(target: Target, max_time: float | None, runs: int | None, store: CrashStore,
                 dirs: list[Path], seed: int, progress: Callable[[str], None] | None,
                 stop_on_new: bool = False, stop: threading.Event | None = None,
-                stream: Callable[[dict[str, str]], None] = lambda new: None) -> FuzzResult:
-    from hypothesis import HealthCheck, given, settings, strategies as st
+                stream: Callable[[dict[str, str]], None] = lambda new: None, database: Any = None) -> FuzzResult:
+    """The Hypothesis engine: the corpus first, then rounds of Hypothesis's reuse (the first round
+    only: the example database replayed), generate and shrink phases. Every case goes through
+    the runner (counted, saved to the crash store); a finding whose signature this campaign has
+    not settled yet is raised to Hypothesis as an exception of its own type (one per signature,
+    so Hypothesis shrinks each bug apart), which shrinks it and saves it in `database`. The
+    round's last failing input of each signature (after a full shrink: Hypothesis's final replay
+    of the shrunk example) becomes the crash folder's `minimized`; the signature is then settled
+    (no longer raised) and the next round searches on. Later rounds leave out the reuse phase:
+    it would delete from the database every example that no longer raises."""
+    import hypothesis.errors
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings, strategies as st
+    from hypothesis.reporting import with_reporter
+
+    from harness.engine.standalone import finding_class
     stop = stop or threading.Event()
     runner = CaseRunner(target, store, seed=seed, engine="hypothesis")
     deadline = time.monotonic() + (max_time if max_time is not None else 1e12)
     budget = runs if runs is not None else 1 << 60
     interrupted = False
+    found_at: dict[str, int] = {}             # (hypothesis.seed would turn the database off: no @seed)
+    settled: set[str] = set()
+    failing: dict[str, bytes] = {}            # this round: each unsettled signature's last failing input
+    shrunk: dict[str, int] = {}
 
     def over() -> bool:
-        return (time.monotonic() >= deadline or runner.stats.execs >= budget or stop.is_set()
-                or (stop_on_new and bool(runner.stats.new)))
+        return time.monotonic() >= deadline or runner.stats.execs >= budget or stop.is_set()
+
+    def run(data: bytes) -> Any:
+        sig = runner.run_one(data)
+        if sig is not None:
+            found_at.setdefault(sig.key, runner.stats.execs)
+            stream(runner.stats.new)
+        return sig
+
+    def settle() -> None:
+        for key, data in failing.items():
+            folder = store.root / target.name / key
+            kept = folder / "minimized"               # a smaller one (minimize, an earlier run) stays
+            if (folder / "crash.json").exists() and (
+                    not kept.exists() or (len(data), data) < (len(old := kept.read_bytes()), old)):
+                store.set_minimized(target.name, key, data)
+            shrunk[key] = len(data)
+            settled.add(key)
+        failing.clear()
     try:
         for data in corpus_inputs(dirs):             # like libFuzzer: the whole corpus, whatever the budget
-            if runner.run_one(data) is not None:
-                stream(runner.stats.new)
+            run(data)
             if stop.is_set():
                 raise _Stop()
+        settled.update(runner.stats.signatures)      # what the corpus found needs no search
         strategy = target.strategy if target.strategy is not None else st.binary(max_size=min(target.max_len, 4096))
         last = [time.monotonic()]
+        phases = [Phase.reuse, Phase.generate, Phase.shrink]
+        while not over() and not (stop_on_new and runner.stats.new):
+            @settings(max_examples=1 << 30, deadline=None, database=database, derandomize=False,
+                      suppress_health_check=list(HealthCheck), phases=phases, report_multiple_bugs=True,
+                      verbosity=Verbosity.quiet, print_blob=False)
+            @given(strategy)
+            def one(data: bytes) -> None:
+                if over():
+                    raise _Stop()
+                sig = run(data)
+                now = time.monotonic()
+                if progress and now - last[0] >= 5:
+                    last[0] = now
+                    progress(_line(target.name, runner.stats.seconds, [runner.stats.as_dict()], max_time))
+                if sig is not None and sig.key not in settled:
+                    failing[sig.key] = bytes(data)
+                    raise finding_class(sig)(sig.title)
 
-        @settings(max_examples=1 << 30, deadline=None, database=None, derandomize=False,
-                  suppress_health_check=list(HealthCheck), phases=[__import__("hypothesis").Phase.generate])
-        @given(strategy)
-        def one(data: bytes) -> None:
-            if over():
-                raise _Stop()
-            if runner.run_one(data) is not None:
-                stream(runner.stats.new)
-            now = time.monotonic()
-            if progress and now - last[0] >= 5:
-                last[0] = now
-                progress(_line(target.name, runner.stats.seconds, [runner.stats.as_dict()], max_time))
-            if over():
-                raise _Stop()
-
-        if not over():
-            one()
+            try:
+                with with_reporter(lambda *_: None):
+                    one()
+                break                                # Hypothesis ran out of examples to try
+            except Exception as e:                   # noqa: BLE001 - findings end a round; the rest is ours
+                if not (_only_findings(e) or isinstance(e, hypothesis.errors.Flaky)):
+                    raise
+            finally:
+                settle()
+            phases = [Phase.generate, Phase.shrink]
     except _Stop:
         pass
     except KeyboardInterrupt:
@@ -728,6 +872,8 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
     interrupted = interrupted or stop.is_set()
     result = FuzzResult(target.name, "hypothesis", seconds=runner.stats.seconds, interrupted=interrupted)
     result.add(runner.stats.as_dict())
+    result.found_at = found_at
+    result.shrunk = shrunk
     return result
 
 
