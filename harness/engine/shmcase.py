@@ -24,6 +24,7 @@ many were run (bench and the nightly report read it).
 """
 from __future__ import annotations
 
+import errno
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -345,3 +346,73 @@ def _cluster(w: World, seen: Verdict, kind: str, mode: str) -> None:
         i = next(k for k, u in enumerate(uuids) if not any(k < len(m) and m[k] == u for m in w.tables))
         raise InvariantViolation(Invariant.IDX_CLUSTER, f"{kind}: a {mode} client's index {i} is not the "
                                      "master's", op="replay", site=f"shm/{kind}")
+
+
+# -- a file system re-made under a mount (famfs issue #135) -----------------------------------
+
+REMADE_ACTIONS = ("read", "lookup", "readdir", "get_fmap", "refresh")
+
+
+def remade_fs_case(data: bytes) -> int:
+    """A master makes a file system with 1-4 files; a client mounts it (maybe reading some files,
+    so their fmaps are cached); another node runs mkfs on the same memory (a new file-system UUID,
+    maybe the same device UUID and log geometry, maybe new files over the old files' pages);
+    then the client acts in the order the input gives. Every action on the old mount must fail
+    with ESTALE / FS-IDENTITY, never return a byte or a name; a fresh mount of the new file system
+    reads the new bytes (DATA). The lookups of the fresh mount's reads are returned."""
+    head = data[:12].ljust(12, b"\0")
+    nfiles, cached, same_dev, same_log, overwrite = 1 + head[0] % 4, head[1], head[2] & 1, head[3] & 1, head[4] & 1
+    order = [REMADE_ACTIONS[b % len(REMADE_ACTIONS)] for b in head[5:12]]
+    memory = bytearray(DEV_SIZE)
+    dev_uuid = new_uuid()
+    image = Image.mkfs([memory], [DEV_SIZE], uuids=[dev_uuid], log_len=LOG_LEN, alloc_unit=AU, head_is_zero=True)
+    old = [image.create(f"f{k}", AU * (1 + k % 2), data=pattern(f"old{k}", AU * (1 + k % 2))) for k in range(nfiles)]
+    client = DaxDevice.in_memory(memory, "dax0.0", node="client")
+    daemon = Daemon.mount(Resolver("client", [client]), primary=client, abi=ABI)
+    for k, f in enumerate(old):
+        ino = daemon.ino_of(f.path)
+        if cached >> k & 1 and ino is not None and bytes(daemon.read(ino, 0, f.size)) != pattern(f"old{k}", f.size):
+            raise InvariantViolation(Invariant.DATA, f"{f.path!r} misread before the re-make", op="read",
+                                     site="remade/before")
+    other = Image.mkfs([memory], [DEV_SIZE], uuids=[dev_uuid if same_dev else new_uuid()],
+                       log_len=LOG_LEN if same_log else 2 * LOG_LEN, alloc_unit=AU)
+    new = [other.create(f.path if overwrite else f"g{k}", f.size, data=pattern(f"new{k}", f.size))
+           for k, f in enumerate(old)]
+    for action in order:
+        _stale_action(daemon, action, old)
+    if daemon.kernel.fmaps or daemon.devices:
+        raise InvariantViolation(Invariant.FS_IDENTITY, "the re-made mount keeps the old fmaps or index table",
+                                 op="refresh", site="remade/state")
+    fresh = Daemon.mount(Resolver("client", [DaxDevice.in_memory(memory, "dax0.0", node="client")]), abi=ABI)
+    v = verdict(bytes(memory[:HEAD + LOG_LEN]), DEV_SIZE)
+    exp = Expectation.of(v, "client", {"dax0.0": memory}, primary="dax0.0", abi=ABI)
+    checker = exp.checker(site="remade")
+    fresh.probe = fresh.kernel.probe = checker
+    check_files(v.namespace, exp, daemon_reader(fresh), checker)
+    if sorted(p for p, d in v.namespace if d[0] == "f") != sorted(f.path for f in new):
+        raise InvariantViolation(Invariant.SHM_CONVERGE, "a fresh mount of the new file system does not show "
+                                 "its files", op="replay", site="remade/fresh")
+    return checker.counts.total
+
+
+def _stale_action(daemon: Daemon, action: str, old: list[Any]) -> None:
+    """One action on the old mount after the re-make: it must raise ESTALE / FS-IDENTITY."""
+    ino = daemon.ino_of(old[0].path) or 0
+    try:
+        if action == "read":
+            got: Any = daemon.read(ino, 0, old[0].size)
+        elif action == "lookup":
+            got = daemon.lookup(1, old[0].path)
+        elif action == "readdir":
+            got = daemon.readdir(1)
+        elif action == "get_fmap":
+            got = daemon.get_fmap(ino)
+        else:
+            got = daemon.refresh()
+    except FamfsError as e:
+        if e.invariant != Invariant.FS_IDENTITY or e.errno != errno.ESTALE:
+            raise InvariantViolation(Invariant.FS_IDENTITY, f"{action} on the re-made mount failed with {e}, "
+                                     "not ESTALE / FS-IDENTITY", op=action, site="remade/old-mount") from None
+        return
+    raise InvariantViolation(Invariant.FS_IDENTITY, f"{action} on the re-made mount answered "
+                             f"({type(got).__name__}) instead of refusing", op=action, site="remade/old-mount")

@@ -16,7 +16,7 @@ from the device. Once is enough under famfs's protocol: counters that cover an e
 stored after the entry was flushed and fenced, so the device holds all of it.
 
 The mounted file system's identity (file-system UUID, log offset and length, primary's UUID) is
-kept from the first logplay and re-checked at every logplay, lookup, GET_FMAP and read
+kept from the first logplay and re-checked at every logplay, lookup, readdir (so open), GET_FMAP and read
 (`check_identity`): a superblock that changed under the mount (mkfs run again on another node,
 famfs issue #135) is refused with ESTALE / FS-IDENTITY, the kernel side's cached fmaps are
 dropped, and from then on the daemon serves nothing of the old file system: no old fmap, no old
@@ -265,6 +265,7 @@ class Daemon:
 
     def readdir(self, ino: int) -> list[tuple[str, Attr]] | None:
         """(name, attr) of every child in creation order, or None if `ino` is not a directory."""
+        self.check_identity()
         kids = self.children.get(ino)
         if kids is None:
             return None

@@ -78,6 +78,13 @@ def shm_workloads() -> Iterator[bytes]:
     yield bytes([1, 0, 0, 0, 0, 1, 0, 6, 0])      # mkfs, mkdir, a file of three pages
 
 
+def remade_workloads() -> Iterator[bytes]:
+    """remade_fs inputs: files, cached fmaps, same device / log, overwrite, then the actions."""
+    yield bytes(12)
+    yield bytes([1, 3, 1, 1, 1, 0, 1, 2, 3, 4, 0, 0])
+    yield bytes([3, 15, 0, 0, 0, 4, 3, 2, 1, 0, 4, 4])
+
+
 def fmap_replies() -> Iterator[bytes]:
     """GET_FMAP replies of the seed specs' files, prefixed by the ABI-choosing byte."""
     from harness.famfs import wire
