@@ -83,11 +83,37 @@ STATS: dict[str, OpCount] = defaultdict(OpCount)
 
 
 def stats_table() -> dict[str, dict[str, int]]:
-    """STATS per operation kind: ops, stores, silent, distinct, run, and `pruned`: the states
-    removed, as the base-2 logarithm of 2^stores - distinct (summed over operations: rounded to
-    the stores themselves, as distinct is tiny beside 2^stores)."""
-    return {k: {"ops": v.ops, "stores": v.stores, "silent": v.silent, "distinct": v.distinct, "run": v.run,
-                "pruned_log2": v.stores} for k, v in sorted(STATS.items())}
+    """STATS per operation kind: ops, atomic stores and silent ones (summed: an operation of n
+    stores has 2^n states unpruned, so the pruning removed 2^n minus its model states), the
+    model's states and the states run."""
+    return {k: {"ops": v.ops, "stores": v.stores, "silent": v.silent, "distinct": v.distinct, "run": v.run}
+            for k, v in sorted(STATS.items())}
+
+
+def corpus_states(corpora: Any, max_s: float = 60.0) -> dict[str, Any]:
+    """Replay the shm_states corpus in this process (at most `max_s` seconds): per operation kind
+    the states the model admitted, the pruning's share and the states run, and states per second
+    (the nightly report's table: the fuzzing children keep their own counts)."""
+    import time
+    from pathlib import Path
+
+    from harness.engine.campaign import corpus_inputs
+    inputs = corpus_inputs([Path(corpora) / "shm_states"])
+    STATS.clear()
+    start, cases, findings = time.perf_counter(), 0, 0
+    for data in inputs:
+        if time.perf_counter() - start > max_s:
+            break
+        cases += 1
+        try:
+            shm_states_case(data)
+        except (InvariantViolation, FamfsError):
+            findings += 1
+    el = time.perf_counter() - start
+    ops = stats_table()
+    run = sum(v["run"] for v in ops.values())
+    return {"inputs": len(inputs), "cases": cases, "findings": findings, "seconds": round(el, 1),
+            "states_run": run, "states_per_s": round(run / max(el, 1e-9), 1), "ops": ops}
 
 
 @dataclass
@@ -264,7 +290,8 @@ def _judge(w: World, client: ClientDevice, st: OpStates, x: tuple[int, ...], cac
         assert want is not None
         shmcov.seen(op, shmcov.RETRIED if retried else shmcov.AFTER if want is v_after else shmcov.BEFORE)
         _cluster(w, seen, kind, mode)
-        exp = Expectation.of(want, "client", {"dax0.0": client.memory, "dax1.0": w.secondary}, primary="dax0.0", abi=ABI)
+        exp = Expectation.of(want, "client", {"dax0.0": client.memory, "dax1.0": w.secondary}, primary="dax0.0",
+                             abi=ABI)
         checker = exp.checker(site="shm")
         daemon.probe = daemon.kernel.probe = checker
         check_files(want.namespace, exp, daemon_reader(daemon), checker)
