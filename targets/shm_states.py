@@ -21,4 +21,5 @@ def one_input(data: bytes) -> int | None:
     return shm_states_case(data)
 
 
-TARGET = Target(name="shm_states", one_input=one_input, seeds=seeds.shm_workloads, max_len=128, lookups=True)
+TARGET = Target(name="shm_states", one_input=one_input, seeds=seeds.shm_workloads, max_len=128, lookups=True,
+                timeout_s=10.0)   # a workload of four operations with running clients: about 1 s uninstrumented
