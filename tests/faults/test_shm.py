@@ -181,3 +181,13 @@ def test_a_mount_refuses_a_file_system_re_made_under_it():
             call()
         assert e.value.errno == errno.ESTALE and e.value.invariant == Invariant.FS_IDENTITY
     assert not daemon.kernel.fmaps and not daemon.devices
+
+
+def test_an_append_is_entry_flush_fence_then_counters_flush_fence():
+    dev, rec, image = _image()
+    image.mkdir("a")
+    ops = rec.take()
+    assert [op[0] for op in ops] == ["store", "flush", "fence", "store", "flush", "fence"]
+    entry, counters = ops[0], ops[3]
+    assert len(entry[2]) == 544 and ops[1][1:] == (entry[1], 544)
+    assert counters[1] == LOG_OFFSET + 32 and len(counters[2]) == 16 and ops[4][1:] == (counters[1], 16)

@@ -68,3 +68,14 @@ def test_shm_plant_is_found_by_search(tmp_path, name):
     assert len((folder / "minimized").read_bytes()) <= len((folder / "input").read_bytes())
     assert cli(copy, "repro", str(folder), "--times", "2").returncode == 1      # fails on the plant
     assert cli(ROOT, "repro", str(folder), "--times", "2").returncode == 0      # passes on this tree
+
+
+def test_remade_fs_names_the_identity_check_planted_out(tmp_path):
+    """Not a search measurement (every remade_fs seed reaches it): with the daemon's identity
+    check planted out, the target's corpus fails as FS-IDENTITY (the old mount serves the new
+    file system); on this tree it replays clean (tests/targets)."""
+    copy = buggy_copy(tmp_path, "harness/famfs/daemon.py", "        if now == self.identity:\n            return\n",
+                      "        if True:\n            return\n")
+    corpus = replay_corpus(copy, "remade_fs")
+    assert corpus["inputs"] > 0 and len(corpus["found"]) == corpus["inputs"], corpus
+    assert all("FS-IDENTITY" in str(f) for f in corpus["found"]), corpus["found"][:3]
