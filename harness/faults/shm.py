@@ -150,7 +150,7 @@ def states(shared: bytes | bytearray, before: bytes | bytearray, ops: list[Op]) 
     `ops` the operation's record."""
     cur = bytearray(before)
     versions: dict[int, list[bytes]] = {}
-    for lo_b in range(0, len(shared), BLOCK):            # dirty lines carried over from earlier
+    for lo_b in range(0, len(shared) if shared != cur else 0, BLOCK):   # dirty lines carried over
         if shared[lo_b:lo_b + BLOCK] != cur[lo_b:lo_b + BLOCK]:
             for line in range(lo_b // LINE, min(len(shared), lo_b + BLOCK) // LINE):
                 a, b = bytes(shared[line * LINE:(line + 1) * LINE]), bytes(cur[line * LINE:(line + 1) * LINE])
