@@ -18,8 +18,4 @@ def one_input(data: bytes) -> int | None:
     return remade_fs_case(data)
 
 
-FLAT_WHY = ("its input space is 12 bytes of a few choices each, and every path through the identity check "
-            "is reached by the first inputs")
-
-TARGET = Target(name="remade_fs", one_input=one_input, seeds=seeds.remade_workloads, max_len=12, lookups=True,
-                flat_why=FLAT_WHY)
+TARGET = Target(name="remade_fs", one_input=one_input, seeds=seeds.remade_workloads, max_len=12, lookups=True)

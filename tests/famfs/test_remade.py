@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import os
+import select
+import signal
 import subprocess
 
 import pytest
@@ -41,6 +43,14 @@ def _make(path: str, tag: str) -> bytes:
     return data
 
 
+def _sighup(m: MountProcess, timeout: float = 20.0) -> str:
+    """A client's logplay (SIGHUP) on the mount; the first line the daemon prints after it."""
+    m.proc.send_signal(signal.SIGHUP)
+    assert m.proc.stdout is not None
+    ready, _, _ = select.select([m.proc.stdout], [], [], timeout)
+    return m.proc.stdout.readline() if ready else ""
+
+
 def _errno(fn) -> int:
     try:
         fn()
@@ -69,6 +79,9 @@ def test_remade_file_system_is_refused_by_the_mount(tmp_path, monkeypatch, plant
             if planted:                                   # nothing notices: the new bytes come through
                 assert os.pread(fd, 512, FAR) == new[FAR:FAR + 512]
                 return
+            assert _errno(lambda: os.pread(fd, 512, FAR)) == errno.ESTALE
+            line = _sighup(m)                             # SIGHUP: the logplay refuses, the daemon lives on
+            assert "logplay failed" in line and "FS-IDENTITY" in line and "ESTALE" in line, line
             assert _errno(lambda: os.pread(fd, 512, FAR)) == errno.ESTALE
         finally:
             os.close(fd)
