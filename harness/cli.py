@@ -354,6 +354,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lines.append(f"{'log_replay, Atheris':18} {a['execs_per_s']:>9,.0f} exec/s {a['execs_per_cpu_s']:>9,.0f} per CPU s")
         doc["goals"] = bench.judge(doc)
         lines += bench.goal_lines(doc["goals"])
+    if args.targets or args.states:
+        doc["shm_states"] = bench.shm_states_rate(seconds=args.target_seconds)
+        lines += bench.shm_lines(doc["shm_states"])
     if not args.no_fuse:
         with tempfile.TemporaryDirectory(prefix="famfs-bench-") as tmp:
             golden = bench.golden_file(tmp)
@@ -500,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-fuse", action="store_true", help="skip the FUSE mount measurements")
     sp.add_argument("--targets", action="store_true", help="also exec/s of every target, in process")
     sp.add_argument("--target-seconds", type=float, default=3.0)
+    sp.add_argument("--states", action="store_true",
+                    help="also shm_states' shared-memory states per second, per operation (included in --targets)")
     sp = verb("fuzz-default", cmd_fuzz_default, "the README's main job: every target, mount_e2e included")
     sp.add_argument("--out", default="runs/default", help="run directory (default runs/default)")
     sp.add_argument("--max-time", type=float, default=180.0, help="total seconds, shared by the targets (default 180)")

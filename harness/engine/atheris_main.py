@@ -53,7 +53,7 @@ signal.signal(signal.SIGCONT, _continued)
 
 # Harness modules instrumented besides harness.famfs: the race targets' interleaving signal (its
 # branches are the coverage; a target that uses it imports it, so it loads inside the block).
-ALSO_INSTRUMENTED = ("harness.faults.statecov",)
+ALSO_INSTRUMENTED = ("harness.faults.statecov", "harness.faults.shmcov")
 
 
 def _not_famfs() -> list[str]:

@@ -327,3 +327,46 @@ def goal_lines(goals: list[dict[str, object]]) -> list[str]:
         mark = "not measured" if g["met"] is None else ("met" if g["met"] else "NOT MET")
         out.append(f"{g['row']:34} {shown:>12} {g['unit']:<6} {g['goal']:>16}  {mark}")
     return out
+
+
+def shm_states_rate(seconds: float = 3.0) -> dict[str, object]:
+    """shm_states in this process: shared-memory states judged per second (wall clock and per CPU
+    second) from its corpus and random one-byte mutations of it, and per operation kind the
+    states the model admitted, how many the pruning removed (as 2^stores without it) and how many
+    were run (`engine.shmcase.STATS`)."""
+    import random as _random
+    from pathlib import Path
+
+    from harness.engine import shmcase
+    from harness.engine.campaign import corpus_inputs
+    from harness.engine.registry import load
+    from harness.engine.runner import CaseRunner
+    target = load("shm_states")
+    inputs = corpus_inputs([Path("corpora") / "shm_states"]) or [b""]
+    runner = CaseRunner(target, engine="bench", repro_times=0)
+    rng = _random.Random(1)
+    shmcase.STATS.clear()
+    start, cpu = time.perf_counter(), _cpu()
+    while time.perf_counter() - start < seconds:
+        data = bytearray(rng.choice(inputs)).ljust(shmcase.WORKLOAD + 8, b"\0")
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        runner.run_one(bytes(data))
+    el, el_cpu = time.perf_counter() - start, _cpu() - cpu
+    ops = shmcase.stats_table()
+    run = sum(v["run"] for v in ops.values())
+    return {"execs": runner.stats.execs, "findings": runner.stats.findings, "states_run": run,
+            "states_per_s": round(run / el, 1), "states_per_cpu_s": round(run / max(el_cpu, 1e-9), 1),
+            "ops": ops}
+
+
+def shm_lines(doc: dict[str, object]) -> list[str]:
+    """The bench's shm_states lines: the rate, then one line per operation kind."""
+    out = [f"shm_states: {doc['states_run']:,} states judged, {doc['states_per_s']:,.0f} states/s, "
+           f"{doc['states_per_cpu_s']:,.0f} per CPU s ({doc['execs']} cases, {doc['findings']} findings)",
+           f"  {'operation':12} {'ops':>5} {'unpruned per op':>16} {'silent/op':>10} {'model states':>14} {'run':>8}"]
+    for kind, v in doc["ops"].items():  # type: ignore[attr-defined]
+        n = max(v["ops"], 1)
+        out.append(f"  {kind:12} {v['ops']:>5} {'2^' + format(v['stores'] // n, ','):>16} {v['silent'] // n:>10,} "
+                   f"{v['distinct']:>14,} {v['run']:>8,}")
+    return out

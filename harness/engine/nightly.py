@@ -46,6 +46,7 @@ class NightlyResult:
     skipped: list[str] = field(default_factory=list)      # lanes that could not run here, and why
     shares: list[ShareRecord] = field(default_factory=list)
     flat: list[dict[str, Any]] = field(default_factory=list)   # targets whose coverage never grew
+    shm_states: dict[str, Any] = field(default_factory=dict)   # per operation: states admitted, pruned, run
 
     @property
     def results(self) -> list[FuzzResult]:
@@ -129,6 +130,9 @@ def nightly(out: Path, *, budget: float = 600.0, jobs: int | None = None, target
             result.merges[name] = {"error": str(e)[:300]}
     result.crashers = recheck(CrashStore(crashers), corpora, say)
     result.coverage = famfs_coverage(out, corpora, chosen)
+    if "shm_states" in chosen:
+        from harness.engine.shmcase import corpus_states
+        result.shm_states = corpus_states(corpora)
     clean_leftovers(out)
     result.seconds = time.monotonic() - start
     return result

@@ -45,6 +45,7 @@ def summary_of(result: Any) -> dict[str, Any]:
             **{k: sum(getattr(r, "counters", {}).get(k, 0) for r in result.results) for k in COUNTERS},
             "internal_signatures": internal,
             "coverage_flat": list(getattr(result, "flat", [])),
+            "shm_states": dict(getattr(result, "shm_states", {}) or {}),
             "interrupted": any(getattr(r, "interrupted", False) for r in result.results),
             "schedule": [s.as_dict() for s in getattr(result, "shares", [])]}
 
@@ -172,6 +173,7 @@ def render(summary: dict[str, Any]) -> str:
     covd = summary.get("coverage") or {}
     covrows = "".join(f"<tr><td>{html.escape(f)}</td><td>{p}%</td></tr>" for f, p in sorted((covd.get("files") or {}).items()))
     settings = {k: summary[k] for k in ("out", "budget_s", "jobs", "seconds") if k in summary}
+    shm_html = _shm_table(summary.get("shm_states") or {})
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>famfs-fuzz nightly</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
@@ -190,12 +192,29 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}code{{font-size:12p
 {_chart("crash signatures found", sigs, "signatures")}
 {_chart("index lookups checked", looks, "lookups")}
 {sched_html}
+{shm_html}
 <h2>Crashers</h2><table id="crashers"><tr><th>target</th><th>key</th><th>signature</th><th>status</th>
 <th>reproduced</th><th>count</th><th>repro</th></tr>{crashes}</table>
 <h2>Coverage of harness/famfs (corpus replay, coverage.py): {covd.get('total', 'n/a')}%</h2>
 <table id="coverage"><tr><th>file</th><th>lines covered</th></tr>{covrows}</table>
 <h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=2))}</pre>
 </body></html>"""
+
+
+def _shm_table(doc: dict[str, Any]) -> str:
+    """shm_states per operation kind: states unpruned (2^stores per operation), admitted by the
+    model, removed by the pruning, run (docs/shared-memory.md)."""
+    if not doc.get("ops"):
+        return ""
+    rows = []
+    for kind, v in doc["ops"].items():
+        n = max(v["ops"], 1)
+        rows.append([kind, f"{v['ops']:,}", f"2^{v['stores'] // n:,}", f"{v['silent'] // n:,}", f"{v['distinct']:,}",
+                     f"2^{v['stores'] // n:,} - {v['distinct'] // n:,}", f"{v['run']:,}"])
+    title = (f"Shared-memory states per operation (shm_states corpus replay: {doc.get('cases', 0)} cases, "
+             f"{doc.get('states_run', 0):,} states, {doc.get('states_per_s', 0):,.0f} states/s)")
+    return _table("shm-states", title, ["operation", "operations", "unpruned per op", "silent stores per op",
+                                        "model states", "pruned per op", "states run"], rows)
 
 
 def _table(table_id: str, title: str, headers: list[str], rows: list[list[str]]) -> str:

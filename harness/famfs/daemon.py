@@ -7,7 +7,20 @@ Reads go through its `KernelMount` (`kernel.py`), exactly as a read(2) on a real
 through fs/fuse/famfs.c: GET_FMAP bytes, the daxdev table, DAX memory.
 
 `refresh()` is a client's logplay: it replays again and picks up entries the master appended,
-keeping inode numbers of what already existed (the log is append-only).
+keeping inode numbers of what already existed (the log is append-only). Shared memory is not
+coherent across hosts, so it first invalidates this node's cached superblock and log header
+(`invalidate`, `shm.py`), and when an entry inside `next_index` fails its CRC or seqnum it
+invalidates that entry and, if that dropped cached lines, replays once more (famfs's re-read on
+a mismatch, famfs issue #59): a line cached before the master wrote the entry is then read again
+from the device. Once is enough under famfs's protocol: counters that cover an entry are only
+stored after the entry was flushed and fenced, so the device holds all of it.
+
+The mounted file system's identity (file-system UUID, log offset and length, primary's UUID) is
+kept from the first logplay and re-checked at every logplay, lookup, readdir (so open), GET_FMAP and read
+(`check_identity`): a superblock that changed under the mount (mkfs run again on another node,
+famfs issue #135) is refused with ESTALE / FS-IDENTITY, the kernel side's cached fmaps are
+dropped, and from then on the daemon serves nothing of the old file system: no old fmap, no old
+index table, no new file system's bytes through either.
 
 Registration per ABI generation (`wire.Abi.registration`): pull generations answer GET_DAXDEV;
 `push-fd` pushes every daxdev a file references, densely, when the file is looked up (famfs
@@ -32,7 +45,10 @@ from harness.famfs.errors import FamfsError
 from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant
 from harness.famfs.kernel import KernelMount, push_referenced
-from harness.famfs.layout import SUPERBLOCK_SIZE, InterleavedFmap, SimpleExtent, SimpleFmap
+from harness.famfs.layout import (
+    ENTRY_SIZE, HEADER_SIZE, SUPER_MAGIC, SUPERBLOCK, SUPERBLOCK_SIZE, InterleavedFmap, SimpleExtent, SimpleFmap,
+    Superblock, entry_offset,
+)
 from harness.famfs.namespace import META_DIR, File, Namespace
 from harness.famfs.probe import NULL_PROBE, Probe
 from harness.famfs.replay import Replay, replay
@@ -55,6 +71,10 @@ class DaemonError(FamfsError):
     @classmethod
     def missing(cls, index: int, uuid: str, node: str) -> "DaemonError":
         return cls(errno.ENODEV, Invariant.IDX_RESOLVE, f"daxdev {index} ({uuid}) has no device on node {node}")
+
+    @classmethod
+    def remade(cls, node: str, why: str) -> "DaemonError":
+        return cls(errno.ESTALE, Invariant.FS_IDENTITY, f"node {node}: the mounted file system is gone: {why}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +125,8 @@ class Daemon:
         self.kernel_ids: dict[int, int] = {}   # backing-id: log index -> kernel id
         self.resolve_errors: dict[int, FamfsError] = {}
         self.next_ino = max(ino_base, ROOT_INO) + 1   # a remount may start above old numbers
+        self.identity: bytes | None = None    # superblock bytes [16, 32) + [48, 80) of the mount
+        self.gone: DaemonError | None = None  # set once the mounted file system was found re-made
 
     # -- mount and logplay --------------------------------------------------------------------
 
@@ -120,7 +142,16 @@ class Daemon:
     def refresh(self) -> Replay:
         """(Re)play the log from shared memory; new paths get new inodes, old ones keep theirs."""
         dev = self.primary
+        self.check_identity()
+        sb = Superblock.decode(_head(dev, SUPERBLOCK.size))
+        if sb.log_offset + HEADER_SIZE <= dev.size:
+            _invalidate(dev, sb.log_offset, HEADER_SIZE)        # read the counters from the device
         state = replay(dev.view(0, dev.size), device_size=dev.size, probe=self.probe, check_crc=self.check_crc)
+        if state.stopped_at is not None and _invalidate(dev, sb.log_offset + entry_offset(state.stopped_at),
+                                                        ENTRY_SIZE):   # stale lines dropped: re-read once
+            state = replay(dev.view(0, dev.size), device_size=dev.size, probe=self.probe, check_crc=self.check_crc)
+        if self.identity is None:
+            self.identity = _identity(dev)
         self.state = state
         self.devices = [self._resolve(d.index, d.uuid) for d in state.table]
         if not self.inodes:
@@ -129,6 +160,28 @@ class Daemon:
             if node.path not in self.by_path:
                 self._add_inode(node.path, node)
         return state
+
+    def check_identity(self) -> None:
+        """Raise ESTALE / FS-IDENTITY if the superblock under the mount is no longer the one it
+        mounted (another file system made on the same memory, or the superblock gone); the
+        first time, also forget every cached fmap and the old index table."""
+        if self.gone is not None:
+            raise self.gone
+        if self.identity is None:
+            _invalidate(self.primary, 0, SUPERBLOCK.size)
+            return
+        dev = self.primary
+        _invalidate(dev, 0, SUPERBLOCK.size)
+        now = _identity(dev)
+        if now == self.identity:
+            return
+        sb = Superblock.decode(_head(dev, SUPERBLOCK.size))
+        why = ("the superblock is no longer valid" if sb.magic != SUPER_MAGIC or sb.crc != sb.computed_crc()
+               else f"file-system UUID {uuid_str(sb.fs_uuid)} or log region changed since the mount")
+        self.gone = DaemonError.remade(self.node, why)
+        self.kernel.fmaps.clear()
+        self.devices = []
+        raise self.gone
 
     def _resolve(self, index: int, uuid: bytes) -> Any:
         """The local device of `uuid`, or None: a UUID that does not resolve cleanly here (missing,
@@ -204,6 +257,7 @@ class Daemon:
         ino = self.by_path.get(f"{p.path}/{name}" if p.path else name)
         if ino is None:
             return None
+        self.check_identity()
         inode = self.inodes[ino]
         if inode.file is not None:
             self._before_serving(inode.file)
@@ -211,6 +265,7 @@ class Daemon:
 
     def readdir(self, ino: int) -> list[tuple[str, Attr]] | None:
         """(name, attr) of every child in creation order, or None if `ino` is not a directory."""
+        self.check_identity()
         kids = self.children.get(ino)
         if kids is None:
             return None
@@ -222,6 +277,7 @@ class Daemon:
         inode = self.inodes.get(ino)
         if inode is None or inode.file is None:
             raise DaemonError.no_fmap(ino)
+        self.check_identity()
         self._before_serving(inode.file)
         return self.kernel.read(ino, offset, length, zero_copy=zero_copy)
 
@@ -231,6 +287,7 @@ class Daemon:
         inode = self.inodes.get(nodeid)
         if inode is None or inode.file is None:
             raise DaemonError.no_fmap(nodeid)
+        self.check_identity()
         f = inode.file
         if self.abi.registration == "backing-id" and self.translate_ids:
             f = replace(f, fmap=_remap(f.fmap, self.kernel_ids))
@@ -278,6 +335,30 @@ def _remap(fmap: Union[SimpleFmap, InterleavedFmap], ids: dict[int, int]) -> Uni
     if isinstance(fmap, InterleavedFmap):
         return InterleavedFmap.of(fmap.chunk_size, [m(s) for s in fmap.strips])
     return SimpleFmap.of([m(e) for e in fmap.extents])
+
+
+def _head(dev: Any, length: int) -> bytes:
+    """The first `length` bytes of `dev` read from its mapping, not counted as an access (so
+    an armed `fail_nth` or an access hook sees the same operations as before the identity
+    check existed); a closed device raises its typed error through `view`."""
+    mm = getattr(dev, "_mm", None)
+    if mm is None or getattr(dev, "_closed", False):
+        return bytes(dev.view(0, length))
+    return bytes(mm[0:length])
+
+
+def _identity(dev: Any) -> bytes:
+    """What names the mounted file system in its primary's superblock: log offset and length
+    (bytes [16, 32)) and the file-system and device UUIDs (bytes [48, 80))."""
+    head = _head(dev, 80)
+    return head[16:32] + head[48:80]
+
+
+def _invalidate(dev: Any, offset: int, length: int) -> int:
+    """Drop this node's cached lines of [offset, +length) of `dev`, where the device can; how
+    many were dropped (0 on coherent memory, where a re-read would read the same bytes)."""
+    invalidate = getattr(dev, "invalidate", None)
+    return int(invalidate(offset, length) or 0) if invalidate is not None else 0
 
 
 def daemons(hosts: Sequence[Any], **kwargs: Any) -> list[Daemon]:

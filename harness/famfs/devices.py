@@ -15,6 +15,10 @@ same object:
   ``/sys/bus/dax/devices/daxX.Y/size``) and is rounded down to the alignment, and nothing but the
   one whole-device MAP_SHARED mapping is ever used. msync is never called (EINVAL on devdax).
 
+`flush` / `fence` / `invalidate` are the ordering calls of `shm.Port` (the master's flushes and
+fences, a client's invalidation before it reads the log); they are no-ops on every backend, and
+`shm.py` says why, and what checks cross-host visibility instead (`harness.faults.shm`).
+
 Every access (`read`, `write`, `view`) is bounds-checked before memory is touched: ``0 <= offset``
 and ``offset + length <= size``, or `DaxDeviceError` ERANGE / EXT-BOUNDS, never IndexError or
 ValueError. An attached `on_access(node, name, offset, length, write)` callback hears of each
@@ -328,6 +332,32 @@ class DaxDevice:
         if self.on_access is not None:
             self.on_access(self.node, self.name, offset, length, False)
         return memoryview(self._mm)[offset:offset + length]  # type: ignore[arg-type]
+
+    # -- ordering (harness/famfs/shm.py: the Port calls, and what they are on each backend) ---
+
+    def store(self, offset: int, data: Bytes) -> None:
+        """`write`, under the name the master's metadata writers use (`shm.Port`)."""
+        self.write(offset, data)
+
+    def flush(self, offset: int, length: int) -> None:
+        """Write back the cache lines of [offset, offset+length) (CLWB / clflushopt). A no-op on
+        every backend: emulated memory is one host's coherent memory, and on real devdax Python
+        has no cache-line flush instruction and msync is refused (EINVAL), while one host's
+        mapping of devdax is coherent for every process on it. Bounds are still checked."""
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise DaxDeviceError.out_of_bounds(self.name, offset, length, self.size)
+
+    def fence(self) -> None:
+        """Order the flushes issued so far before later stores (sfence): a no-op, as `flush`."""
+        return None
+
+    def invalidate(self, offset: int, length: int) -> int:
+        """Drop this node's cached copies of [offset, offset+length) so the next read comes from
+        the device (a client's clflush before it reads the log); the number of lines dropped:
+        0, as this node's mapping is coherent (see `flush`)."""
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise DaxDeviceError.out_of_bounds(self.name, offset, length, self.size)
+        return 0
 
     def _scan(self, length: int) -> bytes | None:
         """What a resolver reads to identify the device: the first `length` bytes (None if the

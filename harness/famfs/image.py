@@ -28,6 +28,7 @@ from harness.famfs.layout import (
     Payload, SimpleExtent, SimpleFmap, Superblock, crc32, log_slots,
 )
 from harness.famfs.namespace import Dir, File, Namespace
+from harness.famfs.shm import Port, port_of
 
 Buffer = Union[bytearray, memoryview]
 FM_ALL_HOSTS_RW = 2
@@ -40,30 +41,48 @@ def new_uuid() -> bytes:
 
 def mkfs(device: Buffer, size: int, *, dev_uuid: bytes, fs_uuid: bytes, system_uuid: bytes,
          log_len: int = LOG_LEN, log_offset: int = LOG_OFFSET, alloc_unit: int = ALLOC_UNIT,
-         daxdev_name: bytes = b"/dev/dax0.0", head_is_zero: bool = False) -> Superblock:
+         daxdev_name: bytes = b"/dev/dax0.0", head_is_zero: bool = False, port: Port | None = None) -> Superblock:
     """Format a primary daxdev as `__famfs_mkfs` does: superblock, zeroed log, fresh log header.
     `head_is_zero`: the caller knows the superblock region is zero already (a fresh buffer, or a
-    pool's canonical one), so only the superblock itself is written there."""
+    pool's canonical one), so only the superblock itself is written there.
+
+    Order (through `port`, docs/famfs-format.md "Flushes and fences"): the old superblock region
+    is zeroed, flushed and fenced first, so no other node can pair an old superblock with the new
+    log; then the zeroed log and its header, flushed and fenced; the new superblock last."""
     if log_offset + log_len > min(size, len(device)):
         raise ImageError.no_space(f"log [{log_offset:#x}, +{log_len:#x}) does not fit a {size:#x}-byte device")
     sb = Superblock(log_offset=log_offset, log_len=log_len, alloc_unit=alloc_unit, fs_uuid=fs_uuid,
                     dev_uuid=dev_uuid, system_uuid=system_uuid, dd_size=size,
                     dd_daxdev=daxdev_name).sealed()
+    mem = port_of(device, port)
     if not head_is_zero:
-        device[0:min(SUPERBLOCK_SIZE, log_offset)] = bytes(min(SUPERBLOCK_SIZE, log_offset))
-    device[log_offset:log_offset + log_len] = bytes(log_len)
-    device[log_offset:log_offset + HEADER_SIZE] = LogHeader.for_log(log_len).encode()
-    device[0:len(sb.encode())] = sb.encode()
+        head = min(SUPERBLOCK_SIZE, log_offset)
+        mem.store(0, bytes(head))
+        mem.flush(0, head)
+        mem.fence()
+    mem.store(log_offset, bytes(log_len))
+    mem.store(log_offset, LogHeader.for_log(log_len).encode())
+    mem.flush(log_offset, log_len)
+    mem.fence()
+    raw = sb.encode()
+    mem.store(0, raw)
+    mem.flush(0, len(raw))
+    mem.fence()
     return sb
 
 
 def mkfs_secondary(device: Buffer, size: int, *, dev_uuid: bytes, fs_uuid: bytes,
-                   system_uuid: bytes, daxdev_name: bytes = b"") -> Superblock:
-    """Format a secondary daxdev: a superblock naming its own UUID, flag SECONDARY, no log."""
+                   system_uuid: bytes, daxdev_name: bytes = b"", port: Port | None = None) -> Superblock:
+    """Format a secondary daxdev: a superblock naming its own UUID, flag SECONDARY, no log;
+    flushed and fenced before the ADD_DAXDEV that names it can be appended."""
     sb = Superblock(log_offset=0, log_len=0, fs_uuid=fs_uuid, dev_uuid=dev_uuid,
                     system_uuid=system_uuid, flags=SECONDARY_SB, dd_size=size,
                     dd_daxdev=daxdev_name).sealed()
-    device[0:len(sb.encode())] = sb.encode()
+    mem = port_of(device, port)
+    raw = sb.encode()
+    mem.store(0, raw)
+    mem.flush(0, len(raw))
+    mem.fence()
     return sb
 
 
@@ -73,14 +92,17 @@ class LogWriter:
     An append is a program of stores: the entry (in `ENTRY_CHUNKS` pieces, as a memcpy of 544
     bytes is not one atomic store), a write barrier, then next_seqnum and next_index together. `stores()`
     returns that program so the fault work can make the stores visible to a concurrent reader in
-    any order the memory model allows; `append()` performs it directly. `counter_first` is a
-    fault-injection switch (never set by famfs): counters before the entry, no barrier between.
+    any order the memory model allows; `append()` performs it through `port` with famfs's
+    flushes and fences (entry stored, flushed, fenced; counters stored, flushed, fenced).
+    `counter_first` is a fault-injection switch (never set by famfs): counters before the entry,
+    no barrier between.
     """
 
     ENTRY_CHUNKS = 4
 
-    def __init__(self, device: Buffer, sb: Superblock, *, counter_first: bool = False):
+    def __init__(self, device: Buffer, sb: Superblock, *, counter_first: bool = False, port: Port | None = None):
         self.device = device
+        self.port = port_of(device, port)
         self.base = sb.log_offset
         self.slots = log_slots(sb.log_len)
         header = LogHeader.decode(device, self.base)
@@ -116,9 +138,14 @@ class LogWriter:
             if i >= self.slots:
                 raise ImageError.log_full(self.slots)
             at = self.base + HEADER_SIZE + ENTRY_SIZE * i
-            self.device[at:at + ENTRY_SIZE] = _sealed_entry(i, etype, payload)
+            port = self.port
+            port.store(at, _sealed_entry(i, etype, payload))
+            port.flush(at, ENTRY_SIZE)
+            port.fence()                              # the entry is in shared memory before...
             seq_at = self.base + _NEXT_SEQNUM
-            self.device[seq_at:seq_at + 16] = _U64_PAIR.pack(i + 1, i + 1)
+            port.store(seq_at, _U64_PAIR.pack(i + 1, i + 1))
+            port.flush(seq_at, 16)                    # ...the counters that publish it
+            port.fence()
         self.next_index += 1
         return self.next_index - 1
 
@@ -176,11 +203,11 @@ class Interleave:
 class Image:
     """A famfs under construction on the master: devices[0] is the primary, formatted by `mkfs`."""
 
-    def __init__(self, devices: Sequence[Buffer], sizes: Sequence[int], sb: Superblock):
+    def __init__(self, devices: Sequence[Buffer], sizes: Sequence[int], sb: Superblock, port: Port | None = None):
         self.devices = list(devices)
         self.sizes = list(sizes)
         self.sb = sb
-        self.log = LogWriter(self.devices[0], sb)
+        self.log = LogWriter(self.devices[0], sb, port=port)
         self.alloc = Allocator(sb.alloc_unit)
         self.alloc.add_device(sizes[0], sb.log_offset + sb.log_len)
         self.table: list[Daxdev] = [Daxdev(0, sb.dev_uuid, sizes[0], None)]
@@ -191,18 +218,19 @@ class Image:
                uuids: Sequence[bytes] | None = None, fs_uuid: bytes | None = None,
                system_uuid: bytes | None = None, log_len: int = LOG_LEN,
                alloc_unit: int = ALLOC_UNIT, add_secondaries: bool = True,
-               head_is_zero: bool = False) -> "Image":
+               head_is_zero: bool = False, port: Port | None = None) -> "Image":
         """mkfs the primary (devices[0]) and every secondary; ADD_DAXDEV each secondary in order.
-        `head_is_zero`: as in `mkfs`, for the primary."""
+        `head_is_zero`: as in `mkfs`, for the primary. `port`: what the primary's metadata is
+        written through (default: straight into devices[0])."""
         sizes = list(sizes) if sizes is not None else [len(d) for d in devices]
         uuids = list(uuids) if uuids is not None else [new_uuid() for _ in devices]
         fs_uuid = fs_uuid or new_uuid()
         system_uuid = system_uuid or new_uuid()
         sb = mkfs(devices[0], sizes[0], dev_uuid=uuids[0], fs_uuid=fs_uuid, system_uuid=system_uuid,
-                  log_len=log_len, alloc_unit=alloc_unit, head_is_zero=head_is_zero)
+                  log_len=log_len, alloc_unit=alloc_unit, head_is_zero=head_is_zero, port=port)
         for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:]):
             mkfs_secondary(dev, size, dev_uuid=u, fs_uuid=fs_uuid, system_uuid=system_uuid)
-        image = cls(devices[:1], sizes[:1], sb)
+        image = cls(devices[:1], sizes[:1], sb, port=port)
         if add_secondaries:
             for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:]):
                 image.attach(dev, size, u)
@@ -213,6 +241,7 @@ class Image:
         image was copied into), so later appends land where the other nodes see them."""
         self.devices = list(devices)
         self.log.device = self.devices[0]
+        self.log.port = port_of(self.devices[0], None)
 
     # -- the master's operations --------------------------------------------------------------
 

@@ -53,3 +53,9 @@ class Invariant(enum.StrEnum):
     TBL_PUBLISH = ("TBL-PUBLISH", "a slot is read as valid only after all its fields are written")
     # Data.
     DATA = ("DATA", "bytes read through the mount equal the bytes the spec wrote")
+    # Shared memory across nodes (docs/shared-memory.md).
+    SHM_CONVERGE = ("SHM-CONVERGE", "once the master's flushes and fences of an operation are done, a client's "
+                    "logplay shows exactly the master's namespace and index table")
+    FS_IDENTITY = ("FS-IDENTITY", "a mount serves only the file system it mounted: a superblock whose "
+                   "file-system UUID or log region changed under the mount (a re-made file system) is "
+                   "refused (ESTALE), never read through the old fmaps or the old index table")

@@ -69,6 +69,22 @@ def choice_streams() -> Iterator[bytes]:
         yield rng.randbytes(n)
 
 
+def shm_workloads() -> Iterator[bytes]:
+    """shm_states workloads (engine.shmcase's stream: op count, then kind and client per op):
+    one mkdir, one file, two appends, all with fresh clients. Running clients, ADD_DAXDEV, mkfs
+    again and a full log are not seeded: the planted-bug tests measure the search for them."""
+    yield b""                                     # mkfs, one mkdir
+    yield bytes([0, 1, 0, 1, 0])                  # mkfs, one file of two pages
+    yield bytes([1, 0, 0, 0, 0, 1, 0, 6, 0])      # mkfs, mkdir, a file of three pages
+
+
+def remade_workloads() -> Iterator[bytes]:
+    """remade_fs inputs: files, cached fmaps, same device / log, overwrite, then the actions."""
+    yield bytes(12)
+    yield bytes([1, 3, 1, 1, 1, 0, 1, 2, 3, 4, 0, 0])
+    yield bytes([3, 15, 0, 0, 0, 4, 3, 2, 1, 0, 4, 4])
+
+
 def fmap_replies() -> Iterator[bytes]:
     """GET_FMAP replies of the seed specs' files, prefixed by the ABI-choosing byte."""
     from harness.famfs import wire

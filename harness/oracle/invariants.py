@@ -41,6 +41,9 @@ CATALOG: dict[Invariant, Entry] = {e.invariant: e for e in (
     Entry(Invariant.IDX_LOOKUP, "kernel.KernelMount.lookup", "lookups.LookupChecker"),
     Entry(Invariant.TBL_PUBLISH, "daxtable.DaxdevTable.install", "lookups.LookupChecker"),
     Entry(Invariant.DATA, "kernel.KernelMount.read", "case data comparison"),
+    Entry(Invariant.SHM_CONVERGE, "image: flush and fence; daemon.refresh: invalidate, re-read on a CRC mismatch",
+          "faults.shm states, cases.shm_states_case"),
+    Entry(Invariant.FS_IDENTITY, "daemon.Daemon: the mounted superblock re-checked", "cases.remade_fs_case"),
 )}
 
 
