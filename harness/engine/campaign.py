@@ -398,8 +398,10 @@ class Campaign:
                  corpus: Path | None = None, crashers: Path = Path("crashers"), corpora: Path = Path("corpora"),
                  workdir: Path = Path("runs"), seed: int | None = None, libfuzzer_args: Sequence[str] = (),
                  progress: Callable[[str], None] | None = None, stop_on_new: bool = False,
-                 on_finding: OnFinding | None = None, log_tag: str = "", clock: float | None = None):
+                 on_finding: OnFinding | None = None, log_tag: str = "", clock: float | None = None,
+                 spawner: Any = None):
         self.target = load(name)
+        self.spawner = spawner                         # a zygote.Zygote: jobs forked, not new interpreters
         self.name = name
         self.seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
         self.max_time, self.runs, self.jobs = max_time, runs, max(1, jobs)
@@ -408,7 +410,7 @@ class Campaign:
         self.work_corpus = Path(corpus) if corpus else self.run_dir / "corpus"
         self.libfuzzer_args, self.progress, self.stop_on_new = list(libfuzzer_args), progress, stop_on_new
         self.on_finding, self.log_tag, self.clock = on_finding, log_tag, clock
-        self.procs: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+        self.procs: list[tuple[Any, Path, Path]] = []      # (subprocess.Popen or zygote.Job, stats, log)
         self.tails: list[LogTail] = []
         self.series: list[dict[str, Any]] = []
         self.streamed: set[str] = set()
@@ -443,10 +445,20 @@ class Campaign:
             cmd = [sys.executable, "-m", "harness.engine.atheris_main", "--target", self.name,
                    "--crashers", str(self.crashers), "--stats", str(stats), "--seed", str(self.seed + j),
                    *flags, *self.libfuzzer_args, *dirs]
-            env = dict(os.environ, FAMFS_FUZZ_RUN_DIR=str(self.run_dir.resolve()))
-            with open(log, "w") as out:
-                self.procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                                    preexec_fn=_child_setup), stats, log))
+            extra = {"FAMFS_FUZZ_RUN_DIR": str(self.run_dir.resolve())}
+            job = None
+            if self.spawner is not None and self.spawner.serves(self.name):
+                try:
+                    job = self.spawner.spawn(cmd[3:], log, extra)
+                except HarnessError:                   # the zygote is gone: a new interpreter then
+                    job = None
+            if job is not None:
+                self.procs.append((job, stats, log))
+            else:
+                with open(log, "w") as out:
+                    self.procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                                        env=dict(os.environ, **extra), preexec_fn=_child_setup),
+                                       stats, log))
             self.tails.append(LogTail(log))
 
     def alive(self) -> bool:
