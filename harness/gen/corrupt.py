@@ -267,10 +267,6 @@ def conflicting_entry(device: bytearray, rng: random.Random) -> Corruption | Non
     return _via_log("conflicting_entry", device, rng)
 
 
-def overlapping_file(device: bytearray, rng: random.Random) -> Corruption | None:
-    return _via_log("overlapping_file", device, rng)
-
-
 def near_miss_name(device: bytearray, rng: random.Random) -> Corruption | None:
     return _via_log("near_miss_name", device, rng)
 
@@ -296,12 +292,11 @@ Operator = Callable[[bytearray, random.Random], "Corruption | None"]
 OPERATORS: dict[str, Operator] = {f.__name__: f for f in (
     add_out_of_order, add_duplicate, add_gap, use_before_define, shuffle_entries,
     add_claims_index_zero, add_primary_uuid, field_edit, flip_bytes, checks_off,
-    conflicting_entry, overlapping_file, near_miss_name, many_extents, full_table, size_not_chunk_multiple,
-    retarget_devindex)}
+    conflicting_entry, near_miss_name, many_extents, full_table, size_not_chunk_multiple, retarget_devindex)}
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "corrupted_log": ("field_edit", "flip_bytes", "checks_off", "shuffle_entries", "conflicting_entry",
-                      "overlapping_file", "near_miss_name", "many_extents", "size_not_chunk_multiple"),
+                      "near_miss_name", "many_extents", "size_not_chunk_multiple"),
     "add_daxdev_order": ("add_out_of_order", "add_duplicate", "add_gap", "use_before_define", "full_table",
                          "retarget_devindex"),
     "missing_primary": ("add_claims_index_zero", "add_primary_uuid"),

@@ -523,7 +523,9 @@ def op_overlapping_file(log: Log, rng: random.Random) -> str | None:
     """A new file on part of another file's allocation, in one of fsck's overlap shapes: a
     sub-range inside one of its extents, a range over one end of it, a few allocation units of
     it as separate extents, or one long extent from its start over the allocations after it
-    (identical extents are `op_conflicting_entry`'s)."""
+    (identical extents are `op_conflicting_entry`'s). An image operator only: not among
+    `gen.corrupt`'s, whose draw a structured seed's corruption seed indexes (a new operator
+    there changes what every seed does)."""
     ks = [k for k in log.of_type(FILE) if log.file_struct(k) == "file_meta"]
     if not ks:
         return None

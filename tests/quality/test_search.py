@@ -8,10 +8,8 @@ the plant's best target from the copy with `--stop-on-crash` for at most BUDGET 
 asserts the finding names the planted invariant and came after more executions than the corpus
 holds; (c) prints target, executions and seconds to the finding.
 
-The fsck plant is found by log_replay, whose accepted images go through fsck (the structured
-targets run it too, but their corpus inputs are choice streams that pick the corruption operator,
-so a new operator changes what a seed does: two log_structured seeds reached this plant). Not
-among the sites: `layout`'s decoding
+The fsck plant is found by log_replay, whose accepted images go through fsck, and whose image
+mutator has the operator that gives the overlap shapes. Not among the sites: `layout`'s decoding
 (`fmap_at`, `extents_at`): the reference model shares it, so a bug there is invisible to the
 oracle by design; the layout plant is in `SimpleFmap.extents`, which replay's result uses and
 the model does not.
