@@ -439,6 +439,8 @@ class Campaign:
                 flags.append(f"-max_total_time={max(1, int(self.max_time))}")
             else:                                      # run in shares: a paused input is not slow
                 flags.append("-report_slow_units=1000000")
+            if t.value_profile and not any(a.startswith("-use_value_profile") for a in self.libfuzzer_args):
+                flags.append("-use_value_profile=1")
             if self.runs is not None:                  # the campaign's runs, split over its jobs
                 flags.append(f"-runs={max(1, self.runs // self.jobs + (j < self.runs % self.jobs))}")
             dirs = [str(self.work_corpus)] + ([str(self.seeds_dir)] if self.seeds_dir.is_dir() else [])
