@@ -82,7 +82,7 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
     bufs = built.devices
     order = view.order or tuple(range(len(bufs)))
     primary_buf = bufs[view.primary]
-    expected = verdict(primary_buf[:decode.head_end(primary_buf)], len(primary_buf), check_crc=check_crc)
+    expected = verdict(memoryview(primary_buf)[:decode.head_end(primary_buf)], len(primary_buf), check_crc=check_crc)
     devices = [DaxDevice.in_memory(bufs[i], f"dax{k}.0", node=view.name)
                for k, i in enumerate(order) if i not in view.missing]
     present = [i for i in order if i not in view.missing]
