@@ -18,7 +18,6 @@ if the zygote dies, and the zygote ends when this process closes its stdin (or d
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -28,9 +27,10 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.engine.crashstore import HarnessError
+from harness.engine.forkserver import Signals
 
 
-class Job:
+class Job(Signals):
     """A job forked by the zygote: the part of `subprocess.Popen` a campaign uses."""
 
     def __init__(self, zygote: "Zygote", pid: int):
@@ -50,19 +50,6 @@ class Job:
             time.sleep(0.02)
         assert self.returncode is not None
         return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
 
 
 class Zygote:
