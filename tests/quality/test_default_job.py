@@ -14,9 +14,10 @@ The issue's goal is 30 s on an otherwise idle 2-core machine. In the test suite 
 workers share the cores, so the bound asserted is `LIMIT_S` (per family), and the measured seconds
 are printed; the default jobs of this module never overlap each other (a lock file). Measured with
 `pytest tests/quality/test_default_job.py -s -n 0` on this 2-core machine under other engineers'
-load (load average 5-7): image 11.4-15.3 s, structured 24.4-28.6 s, wire 18.8-26.8 s, races
-74.5-112.7 s (the race plant needs about 170 discovery_race inputs at 10-40/s under that load; its
-2 s sweep share gives it 70-100, and its next share comes when the bandit picks it).
+load (load average 2-7): image 7.6-15.3 s, structured 10.5-28.6 s, wire 17.3-26.8 s, races
+74.5-113.6 s (the race plant needs 170-330 discovery_race inputs at 10-40/s under that load; its
+2 s sweep share gives it 70-100, and its next share comes when the bandit picks it, after the
+faster-growing targets: so the race family has its own budget and bound).
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ from tests.quality.test_search import PLANTS as SEARCH_PLANTS, replay_corpus
 
 BUDGET = 120
 LIMIT_S = 60.0                            # twice the slowest measured under load (structured, 28.6 s)
-LIMITS = {"races (discovery_race)": 115.0}
+BUDGETS = {"races (discovery_race)": 180}
+LIMITS = {"races (discovery_race)": 170.0}   # measured 74.5-113.6 s
 
 FAMILIES = {
     "image (log_replay)": SEARCH_PLANTS["replay-nextents-17-accepted"],
@@ -65,7 +67,8 @@ def test_the_default_job_finds_a_plant_of_each_family(tmp_path, family):
     corpus = replay_corpus(copy, target)
     assert not corpus["found"], f"a corpus input already finds the plant: {corpus['found'][:3]}"
     env = dict(os.environ, PYTHONPATH=str(copy))
-    cmd = [sys.executable, "-m", "harness.cli", "fuzz-default", "--max-time", str(BUDGET),
+    budget = BUDGETS.get(family, BUDGET)
+    cmd = [sys.executable, "-m", "harness.cli", "fuzz-default", "--max-time", str(budget),
            "--out", str(tmp_path / "runs"), "--crashers", str(tmp_path / "crashers")]
     with open(Path(os.environ.get("TMPDIR", "/tmp")) / "famfs-fuzz-default-job.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)                 # one default job at a time on this machine
@@ -81,7 +84,7 @@ def test_the_default_job_finds_a_plant_of_each_family(tmp_path, family):
                 found = (m.group(1), float(m.group(2)), time.monotonic() - started, m.group(3))
                 proc.terminate()                         # found: the job ends (it writes its summary)
         proc.wait(timeout=120)
-    assert found is not None, f"{family}: not found by the default job in {BUDGET} s:\n" + "".join(lines[-30:])
+    assert found is not None, f"{family}: not found by the default job in {budget} s:\n" + "".join(lines[-30:])
     finder, in_job, wall, title = found
     summary = json.loads((tmp_path / "runs" / "summary.json").read_text())["targets"]
     execs = {t["target"]: t["execs"] for t in summary}
