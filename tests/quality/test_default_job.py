@@ -15,7 +15,8 @@ workers share the cores, so the bound asserted is `LIMIT_S` (per family), and th
 are printed; the default jobs of this module never overlap each other (a lock file). Measured with
 `pytest tests/quality/test_default_job.py -s -n 0` on this 2-core machine under other engineers'
 load (load average 2-7): image 7.6-15.3 s, structured 10.5-28.6 s, wire 17.3-26.8 s, races
-74.5-113.6 s (the race plant needs 170-330 discovery_race inputs at 10-40/s under that load; its
+7.1 s at load 1.8 (in its sweep share) to 74.5-113.6 s at 2-7 (the race plant needs 137-330
+discovery_race inputs, at 10-40/s under that load; its
 2 s sweep share gives it 70-100, and its next share comes when the bandit picks it, after the
 faster-growing targets: so the race family has its own budget and bound).
 """
