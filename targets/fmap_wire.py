@@ -19,5 +19,5 @@ def one_input(data: bytes) -> int | None:
 
 
 TARGET = Target(name="fmap_wire", one_input=one_input, seeds=seeds.fmap_replies, mutator=mutate.fmap_reply,
-                max_len=4096,
+                max_len=4096, value_profile=True,     # its checks compare counts and indices with limits
                 lookups=True)

@@ -97,24 +97,33 @@ def _at_exit(fn) -> None:
     ctypes.CDLL(None).on_exit(hook, None)
 
 
-def main() -> None:
+def _load(names, instrument: bool) -> dict:
+    """Import the targets `names` (hence famfs: instrumented unless `instrument` is false)."""
+    from harness.engine import allocator       # stdlib only: safe before instrumentation
+    allocator.tune()                          # 1 MiB read buffers stay in the heap, not a fresh mmap each
+    if not instrument:
+        from harness.engine.registry import load
+        return {n: load(n) for n in names}
+    with atheris.instrument_imports(include=["harness.famfs"], exclude=_not_famfs()):
+        from harness.engine.registry import load
+        return {n: load(n) for n in names}
+
+
+def _parse(argv):
     p = argparse.ArgumentParser()
     p.add_argument("--target", required=True)
     p.add_argument("--crashers", required=True)
     p.add_argument("--stats", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-instrument", action="store_true")
-    args, libfuzzer = p.parse_known_args()
+    return p.parse_known_args(argv)
+
+
+def main(argv=None, loaded=None) -> None:
+    """One job: `argv` as on the command line; `loaded` the targets a zygote imported already."""
+    args, libfuzzer = _parse(argv)
+    target = (loaded or {}).get(args.target) or _load([args.target], not args.no_instrument)[args.target]
     stats_path = args.stats.replace("{pid}", str(os.getpid()))   # libFuzzer -fork: one file per process
-    from harness.engine import allocator       # stdlib only: safe before instrumentation
-    allocator.tune()                          # 1 MiB read buffers stay in the heap, not a fresh mmap each
-    if args.no_instrument:
-        from harness.engine.registry import load
-        target = load(args.target)
-    else:
-        with atheris.instrument_imports(include=["harness.famfs"], exclude=_not_famfs()):
-            from harness.engine.registry import load
-            target = load(args.target)          # imports the target, hence famfs: instrumented
     from pathlib import Path
 
     from harness.engine.crashstore import CrashStore
@@ -170,5 +179,76 @@ def main() -> None:
         final()
 
 
+def zygote(names) -> None:
+    """Import and instrument once, then fork one job per request (`harness.engine.zygote`).
+
+    A request is one line on stdin: a JSON object with `argv` (this module's arguments), `log`
+    (the job's stdout and stderr) and `env` (variables to set). The answer is a line `pid N`; a
+    job's end is reported as `exit N STATUS` (STATUS as subprocess gives it: -signal when killed).
+    The zygote stays single-threaded (fork copies only the calling thread) and ends when its
+    stdin closes; its jobs get SIGTERM when it dies."""
+    import select
+    loaded = _load(names, True)
+    from harness.engine.crashstore import CrashStore  # noqa: F401  (the jobs' imports, paid once)
+    from harness.engine.runner import CaseRunner  # noqa: F401
+    out = sys.stdout
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            out.write(f"exit {pid} {os.waitstatus_to_exitcode(status)}\n")
+            out.flush()
+    buf = b""
+    while True:
+        ready, _, _ = select.select([0], [], [], 0.2)
+        reap()
+        if not ready:
+            continue
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            req = json.loads(line)
+            out.flush()
+            pid = os.fork()
+            if pid == 0:
+                _job(req, loaded)
+            out.write(f"pid {pid}\n")
+            out.flush()
+
+
+def _job(req: dict, loaded: dict) -> None:
+    """In a forked job: its own stdout/stderr and environment, SIGTERM if the zygote dies."""
+    try:
+        fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        os.close(null)
+        os.environ.update(req.get("env") or {})
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)      # PR_SET_PDEATHSIG
+        if os.getppid() == 1:
+            os._exit(1)
+        main(req["argv"], loaded)
+    except BaseException:  # noqa: BLE001 - the job's own log says why; never back into the zygote's loop
+        import traceback
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)
+    os._exit(0)
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--zygote":
+        zygote(sys.argv[2].split(","))
+    else:
+        main()

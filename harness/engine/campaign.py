@@ -431,10 +431,11 @@ class Campaign:
                  workdir: Path = Path("runs"), seed: int | None = None, libfuzzer_args: Sequence[str] = (),
                  progress: Callable[[str], None] | None = None, stop_on_new: bool = False,
                  on_finding: OnFinding | None = None, log_tag: str = "", clock: float | None = None,
-                 parallel: str = DEFAULT_PARALLEL):
+                 parallel: str = DEFAULT_PARALLEL, spawner: Any = None):
         if parallel not in PARALLEL:
             raise HarnessError(f"unknown --parallel {parallel!r}; choose one of {', '.join(PARALLEL)}")
         self.target = load(name)
+        self.spawner = spawner                         # a zygote.Zygote: jobs forked, not new interpreters
         self.name = name
         self.seed = seed if seed is not None else int(time.time()) & 0x7FFFFFFF
         self.max_time, self.runs, self.jobs = max_time, runs, max(1, jobs)
@@ -444,7 +445,7 @@ class Campaign:
         self.work_corpus = Path(corpus) if corpus else self.run_dir / "corpus"
         self.libfuzzer_args, self.progress, self.stop_on_new = list(libfuzzer_args), progress, stop_on_new
         self.on_finding, self.log_tag, self.clock = on_finding, log_tag, clock
-        self.procs: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+        self.procs: list[tuple[Any, Path, Path]] = []      # (subprocess.Popen or zygote.Job, stats, log)
         self.tails: list[LogTail] = []
         self.series: list[dict[str, Any]] = []
         self.streamed: set[str] = set()
@@ -474,6 +475,8 @@ class Campaign:
                 flags.append(f"-max_total_time={max(1, int(self.max_time))}")
             else:                                      # run in shares: a paused input is not slow
                 flags.append("-report_slow_units=1000000")
+            if t.value_profile and not any(a.startswith("-use_value_profile") for a in self.libfuzzer_args):
+                flags.append("-use_value_profile=1")
             if self.fork:                              # libFuzzer's children, its merge, the whole budget
                 flags += [f"-fork={self.jobs}"] + ([f"-runs={self.runs}"] if self.runs is not None else [])
             elif self.runs is not None:                # the campaign's runs, split over its jobs
@@ -482,11 +485,21 @@ class Campaign:
             cmd = [sys.executable, "-m", "harness.engine.atheris_main", "--target", self.name,
                    "--crashers", str(self.crashers), "--stats", str(stats), "--seed", str(self.seed + j),
                    *flags, *self.libfuzzer_args, *dirs]
-            env = dict(os.environ, FAMFS_FUZZ_RUN_DIR=str(self.run_dir.resolve()))
-            with open(log, "w") as out:
-                self.procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                                    preexec_fn=_fork_setup if self.fork else _child_setup),
-                                   stats, log))
+            extra = {"FAMFS_FUZZ_RUN_DIR": str(self.run_dir.resolve())}
+            job = None
+            if self.spawner is not None and not self.fork and self.spawner.serves(self.name):
+                try:
+                    job = self.spawner.spawn(cmd[3:], log, extra)
+                except HarnessError:                   # the zygote is gone: a new interpreter then
+                    job = None
+            if job is not None:
+                self.procs.append((job, stats, log))
+            else:
+                with open(log, "w") as out:
+                    self.procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                                        env=dict(os.environ, **extra),
+                                                        preexec_fn=_fork_setup if self.fork else _child_setup),
+                                       stats, log))
             self.tails.append(LogTail(log))
 
     def alive(self) -> bool:

@@ -1,6 +1,7 @@
 """Case drivers: run famfs on one decoded input the way several targets need, and let the oracle judge.
 
-`replay_case` replays a primary image and compares with the reference model. `node_case` goes
+`replay_case` replays a primary image and compares with the reference model (and, for an image it
+accepts, fsck's cross-file answer with the model's). `node_case` goes
 further: it mounts a daemon on one node's view of the devices (its own device names and order,
 maybe with a device missing), replays through it, runs fsck on what it accepted (its cross-file
 answer must equal the model's), reads every file through the kernel side and checks bytes and
@@ -21,7 +22,7 @@ from harness.famfs.errors import FamfsError
 from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant
 from harness.famfs.kernel import KernelError, KernelMount
-from harness.famfs.replay import replay
+from harness.famfs.replay import Replay, replay
 from harness.gen import decode
 from harness.gen.corrupt import Corruption, corrupt
 from harness.gen.spec import BufferPool, Built, build, stamp
@@ -42,6 +43,9 @@ def replay_case(device: bytearray, size: int, *, check_crc: bool = True) -> int:
     except FamfsError as e:
         got = e.with_traceback(None)        # a kept traceback's frames would hold the 10 MiB device
     check_replay(expected, got)             # in a cycle until the cyclic GC runs (log_replay's RSS)
+    if isinstance(got, Replay):             # an accepted image goes through fsck too (the other
+        sb = got.superblock                 # daxdevs are not on this node: no bounds to check there)
+        check_fsck(expected, got, sb.log_offset + sb.log_len, [size])
     return 0
 
 
@@ -78,7 +82,7 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
     bufs = built.devices
     order = view.order or tuple(range(len(bufs)))
     primary_buf = bufs[view.primary]
-    expected = verdict(primary_buf[:decode.head_end(primary_buf)], len(primary_buf), check_crc=check_crc)
+    expected = verdict(memoryview(primary_buf)[:decode.head_end(primary_buf)], len(primary_buf), check_crc=check_crc)
     devices = [DaxDevice.in_memory(bufs[i], f"dax{k}.0", node=view.name)
                for k, i in enumerate(order) if i not in view.missing]
     present = [i for i in order if i not in view.missing]

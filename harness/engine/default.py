@@ -22,6 +22,8 @@ from harness.engine.registry import default_names, load
 from harness.engine.schedule import Schedule
 from harness.engine.slots import ShareRecord, run_shares
 
+SWEEP_S = 2.0
+
 
 @dataclass
 class DefaultRun:
@@ -83,7 +85,7 @@ def run_default(out: Path, budget: float = 180.0, crashers: Path = Path("crasher
     names = list(targets) or default_names()
     cores = slots or default_jobs()
     n_slots = max(1, min(cores, len(names)))
-    sweep_s = min(5.0, max(2.0, 0.3 * budget * n_slots / len(names)))
+    sweep_s = SWEEP_S
     schedule = Schedule(names, sweep_s=sweep_s, quantum_s=min(300.0, max(5.0, budget / 12)),
                         costs=costs(out, names, corpora))
     done = run_shares(schedule, slots=n_slots, budget=budget, workdir=out, progress=progress,

@@ -39,7 +39,30 @@ def preload() -> None:
     import harness.famfs.fuse  # noqa: F401
 
 
-class Forked:
+class Signals:
+    """`send_signal`, `terminate` and `kill` of a Popen-like process known by `pid` and `poll`
+    (a signal only while it has not ended: a reaped pid may be another process's)."""
+
+    pid: int
+
+    def poll(self) -> int | None:
+        raise NotImplementedError
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+class Forked(Signals):
     """A forked child, seen as much like `subprocess.Popen` as the mount drivers need."""
 
     def __init__(self, pid: int, stdout: IO[str], args: Sequence[str]):
@@ -71,19 +94,6 @@ class Forked:
                 raise subprocess.TimeoutExpired(self.args, timeout)
             time.sleep(0.002)
         return code
-
-    def send_signal(self, sig: int) -> None:
-        if self.returncode is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
 
 
 def spawn(run: Callable[[], int], label: Sequence[str] = ()) -> Forked:

@@ -27,6 +27,8 @@ class Target:
     lookups    a case performs daxdev index lookups: every run must report some (a test holds it).
     flat_why   why the target's coverage may not grow past its corpus, when that is known and
                not a fault of the harness; a flat run of any other target is a harness problem.
+    value_profile  run libFuzzer with -use_value_profile=1: the operands of the instrumented
+               comparisons become features, a gradient toward the limits a check compares with.
     extra      `needs`: a configuration the default job cannot give (external's command).
     timeout_s  seconds one case may take before it is a hang (2 s gave false timeouts on a loaded
                2-core machine: 24-device specs at 6-16 cases/s); libFuzzer's -timeout is 5x that.
@@ -42,6 +44,7 @@ class Target:
     uses_fuse: bool = False
     lookups: bool = False
     flat_why: str = ""
+    value_profile: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

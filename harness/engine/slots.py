@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol
 from harness.engine.campaign import COUNTERS, Campaign, FuzzResult, OnFinding, signals_stop
 from harness.engine.crashstore import HarnessError
 from harness.engine.schedule import Gain, Schedule
+from harness.engine.zygote import Zygote
 
 PAUSE_S = 0.5                 # a share's cost beyond its seconds (the pause at a case boundary)
 
@@ -128,6 +129,12 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
     out = Scheduled()
     campaigns: dict[str, Runs] = {}
     build = make or Campaign
+    zyg = None
+    if make is None and campaign_kwargs.get("spawner", "") is None:
+        campaign_kwargs.pop("spawner")
+    elif make is None and "spawner" not in campaign_kwargs:
+        # one zygote forks every target's jobs: the sweep pays no interpreter start-up per target
+        zyg = campaign_kwargs["spawner"] = Zygote(list(schedule.arms), workdir / "zygote.log")
     # a sweep share runs its seconds past the corpus, but at most a fair part of half the budget
     # from when its child is up: the sweep of every target fits in about half the job (plus the
     # children's start, which a loaded machine stretches to 6-8 s)
@@ -198,4 +205,6 @@ def run_shares(schedule: Schedule, *, slots: int, budget: float, workdir: Path,
                 out.results[name] = final = FuzzResult(name, "atheris", errors=[str(e)])
                 say(f"  WARNING {name}: {str(e).splitlines()[0]}")
             _settle([rec for rec in out.shares if rec.target == name], final)
+        if zyg is not None:
+            zyg.close()
     return out

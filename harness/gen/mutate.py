@@ -519,6 +519,38 @@ def op_conflicting_entry(log: Log, rng: random.Random) -> str | None:
     return f"entry {j} conflicts with entry {k} ({path!r})"
 
 
+def op_overlapping_file(log: Log, rng: random.Random) -> str | None:
+    """A new file on part of another file's allocation, in one of fsck's overlap shapes: a
+    sub-range inside one of its extents, a range over one end of it, a few allocation units of
+    it as separate extents, or one long extent from its start over the allocations after it
+    (identical extents are `op_conflicting_entry`'s). An image operator only: not among
+    `gen.corrupt`'s, whose draw a structured seed's corruption seed indexes (a new operator
+    there changes what every seed does)."""
+    ks = [k for k in log.of_type(FILE) if log.file_struct(k) == "file_meta"]
+    if not ks:
+        return None
+    k = rng.choice(ks)
+    _, _, n = _extent_fields(log, k)
+    s = rng.randrange(n)
+    d, off, ln = (int(log.get("file_meta", f"se{s}_{f}", k)) for f in ("devindex", "offset", "len"))
+    au = log.alloc_unit
+    units = max(1, ln // au)
+    shape = rng.randrange(4)
+    if shape == 3:
+        exts = [(d, off, ln + rng.randint(1, 3) * au)]
+    elif shape == 0:
+        a = rng.randrange(units)
+        exts = [(d, off + a * au, (rng.randint(a + 1, units) - a) * au)]
+    elif shape == 1:
+        exts = [(d, off + ln - au, 2 * au)] if rng.random() < 0.5 else [(d, max(0, off - au), 2 * au)]
+    else:
+        exts = [(d, off + u * au, au) for u in sorted(rng.sample(range(units), min(units, rng.randint(2, 4))))]
+    j = rng.randint(k + 1, len(log.entries))
+    log.entries.insert(j, file_entry(b"ov%d" % rng.randrange(1000), sum(x[2] for x in exts), exts))
+    log.moved = True
+    return f"entry {j} lies over entry {k}'s extent {s} ({len(exts)} extents, shape {shape})"
+
+
 def op_payload_bytes(log: Log, rng: random.Random) -> str | None:
     """libFuzzer's (or our) byte mutation inside one entry's payload only; the reseal then makes
     the edit reach replay's checks instead of LOG-PREFIX."""
@@ -543,7 +575,7 @@ IMAGE_OPERATORS: dict[str, ImageOp] = {
     "add_index": op_add_index, "add_uuid": op_add_uuid, "device_size": op_device_size,
     "size_not_chunk_multiple": op_size_not_chunk_multiple, "full_table": op_full_table,
     "many_extents": op_many_extents, "payload_bytes": op_payload_bytes,
-    "conflicting_entry": op_conflicting_entry,
+    "conflicting_entry": op_conflicting_entry, "overlapping_file": op_overlapping_file,
 }
 # Draw weights: entry-level edits dominate; header edits mostly end at a header check.
 _WEIGHTS = {"header_boundary": 1, "payload_bytes": 4, "field_boundary": 4}

@@ -308,8 +308,8 @@ def check_files(files: Sequence[tuple[str, tuple]], exp: Expectation, read: Read
             if buf is None:                   # undefined or unreadable here: the read must not succeed
                 raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: [{at:#x}, +{ln:#x}) read on index {dev}, "
                                                                "which has no device on this node", op="read", site=site)
-            want = buf[off:off + ln]
-            if not _same(want, got):
+            if not _same_at(buf, off, ln, got):
+                want = buf[off:off + ln]
                 raise InvariantViolation(Invariant.DATA, f"{path!r}: [{at:#x}, +{ln:#x}) on index {dev}: "
                                                          f"{len(got)} bytes read differ from the {ln} at device "
                                                          f"offset {off:#x}{_first_difference(want, got)}",
@@ -328,6 +328,17 @@ def _same(want: Any, got: Any) -> bool:
     if isinstance(got, memoryview):
         got = got.tobytes() if not isinstance(want, bytearray) else got
     return len(want) == len(got) and want == got
+
+
+def _same_at(buf: Any, off: int, ln: int, got: Any) -> bool:
+    """Is `got` the `ln` bytes of `buf` at `off`? Compared in place where `buf` can (bytes and
+    bytearray: `startswith` at an offset is one memcmp), so the expected range is never copied
+    (a slice was a copy of every range read: a third of a structured case's CPU)."""
+    if len(got) != ln:
+        return False
+    if isinstance(buf, (bytes, bytearray)):
+        return buf.startswith(got, off)
+    return _same(buf[off:off + ln], got)
 
 
 def _first_difference(want: Any, got: Any) -> str:

@@ -117,7 +117,7 @@ def _fmap_extents(fm: L.Fmap, size: int, au: int) -> tuple[L.SimpleExtent, ...] 
     return exts
 
 
-def verdict(dev: bytes, size: int | None = None, *, check_crc: bool = True) -> Verdict:
+def verdict(dev: bytes | bytearray | memoryview, size: int | None = None, *, check_crc: bool = True) -> Verdict:
     """The expected outcome of replaying primary device bytes `dev` of real size `size`.
     The device is read through a view (a compact image is 10 MiB, and copying it was most of the
     log_replay target's time); what the model keeps is copied out as bytes, entry by entry."""

@@ -188,6 +188,20 @@ def test_conflicting_entry_conflicts_with_an_existing_path_or_its_extents():
     assert kinds == {"NS-CONFLICT", "same-extents"}
 
 
+def test_overlapping_file_gives_each_overlap_shape_and_fsck_finds_it():
+    from harness.famfs.fsck import fsck
+    shapes, overlapped = set(), 0
+    for seed in range(60):
+        b, a, what = run("overlapping_file", seed)
+        shapes.add(what.rsplit("shape ", 1)[1].rstrip(")"))
+        a.reseal()
+        image = decode.log_image(a.encode())
+        r = replay(image.device, device_size=image.size)
+        if len(r.namespace.files) > len([k for k in b.of_type(mutate.FILE)]) and not fsck(r).clean:
+            overlapped += 1                              # accepted, and fsck sees the collision
+    assert shapes == {"0", "1", "2", "3"} and overlapped >= 20
+
+
 def test_payload_bytes_touch_one_payload_only():
     for seed in range(20):
         b, a, what = run("payload_bytes", seed)

@@ -188,3 +188,14 @@ def test_a_file_past_the_kernel_table_may_be_refused_whole_with_einval(abi):
     assert exp.file_may_fail({slots}) == Why.BEYOND_TABLE and exp.file_may_fail({1}) is None
     counts = node_case(built, None, NodeView("n", tuple(range(n))), abi=abi)
     assert counts.unjustified == 0 and counts.ok > 0
+
+
+def test_a_range_is_compared_in_place_at_its_offset():
+    from harness.oracle.case import _same_at
+    dev = bytearray(range(256)) * 16
+    got = memoryview(bytes(dev[100:300]))
+    assert _same_at(dev, 100, 200, got) and _same_at(bytes(dev), 100, 200, got)
+    assert not _same_at(dev, 101, 200, got)                  # the same bytes one off
+    assert not _same_at(dev, 100, 201, got)                  # a short read
+    assert not _same_at(dev, len(dev) - 100, 200, memoryview(bytes(200)))   # past the device's end
+    assert _same_at(memoryview(dev), 100, 200, got)          # a view: compared through a slice

@@ -8,8 +8,8 @@ the plant's best target from the copy with `--stop-on-crash` for at most BUDGET 
 asserts the finding names the planted invariant and came after more executions than the corpus
 holds; (c) prints target, executions and seconds to the finding.
 
-fsck is not among the sites: no fuzz target calls `famfs.fsck` yet, so a plant there cannot be
-found by any search (it would be a test that cannot pass). Nor is `layout`'s decoding
+The fsck plant is found by log_replay, whose accepted images go through fsck, and whose image
+mutator has the operator that gives the overlap shapes. Not among the sites: `layout`'s decoding
 (`fmap_at`, `extents_at`): the reference model shares it, so a bug there is invisible to the
 oracle by design; the layout plant is in `SimpleFmap.extents`, which replay's result uses and
 the model does not.
@@ -85,6 +85,12 @@ PLANTS = {
         "            if not 1 <= len(extents) <= abi.max_extents:\n",
         "            if not 1 <= len(extents) < abi.max_extents:\n", "FMAP-SHAPE",
         "a GET_FMAP reply with 32 simple extents, the kernel's limit (seed replies carry 1-2)"),
+    "fsck-reach-follows-the-last-extent": Plant(
+        "log_replay", "harness/famfs/fsck.py",
+        "            if stop > end:\n                end, owner = stop, span\n",
+        "            end, owner = stop, span\n", "EXT-OVERLAP",
+        "an extent over two other files' allocations, the second past the first's end (a seed "
+        "image's overlaps are files on the same extents)"),
     "wire-fmap-reply-holds-8-extents": Plant(
         "log_structured", "harness/famfs/wire.py",
         "                       extents=tuple(WireSimple(e.devindex, e.offset, e.len) for e in fmap.extents))\n",
