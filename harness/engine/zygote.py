@@ -99,6 +99,7 @@ class Zygote:
     def spawn(self, argv: Sequence[str], log: Path, env: dict[str, str]) -> Job:
         """Fork a job running `atheris_main` with `argv`, its output in `log`."""
         req = json.dumps({"argv": list(argv), "log": str(log), "env": env}) + "\n"
+        log.write_bytes(b"")                   # there when spawn returns, as a Popen job's log is
         with self.lock:                        # one request at a time: answers come in order
             with self.cond:
                 had = len(self.pids)
