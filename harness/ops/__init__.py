@@ -1,0 +1,1 @@
+"""Users of campaigns: the default job, nightly and its report, bench, the FUSE floor, compare-abi, the AFL++ lane, the ClusterFuzzLite export."""
