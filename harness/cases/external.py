@@ -455,7 +455,7 @@ def external_case(data: bytes) -> int:
     FAMFS_FUZZ_DIFFERENTIAL=1 our replay's verdict and file set must match the program's."""
     cmd = os.environ.get("FAMFS_FUZZ_EXTERNAL_CMD")
     if not cmd:
-        from harness.engine.crashstore import HarnessError
+        from harness.engine.errors import HarnessError
         raise HarnessError("the external target needs --cmd (FAMFS_FUZZ_EXTERNAL_CMD)")
     timeout = float(os.environ.get("FAMFS_FUZZ_EXTERNAL_TIMEOUT", "10"))
     batch = os.environ.get("FAMFS_FUZZ_EXTERNAL_BATCH") == "1"

@@ -34,8 +34,8 @@ _RESET = tuple(s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.
 
 def preload() -> None:
     """Import what a mount needs, so that the forked children have it already."""
-    import harness.engine.images  # noqa: F401
-    import harness.engine.probelog  # noqa: F401
+    import harness.tools.files  # noqa: F401
+    import harness.tools.probelog  # noqa: F401
     import harness.famfs.fuse  # noqa: F401
 
 
@@ -124,7 +124,7 @@ def spawn_mount(devices: Sequence[str], mountpoint: str, *, node: str = "node0",
     """`famfs-fuzz mount DEVICES MOUNTPOINT --node NODE --abi ABI [--reloadable] [--probe-log P]`,
     forked: the same engine call and the same progress lines."""
     def run() -> int:
-        from harness.engine.images import mount_announced
+        from harness.tools.files import mount_announced
         from harness.famfs.errors import FamfsError
         try:
             mount_announced(list(devices), mountpoint, node=node, abi=abi, probe_log=probe_log, reloadable=reloadable)

@@ -16,7 +16,8 @@ from typing import Callable, Sequence
 
 from harness.famfs import wire
 from harness.famfs.daemon import Daemon, DaemonError
-from harness.famfs.devices import DaxDevice, Resolver
+from harness.famfs.devices import DaxDevice
+from harness.famfs.resolver import Resolver
 from harness.famfs.errors import FamfsError
 from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.engine.probelog import replay_into
+from harness.tools.probelog import replay_into
 from harness.famfs.invariants import Invariant
 from harness.gen import decode
 from harness.gen.corrupt import corrupt
@@ -72,7 +72,7 @@ class E2EMount:
         atexit.register(self.close)
 
     def _start(self) -> None:
-        from harness.engine import forkserver
+        from harness.cases import forkserver
         forkserver.preload()                    # once: later forks find pyfuse3 and trio imported
         self.proc = forkserver.spawn_mount([f"{p}=dax{i}.0" for i, p in enumerate(self.paths)], str(self.mnt),
                                            node="e2e", reloadable=True, probe_log=str(self.log))

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from harness.famfs.daemon import Daemon
-from harness.famfs.devices import DaxDevice, Resolver
+from harness.famfs.devices import DaxDevice
+from harness.famfs.resolver import Resolver
 from harness.famfs.image import Image, Interleave, mkfs_secondary, pattern
 from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant

@@ -139,7 +139,7 @@ def main() -> None:
 
     def final() -> None:
         _write_stats(args.stats, runner.stats.as_dict())
-        ext = sys.modules.get("harness.engine.external")
+        ext = sys.modules.get("harness.cases.external")
         if ext is not None:
             ext.close_all()
     _at_exit(final)

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.engine.crashstore import CrashStore, HarnessError
+from harness.engine.crashstore import CrashStore
+from harness.engine.errors import CampaignStop, HarnessError
 from harness.engine.registry import Target, load
 from harness.engine.runner import CaseRunner, Stats
 
@@ -677,10 +678,6 @@ def _line(name: str, elapsed: float, stats: list[dict[str, Any]], budget: float 
             f"{crashes} signatures{extra}")
 
 
-class _Stop(BaseException):
-    """Ends a Hypothesis campaign at its time or run budget (not a test failure)."""
-
-
 def _hypothesis(target: Target, max_time: float | None, runs: int | None, store: CrashStore,
                 dirs: list[Path], seed: int, progress: Callable[[str], None] | None,
                 stop_on_new: bool = False, stop: threading.Event | None = None,
@@ -700,7 +697,7 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
             if runner.run_one(data) is not None:
                 stream(runner.stats.new)
             if stop.is_set():
-                raise _Stop()
+                raise CampaignStop()
         strategy = target.strategy if target.strategy is not None else st.binary(max_size=min(target.max_len, 4096))
         last = [time.monotonic()]
 
@@ -709,7 +706,7 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
         @given(strategy)
         def one(data: bytes) -> None:
             if over():
-                raise _Stop()
+                raise CampaignStop()
             if runner.run_one(data) is not None:
                 stream(runner.stats.new)
             now = time.monotonic()
@@ -717,11 +714,11 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
                 last[0] = now
                 progress(_line(target.name, runner.stats.seconds, [runner.stats.as_dict()], max_time))
             if over():
-                raise _Stop()
+                raise CampaignStop()
 
         if not over():
             one()
-    except _Stop:
+    except CampaignStop:
         pass
     except KeyboardInterrupt:
         interrupted = True

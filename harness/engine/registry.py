@@ -11,7 +11,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from harness.engine.crashstore import HarnessError
+from harness.engine.errors import HarnessError
 
 
 @dataclass(frozen=True)

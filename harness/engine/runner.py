@@ -22,19 +22,10 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.engine.crashstore import CrashStore, HarnessError
+from harness.engine.crashstore import CrashStore
+from harness.engine.errors import CaseTimeout, HarnessError
 from harness.engine.registry import Target
 from harness.engine.signature import Signature, frames_of_stack, in_repository, repo_frame
-
-
-class CaseTimeout(BaseException):
-    """Raised inside a case that ran past its target's timeout (a BaseException, so no `except
-    Exception` in famfs can swallow it). `stack` is where the case was when the time ran out,
-    innermost frame last (as libFuzzer's -timeout prints the stack of a slow unit)."""
-
-    def __init__(self, stack: list[traceback.FrameSummary] | None = None):
-        super().__init__("case timed out")
-        self.stack = stack or []
 
 
 @dataclass

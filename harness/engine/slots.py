@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from harness.engine.campaign import COUNTERS, Campaign, FuzzResult, OnFinding, signals_stop
-from harness.engine.crashstore import HarnessError
+from harness.engine.errors import HarnessError
 from harness.engine.schedule import Gain, Schedule
 
 PAUSE_S = 0.5                 # a share's cost beyond its seconds (the pause at a case boundary)

@@ -13,7 +13,7 @@ with afl-cc / afl-clang-fast and a sanitizer), our famfs-aware mutator, our cras
 3. afl-fuzz runs for `max_time` seconds with `gen.afl_mutator` loaded (`AFL_PYTHON_MODULE`) in
    `runs/external/<tag>/afl/` (the log `afl.log`, AFL's own `out/default/`: queue, crashes, hangs,
    fuzzer_stats, plot_data);
-4. every crash and hang AFL saved is re-run through our external runner (`engine.external`), so
+4. every crash and hang AFL saved is re-run through our external runner (`cases.external`), so
    it gets our sanitizer-parsed signature (assert, ASan/UBSan bug type, access, frames; the
    program's tag as site) and a crash folder in our `CrashStore` (crash.json with the whole
    bounded report, the reproduction rate over `repro_times` re-runs, the repro command, and in
@@ -22,7 +22,7 @@ with afl-cc / afl-clang-fast and a sanitizer), our famfs-aware mutator, our cras
 5. AFL's queue becomes the program's corpus (each entry as an external-target input: byte 0 =
    0, then the compact image), which the libFuzzer lane and the next AFL run start from.
 
-`<tag>` is `engine.external.program_tag(cmd)`: the program's name and a short hash of its path and
+`<tag>` is `cases.external.program_tag(cmd)`: the program's name and a short hash of its path and
 arguments, so two programs never share a corpus, a log or a crash folder.
 """
 from __future__ import annotations
@@ -40,8 +40,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from harness.engine.campaign import FuzzResult
-from harness.engine.crashstore import CrashStore, HarnessError
-from harness.engine.external import External, _PLACEHOLDER, program_corpus, program_tag
+from harness.engine.crashstore import CrashStore
+from harness.engine.errors import HarnessError
+from harness.cases.external import External, _PLACEHOLDER, program_corpus, program_tag
 from harness.engine.runner import repro_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,7 +101,7 @@ def _compact(data: bytes) -> bytes | None:
         return None
     if data[0] % 2 == 0:
         return data[1:]
-    from harness.engine.external import case_images
+    from harness.cases.external import case_images
     from harness.gen.decode import encode_image
     try:
         case = case_images(data)

@@ -124,7 +124,8 @@ def fuse_read(workdir: str, golden: str | None = None, size: int = 64 << 20, rea
     import sys
 
     from harness.famfs.daemon import Daemon
-    from harness.famfs.devices import DaxDevice, Resolver
+    from harness.famfs.devices import DaxDevice
+    from harness.famfs.resolver import Resolver
 
     dev_path = os.path.join(workdir, "bench-dev0.img")
     mnt = os.path.join(workdir, "bench-mnt")
@@ -167,7 +168,7 @@ def fuse_read(workdir: str, golden: str | None = None, size: int = 64 << 20, rea
         finally:
             stop(proc)
     t_fuse = timed_reads(["harness.cli", "mount", dev_path, mnt])
-    t_floor = timed_reads(["harness.engine.fusefloor", mnt, str(size)])
+    t_floor = timed_reads(["harness.ops.fusefloor", mnt, str(size)])
     ext = f.fmap.extents[0]
     with open(dev_path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         def via_mmap() -> None:

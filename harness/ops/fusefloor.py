@@ -7,7 +7,7 @@ measures what every read through that mount pays before famfs does any work: the
 trip (page cache, /dev/fuse), pyfuse3 + trio, and the adapter. `bench` reads it beside the famfs
 mount, so the FUSE row shows how far the famfs read is from the floor and the floor from the goal.
 
-Run as ``python -m harness.engine.fusefloor MOUNTPOINT SIZE``; prints "mounted on" when serving.
+Run as ``python -m harness.ops.fusefloor MOUNTPOINT SIZE``; prints "mounted on" when serving.
 """
 from __future__ import annotations
 

@@ -27,8 +27,9 @@ from harness.engine.campaign import FuzzResult, default_jobs, flat_warning, flat
 from harness.engine.schedule import Schedule
 from harness.engine.slots import ShareRecord, run_shares
 from harness.engine.crashers import repro
-from harness.engine.crashstore import CrashStore, HarnessError
-from harness.engine.default import costs
+from harness.engine.crashstore import CrashStore
+from harness.engine.errors import HarnessError
+from harness.ops.default_job import costs
 from harness.engine.registry import default_names
 
 
@@ -105,8 +106,8 @@ def nightly(out: Path, *, budget: float = 600.0, jobs: int | None = None, target
                                 else flat_why(r.target) or "libFuzzer coverage never grew past what the corpus gave",
                                 "known": bool(flat_why(r.target)) and not unloaded(r)})
     if real_dax > 0:                          # the real-DAX lane: one qemu guest, mount_e2e cases
-        from harness.engine.realdax import RealdaxError
-        from harness.engine.realdax_fuzz import fuzz_real
+        from harness.realdax.kit import RealdaxError
+        from harness.realdax.fuzz import fuzz_real
         try:
             say(f"nightly: mount_e2e on real device-dax for {real_dax:.0f} s")
             result.rounds.append([fuzz_real("mount_e2e", max_time=real_dax, crashers=crashers,
@@ -117,7 +118,7 @@ def nightly(out: Path, *, budget: float = 600.0, jobs: int | None = None, target
             result.skipped.append(f"real-DAX lane: {e.skip_reason}")
             say(f"nightly: real-DAX lane skipped: {e.skip_reason}")
     if afl_cmds and afl_seconds > 0:          # the external target's AFL++ lane, one command after another
-        from harness.engine.afl import nightly_lane
+        from harness.ops.afl import nightly_lane
         lane, skipped = nightly_lane(afl_cmds, afl_seconds, crashers=crashers, workdir=out / "work", say=say)
         if lane:
             result.rounds.append(lane)

@@ -1,4 +1,4 @@
-"""The guest side of the real-DAX lane: runs inside a qemu guest (`python -m harness.engine.realdax_guest`)
+"""The guest side of the real-DAX lane: runs inside a qemu guest (`python -m harness.realdax.agent`)
 from the host's checkout, read-only over 9p, and writes one JSON result into the writable share.
 
 Verbs:
@@ -172,7 +172,7 @@ class Mount:
 
     def stop(self) -> list[dict[str, Any]]:
         """Unmount (SIGTERM: the daemon unmounts and exits); the probe log's lookup events."""
-        from harness.engine.probelog import load
+        from harness.tools.probelog import load
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -186,7 +186,8 @@ class Mount:
 def node_view(node: str, paths: list[str]) -> tuple[dict[str, str], dict[str, int], str | None]:
     """This node's devices as the harness reads them: local name -> UUID, name -> size, and the
     path of the primary (None if there is none)."""
-    from harness.famfs.devices import DaxDevice, Resolver
+    from harness.famfs.devices import DaxDevice
+    from harness.famfs.resolver import Resolver
     from harness.famfs.errors import FamfsError
     devs = [DaxDevice.real(p, node=node, readonly=True) for p in paths]
     try:
@@ -247,7 +248,7 @@ def cmd_mount(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_master(args: argparse.Namespace) -> dict[str, Any]:
     """Node A: mkfs + stage 1 with the project's appender on the real devdax, mount, read; after
     the client has mounted, append stage 2, logplay, read again."""
-    from harness.engine.realdax_lanes import STAGE1, STAGE2, apply_ops, mkfs_ops
+    from harness.realdax.lanes import STAGE1, STAGE2, apply_ops, mkfs_ops
     from harness.famfs.devices import DaxDevice
     manifest = json.loads(Path(args.manifest).read_text())
     uuids = [uuid.UUID(u).bytes for u in manifest["uuids"]]
@@ -308,13 +309,13 @@ def cmd_client(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def real_e2e_mount(paths: list[str], workdir: str = "/tmp/e2e") -> Any:
-    """The mount_e2e machinery (`harness.engine.e2e.E2EMount`) on this guest's /dev/daxN.0 instead
+    """The mount_e2e machinery (`harness.cases.mount.E2EMount`) on this guest's /dev/daxN.0 instead
     of shared files: each case's image is written into the devdax mappings, and the daemon child
     (`famfs-fuzz mount /dev/dax0.0=dax0.0 ...`) replays and serves the real devices."""
     import mmap
 
-    from harness.engine.crashstore import HarnessError
-    from harness.engine.e2e import DEV_SIZE, NDEV, E2EMount
+    from harness.engine.errors import HarnessError
+    from harness.cases.mount import DEV_SIZE, NDEV, E2EMount
     from harness.famfs.devices import DaxDevice
     from harness.gen.spec import BufferPool
     if len(paths) < NDEV:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from harness.engine.realdax import (
+from harness.realdax.kit import (
     FUZZ_FILE_SIZE, Guest, RealdaxError, Say, backing_file, guest_result, guest_script, quiet, run_dir,
     setup, show_path,
 )

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from harness.engine.crashstore import HarnessError
+from harness.engine.errors import HarnessError
 
 REPO = Path(__file__).resolve().parents[2]          # the tree the guest runs (this one, or a test's copy)
 CACHE = Path(os.environ.get("FAMFS_FUZZ_REALDAX_CACHE") or REPO / ".cache" / "realdax")
@@ -419,7 +419,7 @@ def guest_script(*args: str) -> str:
     return (f"cd {q(str(REPO))} || exit 97\n"
             "export HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
             f"export PYTHONPATH={q(str(REPO))}\n"
-            f"exec {q(sys.executable)} -m harness.engine.realdax_guest {' '.join(q(a) for a in args)}\n")
+            f"exec {q(sys.executable)} -m harness.realdax.agent {' '.join(q(a) for a in args)}\n")
 
 
 # -- backing files ------------------------------------------------------------------------------------

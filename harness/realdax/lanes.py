@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from harness.engine.realdax import (
+from harness.realdax.kit import (
     DEV_FILE_SIZE, MiB, Guest, GuestRun, Kit, RealdaxError, Say, backing_file, dax_size, guest_result,
     guest_script, map_device, quiet, run_dir, setup, show_path,
 )

@@ -12,7 +12,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from harness.famfs.devices import open_device, parse_device_arg
+from harness.famfs.devices import open_device
+from harness.tools.devargs import parse_device_arg
 from harness.famfs.errors import FamfsError
 from harness.famfs.fsck import FsckReport, fsck
 from harness.famfs.image import Image, new_uuid
@@ -143,7 +144,7 @@ def open_node(args: Sequence[str], *, node: str = "node0", abi: str = "pull-devt
     """Open device arguments (primary first, `PATH=LOCALNAME`) as one node's DAX devices, resolve
     them by UUID and mount a daemon on them (replay included). Typed errors only."""
     from harness.famfs.daemon import Daemon, RefusedImage
-    from harness.famfs.devices import Resolver
+    from harness.famfs.resolver import Resolver
     from harness.famfs.probe import NULL_PROBE
     opened = []
     try:
@@ -173,7 +174,7 @@ def mount_files(args: Sequence[str], mountpoint: str, *, node: str = "node0", ab
     `reloadable` (the mount_e2e target's mode): the kernel caches nothing, and SIGUSR1 mounts the
     devices' current image anew, as if the harness had swapped the memory under the node; an
     image famfs refuses is served as an empty root (`RefusedImage`)."""
-    from harness.engine.probelog import JsonlProbe
+    from harness.tools.probelog import JsonlProbe
     from harness.famfs.fuse import clean_stale, serve
     clean_stale(mountpoint)                  # a mount left by a killed daemon: unmount it first
     if not os.path.isdir(mountpoint):

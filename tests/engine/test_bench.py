@@ -1,8 +1,8 @@
-"""engine/bench.py: the speed goals are judged against the figures of one run (met, not met, not
+"""ops/bench.py: the speed goals are judged against the figures of one run (met, not met, not
 measured), for every row of the issue's table, and printed beside them."""
 from __future__ import annotations
 
-from harness.engine import bench
+from harness.ops import bench
 
 
 def doc(rate: float, ratio: float, atheris: float | None) -> dict:

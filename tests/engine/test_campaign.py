@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine import report
+from harness.ops import report
 from harness.engine.campaign import FuzzResult, counters_text, flat_warning, parse_log, reconcile, store_counts
 from harness.engine.crashstore import CrashStore
 from harness.engine.signature import Signature

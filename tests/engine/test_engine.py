@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine.crashstore import CrashStore, HarnessError, ReadOnlyCrashStore
+from harness.engine.crashstore import CrashStore, ReadOnlyCrashStore
+from harness.engine.errors import HarnessError
 from harness.engine.minimize import minimize, minimize_bytes
 from harness.engine.repro import Outcome, reproduce
 from harness.engine.signature import Signature

@@ -1,4 +1,4 @@
-"""engine/forkserver.py: a forked child behaves as a new interpreter would for the mount drivers:
+"""cases/forkserver.py: a forked child behaves as a new interpreter would for the mount drivers:
 its output on `stdout`, its exit status from `poll`/`wait`, signals delivered, a timeout raised as
 `subprocess.TimeoutExpired`; and `spawn_mount` serves a real mount (FUSE) like `famfs-fuzz mount`."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness.engine import forkserver
+from harness.cases import forkserver
 
 
 def test_a_forked_function_prints_and_exits_with_its_value():

@@ -8,7 +8,7 @@ import pyfuse3
 import pytest
 import trio
 
-from harness.engine.fusefloor import ConstantFile
+from harness.ops.fusefloor import ConstantFile
 from harness.famfs.fuse import FamfsOperations
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from harness.engine.registry import load, names
-from harness.engine.standalone import dictionary, export, standalone_names
+from harness.ops.standalone import dictionary, export, standalone_names
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def test_a_planted_bug_ends_the_fuzzer_with_its_signature(tmp_path):
     assert text.count(old) == 1
     replay.write_text(text.replace(old, "        if False:\n"))          # entry CRCs not checked
     env = dict(os.environ, PYTHONPATH=str(copy))
-    subprocess.run([sys.executable, "-m", "harness.engine.standalone", str(tmp_path / "out"), "corpora"],
+    subprocess.run([sys.executable, "-m", "harness.ops.standalone", str(tmp_path / "out"), "corpora"],
                    cwd=copy, env=env, check=True, capture_output=True)
     seeds = tmp_path / "seeds"
     with zipfile.ZipFile(tmp_path / "out" / "log_replay_fuzzer_seed_corpus.zip") as z:

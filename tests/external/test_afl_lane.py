@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine.afl import fuzz_afl, seed_images
-from harness.engine.external import External
+from harness.ops.afl import fuzz_afl, seed_images
+from harness.cases.external import External
 from harness.gen.afl_mutator import expand
 
 HERE = Path(__file__).resolve().parent
@@ -103,7 +103,7 @@ def test_afl_lane_finds_every_deliberate_bug_each_in_its_own_folder(tmp_path, re
 def test_afl_lane_refuses_an_uninstrumented_program_with_a_harness_error(tmp_path):
     if shutil.which("afl-fuzz") is None:
         pytest.skip("AFL++ is not installed")
-    from harness.engine.crashstore import HarnessError
+    from harness.engine.errors import HarnessError
     with pytest.raises(HarnessError, match="instrumentation"):
         fuzz_afl("/bin/true {image}", max_time=2, crashers=tmp_path / "c", runs=tmp_path / "runs")
 
@@ -138,7 +138,7 @@ def test_todays_lane_on_the_same_checker_for_the_closing_note(tmp_path, record_p
 
 
 def test_the_nightly_hook_runs_each_command_and_says_why_one_was_skipped(tmp_path):
-    from harness.engine.afl import nightly_lane
+    from harness.ops.afl import nightly_lane
     results, skipped = nightly_lane(["prog {images}"], 1, crashers=tmp_path / "c", workdir=tmp_path / "w")
     assert results == [] and len(skipped) == 1 and "several device files" in skipped[0]
 
@@ -146,7 +146,7 @@ def test_the_nightly_hook_runs_each_command_and_says_why_one_was_skipped(tmp_pat
 def test_nightly_runs_the_afl_lane_and_says_why_a_command_cannot_run(tmp_path, monkeypatch):
     """`nightly --afl-cmd CMD` runs the lane after the in-process targets; a command the lane
     cannot run (several device files) is recorded as skipped, with the reason, and the night goes on."""
-    from harness.engine import nightly as nightly_mod
+    from harness.ops import nightly as nightly_mod
     from harness.engine.slots import Scheduled
     monkeypatch.setattr(nightly_mod, "run_shares", lambda *a, **kw: Scheduled())
     monkeypatch.setattr(nightly_mod, "merge", lambda *a, **kw: 0)

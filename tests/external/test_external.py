@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine.external import External, ExternalFinding, external_case, parse_sanitizer, program_tag
+from harness.cases.external import External, ExternalFinding, external_case, parse_sanitizer, program_tag
 from harness.gen import seeds
 from harness.gen.corrupt import set_field
 from harness.gen.decode import log_image

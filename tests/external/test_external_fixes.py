@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from harness.engine import crashstore
-from harness.engine.afl import afl_argv, import_queue
-from harness.engine.crashstore import CrashStore, HarnessError
-from harness.engine.external import (REPORT_LIMIT, External, ExternalFinding, ExternalOutcome, batch_argv, classify,
+from harness.ops.afl import afl_argv, import_queue
+from harness.engine.crashstore import CrashStore
+from harness.engine.errors import HarnessError
+from harness.cases.external import (REPORT_LIMIT, External, ExternalFinding, ExternalOutcome, batch_argv, classify,
                                      differential, external_case, parse_assert, parse_sanitizer, program_corpus,
                                      program_tag, report_text, seed_corpus, write_sparse)
 from harness.engine.signature import Signature

@@ -11,9 +11,16 @@ from typing import Iterator
 import pytest
 
 from harness.famfs.devices import (
-    EHWPOISON, ENOTUNIQ, DaxDevice, DaxDeviceError, Node, Resolver, fake_dev_t, open_device,
-    parse_device_arg,
+    EHWPOISON,
+    ENOTUNIQ,
+    DaxDevice,
+    DaxDeviceError,
+    Node,
+    fake_dev_t,
+    open_device,
 )
+from harness.famfs.resolver import Resolver
+from harness.tools.devargs import parse_device_arg
 from harness.famfs.errors import DeviceError, FamfsError
 from harness.famfs.image import Image, mkfs_secondary
 from harness.famfs.index import uuid_str

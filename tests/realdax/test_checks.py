@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from harness.engine.realdax import RealdaxError, extract_vmlinux, module_closure
-from harness.engine.realdax_lanes import (
+from harness.realdax.kit import RealdaxError, extract_vmlinux, module_closure
+from harness.realdax.lanes import (
     STAGE1, _check_guest, _check_lookups, compare_namespace, expected_namespace,
 )
 from harness.famfs.index import uuid_str
@@ -102,7 +102,7 @@ def test_extract_vmlinux_finds_the_elf_inside() -> None:
 def test_nightly_recheck_leaves_real_dax_findings_alone(tmp_path) -> None:
     """A finding of the real lane is not 'fixed' because the emulated repro passes: it stays."""
     from harness.engine.crashstore import CrashStore
-    from harness.engine.nightly import recheck
+    from harness.ops.nightly import recheck
     from harness.engine.signature import Signature
     store = CrashStore(tmp_path / "crashers")
     sig = Signature.of("invariant", "DATA", ["devices.py:read"])
@@ -115,7 +115,7 @@ def test_nightly_recheck_leaves_real_dax_findings_alone(tmp_path) -> None:
 
 
 def test_case_inputs_are_deterministic_and_bounded(tmp_path) -> None:
-    from harness.engine.realdax_fuzz import case_inputs
+    from harness.realdax.fuzz import case_inputs
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "seed1").write_bytes(b"\x05" * 40)
     a = case_inputs("t", count=30, seed=7, corpora=tmp_path, max_len=64)
@@ -127,9 +127,9 @@ def test_case_inputs_are_deterministic_and_bounded(tmp_path) -> None:
 def test_nightly_says_why_the_real_lane_skips_where_it_cannot_run(tmp_path, monkeypatch) -> None:
     """Where the lane cannot be installed, `nightly --dax-real` records the reason and goes on;
     the fuzz verb itself refuses with a typed error (exit 2 at the CLI)."""
-    from harness.engine import nightly as nightly_mod
-    from harness.engine import realdax
-    from harness.engine.realdax_fuzz import fuzz_real
+    from harness.ops import nightly as nightly_mod
+    from harness.realdax import kit as realdax
+    from harness.realdax.fuzz import fuzz_real
     from harness.engine.slots import Scheduled
     monkeypatch.setattr(realdax, "missing_tools", lambda: ["qemu-system-x86"])
     with pytest.raises(RealdaxError) as e:
@@ -151,7 +151,7 @@ def test_a_tree_under_the_hosts_tmp_is_kept_visible_in_the_guest(monkeypatch) ->
     import sys
     from pathlib import Path
 
-    from harness.engine import realdax
+    from harness.realdax import kit as realdax
     monkeypatch.setattr(sys, "prefix", "/opt/venv")
     monkeypatch.setattr(sys, "executable", "/opt/venv/bin/python")
     monkeypatch.setattr(realdax, "REPO", Path("/srv/famfs-fuzz"))

@@ -8,9 +8,9 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from harness.engine.campaign import fuzz
 from harness.engine.crashers import regress
-from harness.engine.crashstore import HarnessError
+from harness.engine.errors import HarnessError
 from harness.engine.registry import load, names
-from harness.engine.session import SessionMachine
+from harness.cases.session import SessionMachine
 from tests.common.fuse import REASON as FUSE_REASON
 
 SECONDS = 8
