@@ -137,6 +137,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from harness import project
     from harness.engine.campaign import counters_text, default_jobs, fuzz
     from harness.engine.errors import HarnessError
     progress = None if args.json else _progress_printer()
@@ -152,7 +153,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                 raise HarnessError("--engine afl runs the external target: famfs-fuzz fuzz external --engine afl --cmd ...")
             corpus = args.corpus or program_corpus(args.cmd)      # both lanes: keyed by the program
             here = Path("corpora")                                 # the seeds, wherever the command runs
-            corpora = here if (here / "external").is_dir() else Path(__file__).resolve().parents[1] / "corpora"
+            corpora = here if (here / "external").is_dir() else project.root() / "corpora"
             if not (corpora / "external").is_dir():
                 seed_corpus(corpus)
         if args.engine == "afl":

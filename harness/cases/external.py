@@ -35,6 +35,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from harness.engine.registry import at_exit
 from harness.engine.signature import Signature
 from harness.gen.spec import BufferPool
 
@@ -360,13 +361,16 @@ class External:
 
 
 def close_all() -> None:
-    """At the end of a run (atheris_main's exit hook): stop every batch process and remove the
-    image directories the runners made."""
+    """At the end of a run (an engine's exit hook, registered below): stop every batch process and
+    remove the image directories the runners made."""
     import shutil
     for runner in list(_RUNNERS.values()):
         runner.close()
         shutil.rmtree(runner.dir, ignore_errors=True)
     _RUNNERS.clear()
+
+
+at_exit(close_all)
 
 
 class ExternalFinding(Exception):

@@ -29,8 +29,8 @@ def _specs() -> Iterator[Spec]:
 
 def golden_compact() -> bytes | None:
     """The golden image (tests/golden) in compact form, if this checkout has it."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.path.join(root, "tests", "golden", "famfs-5d0919f", "primary-head.img.gz")
+    from harness import project
+    path = os.path.join(project.root(), "tests", "golden", "famfs-5d0919f", "primary-head.img.gz")
     if not os.path.exists(path):
         return None
     return encode_image(bytearray(gzip.decompress(open(path, "rb").read())))

@@ -39,13 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from harness import project
 from harness.engine.campaign import FuzzResult
 from harness.engine.crashstore import CrashStore
 from harness.engine.errors import HarnessError
 from harness.cases.external import External, _PLACEHOLDER, program_corpus, program_tag
 from harness.engine.runner import repro_command
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = project.root()
 TARGET = "external"
 MUTATOR = "harness.gen.afl_mutator"
 MAX_SEED = 1 << 20                      # afl-fuzz refuses inputs over 1 MiB

@@ -198,8 +198,8 @@ def golden_file(workdir: str) -> str | None:
     checkout has it; None otherwise."""
     import gzip
     import os
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    src = os.path.join(root, *GOLDEN_RESOURCE)
+    from harness import project
+    src = os.path.join(project.root(), *GOLDEN_RESOURCE)
     if not os.path.exists(src):
         return None
     path = os.path.join(workdir, "golden.img")

@@ -63,8 +63,8 @@ def instrumented_target(name: str, *, instrument: bool = True) -> Any:
         return _target_module(name)
     import atheris
 
-    from harness.engine.atheris_main import _not_famfs
-    with atheris.instrument_imports(include=["harness.famfs"], exclude=_not_famfs()):
+    from harness.engine.atheris_main import uninstrumented_modules
+    with atheris.instrument_imports(include=["harness.famfs"], exclude=uninstrumented_modules()):
         return _target_module(name)
 
 

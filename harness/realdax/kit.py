@@ -45,9 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from harness import project
 from harness.engine.errors import HarnessError
 
-REPO = Path(__file__).resolve().parents[2]          # the tree the guest runs (this one, or a test's copy)
+REPO = project.root()                               # the tree the guest runs (this one, or a test's copy)
 CACHE = Path(os.environ.get("FAMFS_FUZZ_REALDAX_CACHE") or REPO / ".cache" / "realdax")
 MiB = 1 << 20
 DATA_OFFSET = 2 * MiB                 # --map=mem: device offset X lives at backing-file offset 2 MiB + X

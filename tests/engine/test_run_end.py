@@ -16,9 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness import project
 from harness.engine.campaign import fuzz, parse_log, store_counts
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = project.root()
 CRASHY = """#!/bin/sh
 # SIGSEGV on about a third of the images (by checksum), refuse (exit 1) the rest
 c=$(cksum < "$1"); c=${c%% *}

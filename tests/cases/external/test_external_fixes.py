@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import project
 from harness.engine import crashstore
 from harness.ops.afl import afl_argv, import_queue
 from harness.engine.crashstore import CrashStore
@@ -24,7 +25,7 @@ from harness.engine.signature import Signature
 from harness.gen import seeds
 from harness.gen.decode import log_image
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = project.root()
 SEEDS = list(seeds.compact_images())
 
 GLIBC_ASSERT = "fsck: famfs_lib.c:412: famfs_check_log: Assertion `entry->type <= FAMFS_LOG_ACCESS' failed.\n"

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import project
 from harness.engine.registry import load, names
 from harness.ops.standalone import dictionary, export, standalone_names
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = project.root()
 
 
 def test_every_in_process_target_is_exported_with_its_corpus_options_and_the_dictionary(tmp_path):

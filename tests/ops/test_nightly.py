@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from harness import project
 from harness.engine.crashstore import CrashStore
 from harness.engine.signature import Signature
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = project.root()
 TARGETS = ["log_replay", "publish_order"]
 
 

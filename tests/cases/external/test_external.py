@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from harness import project
 from harness.cases.external import External, ExternalFinding, external_case, parse_sanitizer, program_tag
 from harness.gen import seeds
 from harness.gen.corrupt import set_field
 from harness.gen.decode import log_image
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = project.root()
 CC = shutil.which("gcc") or shutil.which("cc")
 
 

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from harness import project
 from harness.ops.afl import fuzz_afl, seed_images
 from harness.cases.external import External
 from harness.gen.afl_mutator import expand
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = project.root()
 AFL_CC = shutil.which("afl-clang-fast") or shutil.which("afl-cc")
 
 BUGS = {                                   # bug -> how its signature reads
