@@ -40,7 +40,7 @@ def checker(tmp_path_factory):
 def test_each_deliberate_bug_is_found_with_its_own_signature(checker, monkeypatch):
     """A blind random search in process finds the five single-edit bugs, each under its own
     signature (the interleaved-entry combination, BUG 4, is the AFL++ lane's: test_afl_lane)."""
-    from tests.external.test_afl_lane import BUGS, bug_of
+    from tests.cases.external.test_afl_lane import BUGS, bug_of
     monkeypatch.setenv("FAMFS_FUZZ_EXTERNAL_CMD", f"{checker} {{image}}")
     rng = random.Random(1)
     found: dict[str, float] = {}
