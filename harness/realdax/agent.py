@@ -7,9 +7,9 @@ Verbs:
 * `mount`: wait for the /dev/daxN.0 devices, serve them with `famfs-fuzz mount` (the real FUSE
   path, the daemon in a child process, its probe log on the share), read every file of the host's
   manifest through the mount and record each file's SHA-256 (or errno), every device's UUID as
-  this node sees it, and the probe log's events. The host checks them (`realdax.py`): this side
+  this node sees it, and the probe log's events. The host checks them (`realdax.lanes`): this side
   only observes, as the oracle would in-process.
-* `master` / `client`: the two-node lane's two roles (see `realdax.two_nodes`); they meet
+* `master` / `client`: the two-node lane's two roles (see `realdax.lanes.two_nodes`); they meet
   through flag files in the share.
 * `cases`: the fuzz lane (`famfs-fuzz fuzz TARGET --dax real`): a batch of inputs through a
   target's case function with the images on the real devices, one outcome line per case.
@@ -396,7 +396,7 @@ VERBS = {"format": cmd_format, "mount": cmd_mount, "master": cmd_master, "client
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="realdax_guest")
+    ap = argparse.ArgumentParser(prog="realdax.agent")
     ap.add_argument("verb", choices=sorted(VERBS))
     ap.add_argument("--result", required=True)
     ap.add_argument("--manifest")

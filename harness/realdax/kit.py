@@ -1,7 +1,7 @@
 """Real device-dax in qemu guests, the machinery: the build cache (kernel + initramfs), NVDIMM
 backing files that boot as devdax, and booting guests with a timeout. The lanes that use it are
-`realdax_lanes` (smoke, two nodes: `scripts/realdax-vm`) and `realdax_fuzz` (`fuzz --dax real`);
-what runs inside a guest is `realdax_guest`.
+`realdax.lanes` (smoke, two nodes: `scripts/realdax-vm`) and `realdax.fuzz` (`fuzz --dax real`);
+what runs inside a guest is the agent, `realdax.agent`.
 
 The recipe (see the README, "Real device-dax"): a Debian kernel from the Debian registry, unpacked
 once with `dpkg -x`; an initramfs of busybox-static and the closure of the modules we need

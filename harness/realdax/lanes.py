@@ -1,7 +1,7 @@
 """The real-DAX lanes of `scripts/realdax-vm`: `smoke` (one guest, two NVDIMMs, a golden-shaped
 famfs written by the host, mounted and read through the daemon's FUSE mount on /dev/dax0.0 +
 /dev/dax1.0) and `two_nodes` (a master and a client guest on one memory, in opposite device
-order). The guests report what they saw (`realdax_guest`); every check is made here, on the host:
+order). The guests report what they saw (`realdax.agent`); every check is made here, on the host:
 device order and sizes, the namespace, each file's bytes, and every lookup of every node in one
 `LookupChecker` (IDX-LOOKUP per node, IDX-CLUSTER across them).
 """

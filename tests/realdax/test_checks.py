@@ -128,10 +128,10 @@ def test_nightly_says_why_the_real_lane_skips_where_it_cannot_run(tmp_path, monk
     """Where the lane cannot be installed, `nightly --dax-real` records the reason and goes on;
     the fuzz verb itself refuses with a typed error (exit 2 at the CLI)."""
     from harness.ops import nightly as nightly_mod
-    from harness.realdax import kit as realdax
+    from harness.realdax import kit
     from harness.realdax.fuzz import fuzz_real
     from harness.engine.slots import Scheduled
-    monkeypatch.setattr(realdax, "missing_tools", lambda: ["qemu-system-x86"])
+    monkeypatch.setattr(kit, "missing_tools", lambda: ["qemu-system-x86"])
     with pytest.raises(RealdaxError) as e:
         fuzz_real("mount_e2e")
     assert e.value.skip_reason and "qemu-system-x86" in e.value.skip_reason
@@ -151,14 +151,14 @@ def test_a_tree_under_the_hosts_tmp_is_kept_visible_in_the_guest(monkeypatch) ->
     import sys
     from pathlib import Path
 
-    from harness.realdax import kit as realdax
+    from harness.realdax import kit
     monkeypatch.setattr(sys, "prefix", "/opt/venv")
     monkeypatch.setattr(sys, "executable", "/opt/venv/bin/python")
-    monkeypatch.setattr(realdax, "REPO", Path("/srv/famfs-fuzz"))
-    assert realdax.kept_tmp_dirs() == []
-    monkeypatch.setattr(realdax, "REPO", Path("/tmp/ci-clone/famfs-fuzz"))
+    monkeypatch.setattr(kit, "REPO", Path("/srv/famfs-fuzz"))
+    assert kit.kept_tmp_dirs() == []
+    monkeypatch.setattr(kit, "REPO", Path("/tmp/ci-clone/famfs-fuzz"))
     monkeypatch.setattr(sys, "prefix", "/tmp/venvs/py311")
-    assert realdax.kept_tmp_dirs() == ["ci-clone", "venvs"]
-    monkeypatch.setattr(realdax, "REPO", Path("/tmp/rd"))
-    with pytest.raises(realdax.RealdaxError):
-        realdax.kept_tmp_dirs()
+    assert kit.kept_tmp_dirs() == ["ci-clone", "venvs"]
+    monkeypatch.setattr(kit, "REPO", Path("/tmp/rd"))
+    with pytest.raises(kit.RealdaxError):
+        kit.kept_tmp_dirs()
