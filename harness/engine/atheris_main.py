@@ -9,7 +9,8 @@ This module imports only the standard library, atheris and the registry (stdlib 
 instrumenting, and asserts that the package under test was not imported yet: an eager import would
 give a run with no coverage of the system under test and no warning. Inside
 `atheris.instrument_imports(include=[package])` it imports the target and the case runner, so famfs
-is instrumented and the (faster) harness is not. Findings never reach libFuzzer: the runner records them and the fuzzer goes on.
+is instrumented and the (faster) harness is not. Findings never reach libFuzzer: the runner
+records them and the fuzzer goes on.
 
 Counters go to `--stats` (atomically) after every input that changed the findings, at most
 `STATS_EVERY` seconds apart, and once more however the process ends: libFuzzer ends a run (its
