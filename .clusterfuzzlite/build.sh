@@ -6,7 +6,7 @@
 cd "$SRC/famfs-fuzz"
 pip3 install .
 work=$(mktemp -d)
-python3 -m harness.engine.standalone "$work" corpora
+python3 -m harness.ops.standalone "$work" corpora
 for script in "$work"/*_fuzzer.py; do
     name=$(basename "$script" .py)
     target=${name%_fuzzer}

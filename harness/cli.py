@@ -51,7 +51,7 @@ def superblock_dict(sb: Superblock) -> dict[str, Any]:
 
 
 def cmd_mkfs(args: argparse.Namespace) -> int:
-    from harness.engine.images import mkfs_files
+    from harness.tools.files import mkfs_files
     try:
         result = mkfs_files(args.devices, args.size, log_len=args.log_len, alloc_unit=args.alloc_unit,
                             force=args.force)
@@ -64,7 +64,7 @@ def cmd_mkfs(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, with_fsck: bool = False) -> int:
-    from harness.engine.images import replay_files
+    from harness.tools.files import replay_files
     try:
         res = replay_files(args.devices, with_fsck=with_fsck, check_crc=not args.no_crc)
     except FamfsError as e:
@@ -108,7 +108,7 @@ def cmd_fsck(args: argparse.Namespace) -> int:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
-    from harness.engine.images import mount_announced
+    from harness.tools.files import mount_announced
     try:
         mount_announced(args.devices, args.mountpoint, node=args.node, abi=args.abi, capable_rawio=not args.no_rawio,
                         probe_log=args.probe_log, reloadable=args.reloadable)
@@ -137,8 +137,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from harness import project
     from harness.engine.campaign import DEFAULT_PARALLEL, counters_text, default_jobs, fuzz
-    from harness.engine.crashstore import HarnessError
+    from harness.engine.errors import HarnessError
     progress = None if args.json else _progress_printer()
     if args.cmd:                                # the external target's command, for every job
         os.environ.update({"FAMFS_FUZZ_EXTERNAL_CMD": args.cmd, "FAMFS_FUZZ_EXTERNAL_DEVICES": str(args.devices),
@@ -147,16 +148,16 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                            "FAMFS_FUZZ_DIFFERENTIAL": "1" if args.differential else "0"})
     try:
         if args.engine == "afl" or (args.cmd and args.target == "external"):
-            from harness.engine.external import program_corpus, program_tag, seed_corpus
+            from harness.cases.external import program_corpus, program_tag, seed_corpus
             if args.target != "external" or not args.cmd:
                 raise HarnessError("--engine afl runs the external target: famfs-fuzz fuzz external --engine afl --cmd ...")
             corpus = args.corpus or program_corpus(args.cmd)      # both lanes: keyed by the program
             here = Path("corpora")                                 # the seeds, wherever the command runs
-            corpora = here if (here / "external").is_dir() else Path(__file__).resolve().parents[1] / "corpora"
+            corpora = here if (here / "external").is_dir() else project.root() / "corpora"
             if not (corpora / "external").is_dir():
                 seed_corpus(corpus)
         if args.engine == "afl":
-            from harness.engine.afl import fuzz_afl
+            from harness.ops.afl import fuzz_afl
             if args.differential or args.batch or args.devices != 1:
                 raise HarnessError("--differential, --batch and --devices are the libFuzzer lane's; "
                                    "--engine afl runs the program on one device file under afl-fuzz's forkserver")
@@ -168,7 +169,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                      crashers=Path(args.crashers), seed=args.seed, libfuzzer_args=args.libfuzzer, progress=progress,
                      stop_on_new=args.stop_on_crash, log_tag=program_tag(args.cmd) + "-")
         elif args.dax == "real":                  # the cases run in a qemu guest on real devdax
-            from harness.engine.realdax_fuzz import fuzz_real
+            from harness.realdax.fuzz import fuzz_real
             r = fuzz_real(args.target, max_time=args.max_time, runs=args.runs, seed=args.seed,
                           crashers=Path(args.crashers), inputs=[Path(p) for p in args.input],
                           say=progress or (lambda line: None))
@@ -201,7 +202,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.engine.crashers import repro
-    from harness.engine.crashstore import HarnessError
+    from harness.engine.errors import HarnessError
     try:
         r = repro(Path(args.crasher), times=args.times, use_minimized=not args.original)
     except HarnessError as e:
@@ -215,7 +216,7 @@ def cmd_minimize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.engine.crashers import minimize
-    from harness.engine.crashstore import HarnessError
+    from harness.engine.errors import HarnessError
     try:
         r = minimize(Path(args.crasher), max_steps=args.max_steps)
     except HarnessError as e:
@@ -228,7 +229,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.engine.campaign import merge, write_seeds
-    from harness.engine.crashstore import HarnessError
+    from harness.engine.errors import HarnessError
     from harness.engine.registry import load
     try:
         target = load(args.target)
@@ -247,7 +248,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.engine.crashers import regress
-    from harness.engine.crashstore import HarnessError
+    from harness.engine.errors import HarnessError
     try:
         r = regress(args.targets, Path(args.corpora), all_inputs=args.all)
     except HarnessError as e:
@@ -259,7 +260,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
 
 def cmd_compare_abi(args: argparse.Namespace) -> int:
-    from harness.engine.compare import compare
+    from harness.ops.compare import compare
     rows = compare(cases=args.cases, seed=args.seed)
     doc = {"cases": args.cases, "seed": args.seed, "generations": [r.as_dict() for r in rows]}
 
@@ -281,9 +282,9 @@ def cmd_compare_abi(args: argparse.Namespace) -> int:
 def cmd_nightly(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.engine import report
-    from harness.engine.crashstore import HarnessError
-    from harness.engine.nightly import nightly
+    from harness.ops import report
+    from harness.engine.errors import HarnessError
+    from harness.ops.nightly import nightly
     out = Path(args.out or f"runs/nightly-{time.strftime('%Y%m%d-%H%M%S')}")
     progress = None if args.json else _progress_printer()
     try:
@@ -311,7 +312,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harness.engine import report
+    from harness.ops import report
     try:
         summary = json.loads((Path(args.run_dir) / "summary.json").read_text())
     except (OSError, ValueError) as e:
@@ -337,7 +338,7 @@ def _progress_printer() -> Callable[[str], None]:
 def cmd_bench(args: argparse.Namespace) -> int:
     import tempfile
 
-    from harness.engine import bench
+    from harness.ops import bench
     result = bench.run(repeat=args.repeat)
     lines = [
         f"replay of a full 8 MiB log ({result.log_entries} entries): {result.replay_s * 1e3:.1f} ms "
@@ -378,8 +379,8 @@ def cmd_fuzz_default(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.engine.campaign import counters_text
-    from harness.engine.crashstore import HarnessError
-    from harness.engine.default import run_default
+    from harness.engine.errors import HarnessError
+    from harness.ops.default_job import run_default
     progress = None if args.json else (lambda line: print(line, flush=True))
     try:
         run = run_default(Path(args.out), budget=args.max_time, crashers=Path(args.crashers), progress=progress,

@@ -7,7 +7,7 @@ Checks  recovery works (the dead mount is detected and cleaned, a new daemon mou
 Seeds   choice streams (corpora/daemon_kill/)
 Masks   the kill itself is the fault plan, not a finding; a daemon that does not come back is
 """
-from harness.engine.e2e import DEV_SIZE, NDEV, kill_case
+from harness.cases.mount import DEV_SIZE, NDEV, kill_case
 from harness.engine.registry import Target
 from harness.gen import mutate, seeds
 

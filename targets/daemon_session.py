@@ -9,7 +9,7 @@ Seeds   step streams (corpora/daemon_session/)
 Masks   a client that has not replayed yet lacks the newest files: only its prefix is compared
 """
 from harness.engine.registry import Target
-from harness.engine.session import run_choices, strategy
+from harness.cases.session import run_choices, strategy
 from harness.gen import seeds
 
 

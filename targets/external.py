@@ -11,7 +11,7 @@ Seeds   the log_replay seeds with byte 0 = 0, and choice streams with byte 0 = 1
 Masks   none; needs `famfs-fuzz fuzz external --cmd 'PROGRAM ARGS {image}'`; `--engine afl` runs
         the same target under afl-fuzz on an afl-cc build (engine.afl, docs/external.md)
 """
-from harness.engine.external import external_case
+from harness.cases.external import external_case
 from harness.engine.registry import Target
 from harness.gen import seeds
 

@@ -7,7 +7,7 @@ Checks  the mount serves exactly the model's verdict: a refused image as the sam
 Seeds   choice streams (corpora/mount_e2e/)
 Masks   none; the daemon's death is a finding (DaemonDied), not the harness's
 """
-from harness.engine.e2e import DEV_SIZE, NDEV, e2e_case
+from harness.cases.mount import DEV_SIZE, NDEV, e2e_case
 from harness.engine.registry import Target
 from harness.gen import mutate, seeds
 

@@ -10,7 +10,7 @@ Seeds   corpora/remade_fs/ (gen.seeds.remade_workloads)
 Masks   none
 """
 from harness.engine.registry import Target
-from harness.engine.shmcase import remade_fs_case
+from harness.cases.shm import remade_fs_case
 from harness.gen import seeds
 
 

@@ -1,6 +1,6 @@
 """shm_states: every state of shared memory a client node (or a crash) may see while the master works.
 
-Input   a workload stream (engine.shmcase): mkfs, then 1-4 of mkdir, file, ADD_DAXDEV, mkfs again
+Input   a workload stream (cases.shm): mkfs, then 1-4 of mkdir, file, ADD_DAXDEV, mkfs again
         under a mount, appends until the log is full; per operation a fresh or a running client; and,
         where the model admits more states than are run, which states (faults.shm: stores, flushes
         and fences at 64-byte lines, pruned to what the protocol leaves unordered)
@@ -12,7 +12,7 @@ Seeds   short workloads with fresh clients (corpora/shm_states/); running mounts
 Masks   none
 """
 from harness.engine.registry import Target
-from harness.engine.shmcase import shm_states_case
+from harness.cases.shm import shm_states_case
 from harness.faults import shmcov  # noqa: F401 - loaded with the target, so atheris instruments it
 from harness.gen import seeds
 

@@ -1,1 +1,2 @@
-"""Campaigns and operations: targets, runners, crash store, reports, and the verbs the CLI delegates to."""
+"""The generic fuzzing machinery: target registry, case runner, campaigns and their schedule, the
+Atheris entry, signatures, crash store and triage. Imports nothing famfs-specific."""

@@ -1,13 +1,16 @@
 """The one place Atheris instrumentation happens: `python -m harness.engine.atheris_main`.
 
+What is instrumented the layer above declares (`registry.system()`, the `targets` package's
+`SYSTEM`: for this project `harness.famfs` and the coverage signals `harness.faults.statecov` and `shmcov`).
 Caveat: atheris reduces `include` to top-level package names, so the other harness packages are
-listed in `exclude` (found on disk by `_not_famfs`) to keep them uninstrumented.
+listed in `exclude` (found on disk by `uninstrumented_modules`) to keep them uninstrumented.
 
-This module imports only the standard library and atheris before instrumenting, and asserts
-that `harness.famfs` was not imported yet: an eager import would give a run with no coverage of
-the system under test and no warning. Inside `atheris.instrument_imports(include=["harness.famfs"])`
-it imports the target and the case runner, so famfs is instrumented and the (faster) harness is
-not. Findings never reach libFuzzer: the runner records them and the fuzzer goes on.
+This module imports only the standard library, atheris and the registry (stdlib only) before
+instrumenting, and asserts that the package under test was not imported yet: an eager import would
+give a run with no coverage of the system under test and no warning. Inside
+`atheris.instrument_imports(include=[package])` it imports the target and the case runner, so famfs
+is instrumented and the (faster) harness is not. Findings never reach libFuzzer: the runner
+records them and the fuzzer goes on.
 
 Counters go to `--stats` (atomically; a `{pid}` in the path is this process's id, so the
 children libFuzzer's `-fork=N` starts from the same command line each write their own) after
@@ -34,7 +37,11 @@ import time
 
 import atheris
 
-assert "harness.famfs" not in sys.modules, "harness.famfs imported before instrumentation: no coverage"
+from harness.engine.registry import run_exit_hooks, system
+
+_SUT = system()
+assert not _SUT.package or _SUT.package not in sys.modules, \
+    f"{_SUT.package} imported before instrumentation: no coverage"
 
 _PAUSE = [False]              # SIGUSR1: the campaign asks this job to stop after its current input
 
@@ -51,13 +58,10 @@ signal.signal(signal.SIGUSR1, _pause_requested)
 signal.signal(signal.SIGCONT, _continued)
 
 
-# Harness modules instrumented besides harness.famfs: the race targets' interleaving signal (its
-# branches are the coverage; a target that uses it imports it, so it loads inside the block).
-ALSO_INSTRUMENTED = ("harness.faults.statecov", "harness.faults.shmcov")
-
-
-def _not_famfs() -> list[str]:
-    """Every harness module outside harness.famfs, found on disk without importing anything.
+def uninstrumented_modules() -> list[str]:
+    """Every harness module outside the package under test and `also_instrumented` (the race
+    targets' interleaving signal, whose branches are the coverage; a target that uses it imports
+    it, so it loads inside the block), found on disk without importing anything.
     atheris.instrument_imports cuts `include` down to the top-level package ("harness"), so
     these must be excluded by name to keep the harness itself uninstrumented."""
     import importlib.util
@@ -70,8 +74,7 @@ def _not_famfs() -> list[str]:
             for f in files:
                 if f.endswith(".py"):
                     mod = rel if f == "__init__.py" else f"{rel}.{f[:-3]}"
-                    if mod != "harness" and not (mod == "harness.famfs" or mod.startswith("harness.famfs.")) \
-                            and mod not in ALSO_INSTRUMENTED:
+                    if mod != "harness" and not _SUT.covers(mod) and mod not in _SUT.also_instrumented:
                         names.append(mod)
     return names
 
@@ -104,7 +107,7 @@ def _load(names, instrument: bool) -> dict:
     if not instrument:
         from harness.engine.registry import load
         return {n: load(n) for n in names}
-    with atheris.instrument_imports(include=["harness.famfs"], exclude=_not_famfs()):
+    with atheris.instrument_imports(include=[_SUT.package], exclude=uninstrumented_modules()):
         from harness.engine.registry import load
         return {n: load(n) for n in names}
 
@@ -151,9 +154,7 @@ def main(argv=None, loaded=None) -> None:
 
     def final() -> None:
         _write_stats(stats_path, runner.stats.as_dict())
-        ext = sys.modules.get("harness.engine.external")
-        if ext is not None:
-            ext.close_all()
+        run_exit_hooks()                      # what case modules hold across inputs (external programs)
     _at_exit(final)
 
     def on_signal(signum: int, frame: object) -> None:

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.engine.crashstore import CrashStore, HarnessError
+from harness.engine.crashstore import CrashStore
+from harness.engine.errors import CampaignStop, HarnessError
 from harness.engine.registry import Target, load
 from harness.engine.runner import CaseRunner, Stats
 
@@ -782,13 +783,9 @@ def _line(name: str, elapsed: float, stats: list[dict[str, Any]], budget: float 
             f"{crashes} signatures{extra}")
 
 
-class _Stop(BaseException):
-    """Ends a Hypothesis campaign at its time or run budget (not a test failure)."""
-
-
 def _only_findings(e: BaseException) -> bool:
     """Is `e` one finding, or a group (several bugs, a flaky one) of findings only?"""
-    from harness.engine.standalone import Finding
+    from harness.engine.signature import Finding
     if isinstance(e, BaseExceptionGroup):
         return all(_only_findings(x) for x in e.exceptions)
     return isinstance(e, Finding)
@@ -811,7 +808,7 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings, strategies as st
     from hypothesis.reporting import with_reporter
 
-    from harness.engine.standalone import finding_class
+    from harness.engine.signature import finding_class
     stop = stop or threading.Event()
     runner = CaseRunner(target, store, seed=seed, engine="hypothesis")
     deadline = time.monotonic() + (max_time if max_time is not None else 1e12)
@@ -846,7 +843,7 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
         for data in corpus_inputs(dirs):             # like libFuzzer: the whole corpus, whatever the budget
             run(data)
             if stop.is_set():
-                raise _Stop()
+                raise CampaignStop()
         settled.update(runner.stats.signatures)      # what the corpus found needs no search
         strategy = target.strategy if target.strategy is not None else st.binary(max_size=min(target.max_len, 4096))
         last = [time.monotonic()]
@@ -858,7 +855,7 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
             @given(strategy)
             def one(data: bytes) -> None:
                 if over():
-                    raise _Stop()
+                    raise CampaignStop()
                 sig = run(data)
                 now = time.monotonic()
                 if progress and now - last[0] >= 5:
@@ -878,7 +875,7 @@ def _hypothesis(target: Target, max_time: float | None, runs: int | None, store:
             finally:
                 settle()
             phases = [Phase.generate, Phase.shrink]
-    except _Stop:
+    except CampaignStop:
         pass
     except KeyboardInterrupt:
         interrupted = True

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness.engine.crashstore import CrashStore, HarnessError
+from harness.engine.crashstore import CrashStore
+from harness.engine.errors import HarnessError
 from harness.engine.minimize import minimize_bytes
 from harness.engine.registry import load, names
 from harness.engine.repro import Outcome, reproduce

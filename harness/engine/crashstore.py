@@ -26,14 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from harness.engine.errors import HarnessError
 from harness.engine.signature import Signature
 
 SAMPLES = 32                # the ring of the most recent distinct samples
 SAMPLES_FIRST = 8           # ... after the first distinct samples, which are never dropped
-
-
-class HarnessError(Exception):
-    """A bug or misuse of the harness itself (bad arguments, a missing folder), never a famfs crasher."""
 
 
 def _now() -> str:

@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness.engine.crashstore import HarnessError
+from harness.engine.errors import HarnessError
 
 
 class DatabaseError(HarnessError):

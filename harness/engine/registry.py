@@ -2,6 +2,13 @@
 
 Like syzkaller's RegisterTarget: a name is registered once (a second module claiming it is an
 error), and asking for an unknown name lists the ones that exist.
+
+The registry is also where the layer above tells the generic engine what it needs to know of the
+system under test, which the engine never imports: the `targets` package's `SYSTEM` table (read by
+`system()`, without importing any target) names the package under test (Atheris instruments it, its
+frames name a crash), the modules instrumented besides it, and which exception types are which kind
+of finding. A case module that holds resources across inputs registers their release with
+`at_exit`; an engine that ends its process calls `run_exit_hooks`.
 """
 from __future__ import annotations
 
@@ -9,9 +16,9 @@ import importlib
 import importlib.util
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
-from harness.engine.crashstore import HarnessError
+from harness.engine.errors import HarnessError
 
 
 @dataclass(frozen=True)
@@ -79,3 +86,61 @@ def all_targets() -> list[Target]:
 def default_names() -> list[str]:
     """Targets that run with no configuration (not `external`, which needs a command)."""
     return [n for n in names() if not load(n).extra.get("needs")]
+
+
+@dataclass(frozen=True)
+class System:
+    """What the engine knows of the system under test, as the `targets` package declares it.
+
+    package            dotted name of the package under test ("" for none): Atheris instruments
+                       it, and only its frames name a crash (`signature`).
+    also_instrumented  harness modules instrumented besides it (a race target's interleaving
+                       signal, whose branches are the coverage).
+    finding_kinds      exception type name -> signature kind, for findings that are not a plain
+                       exception: "invariant" (carries `.invariant` and `.where`), "internal-error"
+                       (carries `.error` with type, where and traceback text), "daemon-death".
+    """
+
+    package: str = ""
+    also_instrumented: tuple[str, ...] = ()
+    finding_kinds: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def frames_prefix(self) -> str:
+        """The package's path inside the repository, '/'-separated with a trailing '/'."""
+        return self.package.replace(".", "/") + "/" if self.package else ""
+
+    def covers(self, module: str) -> bool:
+        """Whether `module` is (inside) the package under test."""
+        return bool(self.package) and (module == self.package or module.startswith(self.package + "."))
+
+
+_SYSTEM: list[System] = []
+
+
+def system() -> System:
+    """The `SYSTEM` table of the `targets` package (importing only the package itself, whose
+    `__init__` imports nothing), read once; an empty `System` if it declares none."""
+    if not _SYSTEM:
+        try:
+            table = getattr(importlib.import_module("targets"), "SYSTEM", None) or {}
+        except ImportError:
+            table = {}
+        _SYSTEM.append(System(package=table.get("package", ""),
+                              also_instrumented=tuple(table.get("also_instrumented", ())),
+                              finding_kinds=dict(table.get("finding_kinds", {}))))
+    return _SYSTEM[0]
+
+
+_EXIT_HOOKS: list[Callable[[], None]] = []
+
+
+def at_exit(hook: Callable[[], None]) -> None:
+    """Have `hook` run when an engine ends its process (`run_exit_hooks`); registered once."""
+    if hook not in _EXIT_HOOKS:
+        _EXIT_HOOKS.append(hook)
+
+
+def run_exit_hooks() -> None:
+    for hook in list(_EXIT_HOOKS):
+        hook()

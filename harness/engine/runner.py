@@ -22,19 +22,10 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.engine.crashstore import CrashStore, HarnessError
-from harness.engine.registry import Target
+from harness.engine.crashstore import CrashStore
+from harness.engine.errors import CaseTimeout, HarnessError
+from harness.engine.registry import Target, system
 from harness.engine.signature import Signature, frames_of_stack, in_repository, repo_frame
-
-
-class CaseTimeout(BaseException):
-    """Raised inside a case that ran past its target's timeout (a BaseException, so no `except
-    Exception` in famfs can swallow it). `stack` is where the case was when the time ran out,
-    innermost frame last (as libFuzzer's -timeout prints the stack of a slow unit)."""
-
-    def __init__(self, stack: list[traceback.FrameSummary] | None = None):
-        super().__init__("case timed out")
-        self.stack = stack or []
 
 
 @dataclass
@@ -88,8 +79,9 @@ def _on_alarm(signum: int, frame: Any) -> None:
 
 
 def hang_signature(timeout: CaseTimeout, target: str) -> tuple[Signature, str]:
-    """What a timed-out case was doing, and who is to blame. Stuck inside harness/famfs (its
-    innermost frame of this repository lies there): a famfs hang, `timeout` with famfs's frames.
+    """What a timed-out case was doing, and who is to blame. Stuck inside the system under test
+    (harness/famfs: its innermost frame of this repository lies there): a famfs hang, `timeout`
+    with famfs's frames.
     Stuck in the harness (the reference model, a generator, a case driver): `harness-hang`, a
     bug of ours that is kept apart from famfs findings, named by the harness frame it sat in."""
     text = "case ran past its timeout; stack at the timeout (innermost last):\n" + "".join(
@@ -141,7 +133,7 @@ class CaseRunner:
         except Exception as e:  # noqa: BLE001 - every other escape is a finding
             text = traceback.format_exc()
             internal = getattr(e, "error", None)
-            if type(e).__name__ == "InternalFinding" and internal is not None:
+            if system().finding_kinds.get(type(e).__name__) == "internal-error" and internal is not None:
                 text = f"{text}\nfamfs reported (internal error in {internal.where}):\n{internal.traceback}"
             return Signature.from_exception(e), text, getattr(e, "counts", 0)
         finally:

@@ -1,6 +1,8 @@
-"""A crash's identity: kind, what (exception type or invariant ID) and the top famfs frames.
+"""A crash's identity: kind, what (exception type or invariant ID) and the top frames of the system under test.
 
-Frames are kept only when they lie in this repository's `harness/famfs/` (the system under test),
+Which package is under test, and which exception types are which kind of finding, the layer above
+declares (`registry.system()`: `targets.SYSTEM`; for this project famfs, `harness/famfs/`); this
+module knows neither. Frames are kept only when they lie in the system under test,
 as file:function without line numbers, innermost first, at most five; harness frames are dropped
 (as Hypothesis's get_trimmed_traceback does), so an edit elsewhere never renames a crash. The
 key is a short hash of the title and names the crash folder (after syzkaller).
@@ -21,8 +23,10 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_FAMFS = os.path.join("harness", "famfs") + os.sep
+from harness import project
+from harness.engine.registry import system
+
+_ROOT = str(project.root())
 MAX_FRAMES = 5
 KINDS = ("exception", "invariant", "timeout", "harness-hang", "rss", "daemon-death", "wrong-data", "sanitizer",
          "signal", "exit", "differential", "internal-error", "assert")
@@ -46,15 +50,17 @@ class Signature:
         carried = getattr(exc, "signature", None)
         if isinstance(carried, Signature):              # a finding that names itself (external targets)
             return carried
+        kind = system().finding_kinds.get(type(exc).__name__, "exception")
         internal = getattr(exc, "error", None)
-        if type(exc).__name__ == "InternalFinding" and internal is not None:
+        if kind == "internal-error" and internal is not None:
             return cls.of("internal-error", internal.type, frames_of_text(internal.traceback), internal.where)
         invariant = getattr(exc, "invariant", None)
-        is_violation = type(exc).__name__ == "InvariantViolation" and invariant is not None
-        kind = "invariant" if is_violation else ("daemon-death" if type(exc).__name__ == "DaemonDied" else "exception")
+        if kind == "internal-error" or (kind == "invariant" and invariant is None):
+            kind = "exception"                           # the type, but not carrying what its kind needs
+        is_violation = kind == "invariant"
         what = str(getattr(invariant, "value", invariant)) if is_violation else type(exc).__name__
         site = str(getattr(exc, "where", "") or "") if is_violation else ""
-        return cls.of(kind, what, famfs_frames(exc.__traceback__), site)
+        return cls.of(kind, what, sut_frames(exc.__traceback__), site)
 
     @property
     def title(self) -> str:
@@ -77,18 +83,20 @@ class Signature:
         return cls.of(d["kind"], d["what"], d.get("frames", ()), d.get("site", ""))
 
 
-def famfs_frames(tb: Any) -> list[str]:
-    """'harness/famfs/x.py:function' for each traceback frame inside famfs, innermost first."""
+def sut_frames(tb: Any) -> list[str]:
+    """'harness/famfs/x.py:function' for each traceback frame inside the system under test,
+    innermost first."""
     return frames_of_stack(traceback.extract_tb(tb))
 
 
 def frames_of_stack(stack: list[traceback.FrameSummary] | traceback.StackSummary) -> list[str]:
-    """The famfs frames of a stack given outermost first (a traceback, or a stack caught at a
-    timeout), innermost first, at most MAX_FRAMES."""
+    """The system-under-test frames of a stack given outermost first (a traceback, or a stack
+    caught at a timeout), innermost first, at most MAX_FRAMES."""
+    prefix = system().frames_prefix
     out: list[str] = []
-    for frame in reversed(stack):
+    for frame in reversed(stack) if prefix else ():
         name = repo_frame(frame)
-        if name.startswith(_FAMFS.replace(os.sep, "/")):
+        if name.startswith(prefix):
             out.append(name)
         if len(out) >= MAX_FRAMES:
             break
@@ -111,16 +119,36 @@ _FRAME = re.compile(r'^\s*File "([^"]+)", line \d+, in (\S+)', re.M)
 
 
 def frames_of_text(text: str) -> list[str]:
-    """famfs frames of a formatted traceback (another process's), innermost first, as
-    'harness/famfs/x.py:function': the part of the path from 'harness/famfs/' on, so the
+    """System-under-test frames of a formatted traceback (another process's), innermost first,
+    as 'harness/famfs/x.py:function': the part of the path from the package's folder on, so the
     checkout's location does not matter."""
+    prefix = system().frames_prefix
     out: list[str] = []
-    for path, func in reversed(_FRAME.findall(text)):
+    for path, func in reversed(_FRAME.findall(text)) if prefix else ():
         norm = path.replace(os.sep, "/")
-        at = norm.rfind("/" + _FAMFS.replace(os.sep, "/"))
-        if at < 0 and not norm.startswith(_FAMFS.replace(os.sep, "/")):
+        at = norm.rfind("/" + prefix)
+        if at < 0 and not norm.startswith(prefix):
             continue
         out.append(f"{norm[at + 1:] if at >= 0 else norm}:{func}")
         if len(out) >= MAX_FRAMES:
             break
     return out
+
+
+class Finding(Exception):
+    """Base of the exceptions raised for a finding where an engine must see one (a standalone
+    fuzzer's libFuzzer, a Hypothesis campaign's shrinker): one subclass per signature."""
+
+
+_CLASSES: dict[str, type[Finding]] = {}
+
+
+def finding_class(signature: Signature) -> type[Finding]:
+    """The exception type for one signature: a valid identifier naming the system, kind, what and
+    key, so services that tell crashes apart by exception type keep two bugs apart."""
+    prefix = system().package.rpartition(".")[2] or "sut"
+    name = re.sub(r"[^0-9A-Za-z_]", "_", f"{prefix}_{signature.kind}_{signature.what}_{signature.key}")
+    cls = _CLASSES.get(name)
+    if cls is None:
+        cls = _CLASSES[name] = type(name, (Finding,), {"__module__": __name__})
+    return cls

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from harness.engine.campaign import COUNTERS, Campaign, FuzzResult, OnFinding, signals_stop
-from harness.engine.crashstore import HarnessError
+from harness.engine.errors import HarnessError
 from harness.engine.schedule import Gain, Schedule
 from harness.engine.zygote import Zygote
 

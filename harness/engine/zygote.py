@@ -2,7 +2,7 @@
 
 A new Atheris job is a new interpreter that imports atheris, instruments every famfs module
 (atheris rewrites their bytecode in Python) and imports its target before it runs an input:
-about 2.3 s of one core here (`python -X importtime`: 1.95 s under `harness.engine.cases`, of
+about 2.3 s of one core here (`python -X importtime`: 1.95 s under `harness.cases.inprocess`, of
 which 0.56 s without instrumentation), paid by every target the default job sweeps (13 targets,
 2 cores: some 15 s of the sweep). A zygote (`python -m harness.engine.atheris_main --zygote
 NAMES`) pays it once for the targets `NAMES` and forks each job from there: a job runs its
@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from harness.engine.crashstore import HarnessError
-from harness.engine.forkserver import Signals
+from harness.engine.errors import HarnessError
+from harness.engine.procs import Signals
 
 
 class Job(Signals):

@@ -3,7 +3,7 @@
 afl-fuzz loads this module itself (`AFL_PYTHON_MODULE=harness.gen.afl_mutator`, `PYTHONPATH` at
 the repository root) in its embedded interpreter, which has no virtualenv: this module and what
 it imports (`harness.gen.mutate`, `harness.gen.decode`, `harness.famfs.layout`) use the standard
-library only (tests/external checks that with the system Python).
+library only (tests/cases/external checks that with the system Python).
 
 AFL's queue holds **compact images** (the superblock, then the log from its start through the
 last used entry: `gen.decode`'s format, the one the external target's raw inputs use), so queue

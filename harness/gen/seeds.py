@@ -29,8 +29,8 @@ def _specs() -> Iterator[Spec]:
 
 def golden_compact() -> bytes | None:
     """The golden image (tests/golden) in compact form, if this checkout has it."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.path.join(root, "tests", "golden", "famfs-5d0919f", "primary-head.img.gz")
+    from harness import project
+    path = os.path.join(project.root(), "tests", "golden", "famfs-5d0919f", "primary-head.img.gz")
     if not os.path.exists(path):
         return None
     return encode_image(bytearray(gzip.decompress(open(path, "rb").read())))
@@ -70,7 +70,7 @@ def choice_streams() -> Iterator[bytes]:
 
 
 def shm_workloads() -> Iterator[bytes]:
-    """shm_states workloads (engine.shmcase's stream: op count, then kind and client per op):
+    """shm_states workloads (cases.shm's stream: op count, then kind and client per op):
     one mkdir, one file, two appends, all with fresh clients. Running clients, ADD_DAXDEV, mkfs
     again and a full log are not seeded: the planted-bug tests measure the search for them."""
     yield b""                                     # mkfs, one mkdir

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine import report
+from harness import project
+from harness.ops import report
 from harness.engine.campaign import FuzzResult, counters_text, flat_warning, parse_log, reconcile, store_counts
 from harness.engine.crashstore import CrashStore
 from harness.engine.signature import Signature
@@ -124,7 +125,7 @@ def test_a_paused_campaign_stops_between_inputs_and_goes_on(tmp_path):
     loaded (INITED once), and the next share goes on from where it stopped."""
     from harness.engine.campaign import Campaign, _stopped
     c = Campaign("publish_order", crashers=tmp_path / "crashers", workdir=tmp_path / "runs", seed=1,
-                 corpora=Path(__file__).resolve().parents[2] / "corpora")
+                 corpora=project.root() / "corpora")
     first = c.run(1.0, after_inited=True, cap=30)
     c.pause()
     pid = c.procs[0][0].pid

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from harness.engine.campaign import Campaign, parse_log, store_counts
-from harness.engine.crashstore import HarnessError
+from harness.engine.errors import HarnessError
 from tests.engine.test_run_end import crashy, held, run  # noqa: F401 - the fixture is used by name
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness import project
 from harness.engine.campaign import fuzz, parse_log, store_counts
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = project.root()
 CRASHY = """#!/bin/sh
 # SIGSEGV on about a third of the images (by checksum), refuse (exit 1) the rest
 c=$(cksum < "$1"); c=${c%% *}
@@ -128,7 +129,7 @@ def test_a_runs_budget_is_split_over_the_jobs(tmp_path, crashy):
 
 
 def test_an_engine_that_cannot_run_an_input_is_a_typed_harness_error(tmp_path, monkeypatch):
-    from harness.engine.crashstore import HarnessError
+    from harness.engine.errors import HarnessError
     monkeypatch.delenv("FAMFS_FUZZ_EXTERNAL_CMD", raising=False)
     with pytest.raises(HarnessError) as e:
         run(tmp_path, max_time=5)

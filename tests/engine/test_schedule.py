@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from harness import project
 from harness.engine.campaign import FuzzResult
 from harness.engine.schedule import Gain, Schedule
 from harness.engine.slots import run_shares
@@ -192,8 +193,7 @@ def test_a_short_fuzz_default_uses_both_cores_and_sweeps_every_target(tmp_path):
     import shutil
     import subprocess
     import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[2]
+    root = project.root()
     names = ["log_replay", "fmap_wire", "superblock"]
     for t in names:
         shutil.copytree(root / "corpora" / t, tmp_path / "corpora" / t)

@@ -7,7 +7,7 @@ import errno
 
 import pytest
 
-from harness.engine.session import MiB, Session
+from harness.cases.session import MiB, Session
 from harness.famfs.errors import FamfsError
 from harness.famfs.invariants import Invariant
 from harness.oracle.invariants import InvariantViolation

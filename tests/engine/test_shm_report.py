@@ -1,7 +1,8 @@
 """shm_states' numbers reach bench and the nightly report: states per operation, pruned, run."""
 from __future__ import annotations
 
-from harness.engine import bench, report, shmcase
+from harness.ops import bench, report
+from harness.cases import shm as shmcase
 from harness.gen import seeds
 
 

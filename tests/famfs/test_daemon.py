@@ -7,7 +7,7 @@ import errno
 import pytest
 
 from harness.famfs.daemon import Daemon, DaemonError
-from harness.famfs.devices import Resolver
+from harness.famfs.resolver import Resolver
 from harness.famfs.image import pattern
 from harness.famfs.invariants import Invariant
 from harness.famfs.kernel import KernelError

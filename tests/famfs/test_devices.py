@@ -10,10 +10,8 @@ from typing import Iterator
 
 import pytest
 
-from harness.famfs.devices import (
-    EHWPOISON, ENOTUNIQ, DaxDevice, DaxDeviceError, Node, Resolver, fake_dev_t, open_device,
-    parse_device_arg,
-)
+from harness.famfs.devices import EHWPOISON, ENOTUNIQ, DaxDevice, DaxDeviceError, fake_dev_t, open_device
+from harness.famfs.resolver import Node, Resolver
 from harness.famfs.errors import DeviceError, FamfsError
 from harness.famfs.image import Image, mkfs_secondary
 from harness.famfs.index import uuid_str
@@ -666,17 +664,6 @@ def test_open_device_chooses_by_path(tmp_path, fake_sysfs) -> None:
         with pytest.raises(DeviceError) as e:
             open_device(spec)
         assert_device_error(e.value, err, Invariant.IDX_RESOLVE)
-
-
-def test_parse_device_arg() -> None:
-    assert parse_device_arg("img0=dax0.0") == ("img0", "dax0.0")
-    assert parse_device_arg("/dev/dax1.0") == ("/dev/dax1.0", None)
-    assert parse_device_arg("img0=") == ("img0", None)
-    assert parse_device_arg("a=b/c=dax2.0") == ("a=b/c", "dax2.0")
-    for bad in ("", "=dax0.0"):
-        with pytest.raises(DeviceError) as e:
-            parse_device_arg(bad)
-        assert_device_error(e.value, errno.EINVAL, Invariant.IDX_RESOLVE)
 
 
 def test_real_devdax_if_present() -> None:

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from harness.engine.probelog import load, replay_into
+from harness.tools.probelog import load, replay_into
 from harness.famfs.image import pattern
 from harness.famfs.index import uuid_str
 from harness.gen.spec import build

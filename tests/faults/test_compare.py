@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engine.cases import NodeView, node_case
-from harness.engine.compare import compare
+from harness.cases.inprocess import NodeView, node_case
+from harness.ops.compare import compare
 from harness.gen.spec import AddDaxdev, Create, Device, Spec, build
 from harness.oracle.invariants import Invariant, InvariantViolation
 

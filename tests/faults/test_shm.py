@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from harness.famfs.daemon import Daemon, DaemonError
-from harness.famfs.devices import DaxDevice, DaxDeviceError, Resolver
+from harness.famfs.devices import DaxDevice, DaxDeviceError
+from harness.famfs.resolver import Resolver
 from harness.famfs.image import Image
 from harness.famfs.invariants import Invariant
 from harness.famfs.layout import HEADER_SIZE, LOG_OFFSET

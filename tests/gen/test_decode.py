@@ -3,13 +3,13 @@ corpus stream still decodes and builds."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
+from harness import project
 from harness.famfs.layout import ALLOC_UNIT
 from harness.gen import decode
 from harness.gen.spec import AddDaxdev, BufferPool, Create, build
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = project.root()
 POOL = BufferPool()
 
 

@@ -8,8 +8,8 @@ import errno
 
 import pytest
 
-from harness.engine.cases import NodeView, node_case, wire_case
-from harness.engine.probelog import JsonlProbe, load, replay_into
+from harness.cases.inprocess import NodeView, node_case, wire_case
+from harness.tools.probelog import JsonlProbe, load, replay_into
 from harness.engine.registry import Target
 from harness.engine.runner import CaseRunner
 from harness.engine.signature import Signature, frames_of_text

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from harness import project
+
+ROOT = project.root()
 BUDGET = 60
 
 PLANTS = {

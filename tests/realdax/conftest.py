@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engine.realdax import Kit, RealdaxError, setup
+from harness.realdax.kit import Kit, RealdaxError, setup
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """The host-side checks of the real-DAX lanes fail when they should (no guest needed): a guest's
-result is made here the way a guest makes it (`realdax_guest.observation` over an in-process
+result is made here the way a guest makes it (`realdax.agent.observation` over an in-process
 daemon on the lane's workload, its probe log written by the daemon), then judged by the lanes'
 host side (`check_guest`: the oracle's `check_listing` / `check_files`): a clean result passes;
 wrong bytes, a failed read, a missing file, a device in the wrong place, a lookup of the wrong
@@ -13,12 +13,13 @@ import uuid
 
 import pytest
 
-from harness.engine.probelog import JsonlProbe, load
-from harness.engine.realdax import RealdaxError, extract_vmlinux, module_closure
-from harness.engine.realdax_guest import observation
-from harness.engine.realdax_lanes import STAGE1, STAGE2, check_guest, lookups_checked, mkfs_ops
+from harness.tools.probelog import JsonlProbe, load
+from harness.realdax.kit import RealdaxError, extract_vmlinux, module_closure
+from harness.realdax.agent import observation
+from harness.realdax.lanes import STAGE1, STAGE2, check_guest, lookups_checked, mkfs_ops
 from harness.famfs.daemon import Daemon
-from harness.famfs.devices import DaxDevice, Resolver
+from harness.famfs.devices import DaxDevice
+from harness.famfs.resolver import Resolver
 from harness.famfs.index import uuid_str
 from harness.gen.decode import encode_image, head_end
 from harness.oracle.case import daemon_reader
@@ -157,7 +158,7 @@ def test_extract_vmlinux_finds_the_elf_inside() -> None:
 def test_nightly_recheck_leaves_real_dax_findings_alone(tmp_path) -> None:
     """A finding of the real lane is not 'fixed' because the emulated repro passes: it stays."""
     from harness.engine.crashstore import CrashStore
-    from harness.engine.nightly import recheck
+    from harness.ops.nightly import recheck
     from harness.engine.signature import Signature
     store = CrashStore(tmp_path / "crashers")
     sig = Signature.of("invariant", "DATA", ["devices.py:read"])
@@ -170,7 +171,7 @@ def test_nightly_recheck_leaves_real_dax_findings_alone(tmp_path) -> None:
 
 
 def test_case_inputs_are_deterministic_and_bounded(tmp_path) -> None:
-    from harness.engine.realdax_fuzz import case_inputs
+    from harness.realdax.fuzz import case_inputs
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "seed1").write_bytes(b"\x05" * 40)
     a = case_inputs("t", count=30, seed=7, corpora=tmp_path, max_len=64)
@@ -182,11 +183,11 @@ def test_case_inputs_are_deterministic_and_bounded(tmp_path) -> None:
 def test_nightly_says_why_the_real_lane_skips_where_it_cannot_run(tmp_path, monkeypatch) -> None:
     """Where the lane cannot be installed, `nightly --dax-real` records the reason and goes on;
     the fuzz verb itself refuses with a typed error (exit 2 at the CLI)."""
-    from harness.engine import nightly as nightly_mod
-    from harness.engine import realdax
-    from harness.engine.realdax_fuzz import fuzz_real
+    from harness.ops import nightly as nightly_mod
+    from harness.realdax import kit
+    from harness.realdax.fuzz import fuzz_real
     from harness.engine.slots import Scheduled
-    monkeypatch.setattr(realdax, "missing_tools", lambda: ["qemu-system-x86"])
+    monkeypatch.setattr(kit, "missing_tools", lambda: ["qemu-system-x86"])
     with pytest.raises(RealdaxError) as e:
         fuzz_real("mount_e2e")
     assert e.value.skip_reason and "qemu-system-x86" in e.value.skip_reason
@@ -206,14 +207,14 @@ def test_a_tree_under_the_hosts_tmp_is_kept_visible_in_the_guest(monkeypatch) ->
     import sys
     from pathlib import Path
 
-    from harness.engine import realdax
+    from harness.realdax import kit
     monkeypatch.setattr(sys, "prefix", "/opt/venv")
     monkeypatch.setattr(sys, "executable", "/opt/venv/bin/python")
-    monkeypatch.setattr(realdax, "REPO", Path("/srv/famfs-fuzz"))
-    assert realdax.kept_tmp_dirs() == []
-    monkeypatch.setattr(realdax, "REPO", Path("/tmp/ci-clone/famfs-fuzz"))
+    monkeypatch.setattr(kit, "REPO", Path("/srv/famfs-fuzz"))
+    assert kit.kept_tmp_dirs() == []
+    monkeypatch.setattr(kit, "REPO", Path("/tmp/ci-clone/famfs-fuzz"))
     monkeypatch.setattr(sys, "prefix", "/tmp/venvs/py311")
-    assert realdax.kept_tmp_dirs() == ["ci-clone", "venvs"]
-    monkeypatch.setattr(realdax, "REPO", Path("/tmp/rd"))
-    with pytest.raises(realdax.RealdaxError):
-        realdax.kept_tmp_dirs()
+    assert kit.kept_tmp_dirs() == ["ci-clone", "venvs"]
+    monkeypatch.setattr(kit, "REPO", Path("/tmp/rd"))
+    with pytest.raises(kit.RealdaxError):
+        kit.kept_tmp_dirs()

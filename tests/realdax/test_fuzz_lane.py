@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.engine.realdax import CACHE, REPO, Kit
+from harness.realdax.kit import CACHE, REPO, Kit
 
 # A DaxDevice of kind "real" (a /dev/daxX.Y) keeps a private copy of the device taken when it was
 # opened instead of the shared mapping (what MAP_PRIVATE would do), so the daemon never sees the

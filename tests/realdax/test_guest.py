@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from harness.engine.realdax import Guest, Kit, run_dir
+from harness.realdax.kit import Guest, Kit, run_dir
 
 
 def test_a_hung_guest_is_killed_on_its_timeout(kit: Kit) -> None:

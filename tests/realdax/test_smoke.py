@@ -1,10 +1,10 @@
 """The real-DAX smoke: one qemu guest, two NVDIMMs as /dev/dax0.0 and /dev/dax1.0, the daemon
 mounted through FUSE on them; every file of the golden-shaped famfs read with the right bytes
-and every lookup checked (harness/engine/realdax_lanes.py `smoke`)."""
+and every lookup checked (harness/realdax/lanes.py `smoke`)."""
 from __future__ import annotations
 
-from harness.engine.realdax import Kit
-from harness.engine.realdax_lanes import STAGE1, STAGE2, smoke
+from harness.realdax.kit import Kit
+from harness.realdax.lanes import STAGE1, STAGE2, smoke
 
 
 def test_smoke_reads_golden_shaped_famfs_on_real_devdax(kit: Kit) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engine.realdax import Kit
-from harness.engine.realdax_lanes import STAGE1, STAGE2, two_nodes
+from harness.realdax.kit import Kit
+from harness.realdax.lanes import STAGE1, STAGE2, two_nodes
 from harness.gen.spec import Create
 
 

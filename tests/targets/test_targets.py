@@ -8,9 +8,9 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from harness.engine.campaign import fuzz
 from harness.engine.crashers import regress
-from harness.engine.crashstore import HarnessError
+from harness.engine.errors import HarnessError
 from harness.engine.registry import load, names
-from harness.engine.session import SessionMachine
+from harness.cases.session import SessionMachine
 from tests.common.fuse import REASON as FUSE_REASON
 
 SECONDS = 8
@@ -32,7 +32,7 @@ def test_registry_lists_every_target_module():
 @pytest.mark.parametrize("name", names())
 def test_short_atheris_run_finds_nothing_on_main(tmp_path, name):
     if load(name).extra.get("needs"):
-        pytest.skip(f"{name} needs a command; tests/external runs it against its own C checker")
+        pytest.skip(f"{name} needs a command; tests/cases/external runs it against its own C checker")
     if load(name).uses_fuse and FUSE_REASON:
         pytest.skip(f"needs FUSE: {FUSE_REASON}")
     r = fuzz(name, engine="atheris", max_time=SECONDS, crashers=tmp_path / "crashers", workdir=tmp_path / "runs",
@@ -54,7 +54,7 @@ def test_short_hypothesis_run_finds_nothing_on_main(tmp_path, name):
 @pytest.mark.parametrize("name", names())
 def test_regression_corpus_replays_clean(name):
     if load(name).extra.get("needs"):
-        pytest.skip(f"{name} needs a command: tests/external replays it")
+        pytest.skip(f"{name} needs a command: tests/cases/external replays it")
     if load(name).uses_fuse and FUSE_REASON:
         pytest.skip(f"needs FUSE: {FUSE_REASON}")
     r = regress([name], all_inputs=True)

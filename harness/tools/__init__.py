@@ -1,0 +1,1 @@
+"""famfs tools on files: the mkfs / replay / fsck / mount verbs, the CLI device-argument syntax, the probe log."""
