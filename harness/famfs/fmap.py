@@ -2,35 +2,65 @@
 
 Simple extents are laid end to end; an interleaved extent stripes `chunk_size` chunks round-robin
 over its strips (docs/famfs-format.md, section 3): chunk = off // chunk; strip = chunk % nstrips; stripe =
-chunk // nstrips; device offset = strip.offset + stripe * chunk + off % chunk. The kernel side
-(`kernel.py`) resolves faults with its own parsed map; this module serves the image builder,
-fsck and the daemon.
+chunk // nstrips; device offset = strip.offset + stripe * chunk + off % chunk. A run ends at the
+end of its chunk or of its strip, whichever comes first.
+
+This is the one copy of that arithmetic. `resolve` applies it to a log entry's fmap (the image
+builder, fsck, the daemon); the kernel side (`kernel.KernelFmap.resolve`) applies the same
+`simple_run` / `interleave_run` to the map it received over the wire, which differs only in what
+surrounds them: a wire map may carry several interleaved extents, each covering `ie_nbytes` of the
+file (clipped to the file size), where a log entry holds exactly one.
 """
 from __future__ import annotations
 
-from typing import Iterator, Union
+from typing import Iterable, Iterator, Protocol, Sequence, Union
 
 from harness.famfs.layout import InterleavedFmap, SimpleFmap
 
 
-def resolve(fmap: Union[SimpleFmap, InterleavedFmap], offset: int) -> tuple[int, int, int] | None:
-    """(devindex, device offset, bytes valid from there) for file `offset`, or None past the map."""
-    if isinstance(fmap, InterleavedFmap):
-        chunk, n = fmap.chunk_size, fmap.nstrips
-        c, within = divmod(offset, chunk)
-        strip = fmap.strips[c % n]
-        dev_off = (c // n) * chunk + within
-        if dev_off >= strip.len:
-            return None
-        return strip.devindex, strip.offset + dev_off, chunk - within
-    for ext in fmap.extents:
+class Extent(Protocol):
+    """A byte range of a daxdev: a log entry's `SimpleExtent` or a wire map's `WireSimple`."""
+
+    @property
+    def devindex(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def len(self) -> int: ...
+
+
+def simple_run(extents: Iterable[Extent], offset: int) -> tuple[int, int, int] | None:
+    """(devindex, device offset, bytes valid from there) of `offset` in extents laid end to end."""
+    for ext in extents:
         if offset < ext.len:
             return ext.devindex, ext.offset + offset, ext.len - offset
         offset -= ext.len
     return None
 
 
-def segments(fmap: Union[SimpleFmap, InterleavedFmap], size: int, start: int = 0) -> Iterator[tuple[int, int, int, int]]:
+def interleave_run(strips: Sequence[Extent], chunk_size: int, offset: int) -> tuple[int, int, int] | None:
+    """(devindex, device offset, bytes valid from there) of `offset` in one interleaved extent, or
+    None where the strip it falls on is too short. `chunk_size` and `strips` must be non-empty."""
+    c, within = divmod(offset, chunk_size)
+    n = len(strips)
+    strip = strips[c % n]
+    dev_off = (c // n) * chunk_size + within
+    if dev_off >= strip.len:
+        return None
+    return strip.devindex, strip.offset + dev_off, min(chunk_size - within, strip.len - dev_off)
+
+
+def resolve(fmap: Union[SimpleFmap, InterleavedFmap], offset: int) -> tuple[int, int, int] | None:
+    """(devindex, device offset, bytes valid from there) for file `offset`, or None past the map."""
+    if isinstance(fmap, InterleavedFmap):
+        return interleave_run(fmap.strips, fmap.chunk_size, offset)
+    return simple_run(fmap.extents, offset)
+
+
+def segments(fmap: Union[SimpleFmap, InterleavedFmap], size: int,
+             start: int = 0) -> Iterator[tuple[int, int, int, int]]:
     """(file offset, devindex, device offset, length) runs covering [start, size)."""
     off = start
     while off < size:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import struct
 import uuid as _uuid
 from dataclasses import dataclass, replace
 from typing import Sequence, Union
@@ -23,15 +22,14 @@ from harness.famfs.errors import ImageError
 from harness.famfs.fmap import segments
 from harness.famfs.index import Daxdev
 from harness.famfs.layout import (
-    ALLOC_UNIT, ENTRY_SIZE, HEADER_SIZE, LOG_HEADER, LOG_LEN, LOG_OFFSET, MAX_DAXDEVS, SECONDARY_SB,
+    ALLOC_UNIT, ENTRY_SIZE, HEADER_SIZE, LOG_ENTRY, LOG_HEADER, LOG_LEN, LOG_OFFSET, MAX_DAXDEVS, SECONDARY_SB,
     SUPERBLOCK_SIZE, AddDaxdev, EntryType, FileMeta, InterleavedFmap, LogEntry, LogHeader, Mkdir,
-    Payload, SimpleExtent, SimpleFmap, Superblock, crc32, log_slots,
+    Payload, SimpleExtent, SimpleFmap, Superblock, log_slots,
 )
 from harness.famfs.namespace import Dir, File, Namespace
 
 Buffer = Union[bytearray, memoryview]
 FM_ALL_HOSTS_RW = 2
-_U64 = struct.Struct("<Q")
 
 
 def new_uuid() -> bytes:
@@ -100,7 +98,7 @@ class LogWriter:
         # One 16-byte store for both counters: as two stores (famfs increments them one after the
         # other) a concurrent reader can see next_seqnum != next_index and must refuse the header
         # (LOG-HEADER). log_tail_race found this; see README "Findings".
-        counters: list[tuple[int, bytes] | None] = [(seq_at, _U64.pack(i + 1) + _U64.pack(i + 1))]
+        counters: list[tuple[int, bytes] | None] = [(seq_at, _U64_PAIR.pack(i + 1, i + 1))]
         return counters + chunks if self.counter_first else chunks + [None] + counters
 
     def append(self, etype: int, payload: Payload) -> int:
@@ -124,15 +122,16 @@ class LogWriter:
 
 
 _NEXT_SEQNUM = LOG_HEADER.offsets["next_seqnum"]
-_U64_PAIR = struct.Struct("<QQ")
+_U64_PAIR = LOG_HEADER.part("next_seqnum", "next_index")
 assert LOG_HEADER.offsets["next_index"] == _NEXT_SEQNUM + 8
 
 
 def _sealed_entry(seqnum: int, etype: int, payload: Payload) -> bytes:
-    """`LogEntry(seqnum, etype, payload).sealed().encode()`, encoding once: CRC over the first
-    536 bytes, stored in the last 8."""
-    raw = LogEntry(seqnum, etype, payload).encode()
-    return raw[:536] + _U64.pack(crc32(raw[:536]))
+    """`LogEntry(seqnum, etype, payload).sealed().encode()`, encoding once: the CRC over its
+    documented range, stored in its field."""
+    raw = bytearray(LogEntry(seqnum, etype, payload).encode())
+    LOG_ENTRY.seal(raw)
+    return bytes(raw)
 
 
 class Allocator:

@@ -37,6 +37,7 @@ from typing import Any, Generator, Protocol, Sequence, Union
 from harness.famfs import wire
 from harness.famfs.daxtable import DaxdevTable, SlotView, _finish
 from harness.famfs.errors import FamfsError
+from harness.famfs.fmap import interleave_run, simple_run
 from harness.famfs.invariants import Invariant
 from harness.famfs.probe import NULL_PROBE, Probe
 
@@ -117,23 +118,21 @@ class KernelFmap:
     bad: bool = False
 
     def resolve(self, offset: int) -> Run | None:
-        """file offset -> (index, device offset, run length), or None past the map."""
+        """file offset -> (index, device offset, run length), or None past the map.
+
+        The arithmetic is `fmap`'s (one copy for both sides); what differs is the wire map's shape:
+        several interleaved extents, each covering `ie_nbytes` of the file (at most the file size),
+        one after the other, where a log entry's fmap holds one. Validation guarantees each
+        extent's `nstrips` equals its strips' count."""
         m = self.message
         if m.ext_type == wire.EXT_SIMPLE:
-            for e in m.extents:
-                if offset < e.len:
-                    return Run(e.devindex, e.offset + offset, e.len - offset)
-                offset -= e.len
-            return None
+            hit = simple_run(m.extents, offset)
+            return None if hit is None else Run(*hit)
         for ie in m.interleaved:
             span = min(ie.nbytes, self.file_size)
             if offset < span:
-                c, within = divmod(offset, ie.chunk_size)
-                strip = ie.strips[c % ie.nstrips]
-                dev_off = (c // ie.nstrips) * ie.chunk_size + within
-                if dev_off >= strip.len:
-                    return None
-                return Run(strip.devindex, strip.offset + dev_off, min(ie.chunk_size - within, strip.len - dev_off))
+                hit = interleave_run(ie.strips, ie.chunk_size, offset)
+                return None if hit is None else Run(*hit)
             offset -= span
         return None
 

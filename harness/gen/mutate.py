@@ -166,11 +166,11 @@ class Log:
         for k, e in enumerate(self.entries):
             if self.moved:
                 _U64.pack_into(e, 0, k)
-            _U64.pack_into(e, 536, L.crc32(e[:536]))
+            L.LOG_ENTRY.seal(e)
         self.set("log_header", "next_seqnum", n)
         self.set("log_header", "next_index", n)
-        _U64.pack_into(self.header, 24, L.crc32(self.header[:24]))
-        _U64.pack_into(self.sb, 96, L.crc32(self.sb[:96]))
+        L.LOG_HEADER.seal(self.header)
+        L.SUPERBLOCK.seal(self.sb)
 
 
 def new_entry(etype: int) -> bytearray:
@@ -527,7 +527,7 @@ def op_payload_bytes(log: Log, rng: random.Random) -> str | None:
     k = rng.randrange(len(log.entries))
     e = log.entries[k]
     lo = L.PAYLOAD
-    hi = {ADD: L.PAYLOAD + L.ADD_DAXDEV.size, MKDIR: L.PAYLOAD + L.MKDIR.size}.get(log.etype(k), 536)
+    hi = {ADD: L.PAYLOAD + L.ADD_DAXDEV.size, MKDIR: L.PAYLOAD + L.MKDIR.size}.get(log.etype(k), L.ENTRY_CRC_AT)
     if rng.random() < 0.5 and log.etype(k) == FILE:        # the head or the first extents, where the checks look
         hi = L.FMAP_WORDS + 24 * 3
     new = byte_mutate(bytes(e[lo:hi]), hi - lo, rng)
@@ -574,7 +574,7 @@ def mutate_log(log: Log, rng: random.Random, depth: int | None = None) -> list[s
         if any(d.split(": ", 1)[1].startswith("!counters") for d in done):
             for f, v in keep.items():
                 log.set("log_header", f, v)
-            _U64.pack_into(log.header, 24, L.crc32(log.header[:24]))
+            L.LOG_HEADER.seal(log.header)
     else:
         done.append("stale")
     return done

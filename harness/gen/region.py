@@ -48,10 +48,7 @@ def overlay(region: str, data: bytes) -> LogImage:
         at, size = L.Superblock.decode(dev).log_offset, L.HEADER_SIZE
     dev[at:at + min(size, len(body))] = body[:size]
     if reseal:
-        if region == "superblock":
-            dev[96:104] = L.crc32(dev[0:96]).to_bytes(8, "little")
-        else:
-            dev[at + 24:at + 32] = L.crc32(dev[at:at + 24]).to_bytes(8, "little")
+        (L.SUPERBLOCK if region == "superblock" else L.LOG_HEADER).seal(dev, at)
     if region == "superblock":
         return LogImage(dev, L.Superblock.decode(dev).dd_size)
     return image
