@@ -5,11 +5,9 @@ over its strips (docs/famfs-format.md, section 3): chunk = off // chunk; strip =
 chunk // nstrips; device offset = strip.offset + stripe * chunk + off % chunk. A run ends at the
 end of its chunk or of its strip, whichever comes first.
 
-This is the one copy of that arithmetic. `resolve` applies it to a log entry's fmap (the image
-builder, fsck, the daemon); the kernel side (`kernel.KernelFmap.resolve`) applies the same
-`simple_run` / `interleave_run` to the map it received over the wire, which differs only in what
-surrounds them: a wire map may carry several interleaved extents, each covering `ie_nbytes` of the
-file (clipped to the file size), where a log entry holds exactly one.
+This is the userspace copy of that arithmetic (the image builder, fsck, the daemon). The kernel
+side (`kernel.KernelFmap.resolve`) keeps its own on purpose, and says why: it stands for separate
+kernel code, and the DATA check reads back through it what the builder placed with this one.
 """
 from __future__ import annotations
 

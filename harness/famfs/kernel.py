@@ -37,7 +37,6 @@ from typing import Any, Generator, Protocol, Sequence, Union
 from harness.famfs import wire
 from harness.famfs.daxtable import DaxdevTable, SlotView, _finish
 from harness.famfs.errors import FamfsError
-from harness.famfs.fmap import interleave_run, simple_run
 from harness.famfs.invariants import Invariant
 from harness.famfs.probe import NULL_PROBE, Probe
 
@@ -120,19 +119,30 @@ class KernelFmap:
     def resolve(self, offset: int) -> Run | None:
         """file offset -> (index, device offset, run length), or None past the map.
 
-        The arithmetic is `fmap`'s (one copy for both sides); what differs is the wire map's shape:
-        several interleaved extents, each covering `ie_nbytes` of the file (at most the file size),
-        one after the other, where a log entry's fmap holds one. Validation guarantees each
-        extent's `nstrips` equals its strips' count."""
+        This is deliberately not `fmap.resolve`, though the arithmetic is the same: it stands for
+        the kernel's own fmap walker (famfs's kernel module, separate code from the userspace that
+        wrote the log), and the image builder places file bytes with `fmap`. Were they one
+        function, a bug planted in it (or made in it) would move the writes and the reads alike,
+        and the DATA check, which reads files back through this walker, could never see it
+        (`tests/quality/test_oracle_plants.py` plants such a bug here). The shape differs too: a
+        wire map may carry several interleaved extents, each covering `ie_nbytes` of the file
+        (at most the file size), one after the other, where a log entry holds exactly one."""
         m = self.message
         if m.ext_type == wire.EXT_SIMPLE:
-            hit = simple_run(m.extents, offset)
-            return None if hit is None else Run(*hit)
+            for e in m.extents:
+                if offset < e.len:
+                    return Run(e.devindex, e.offset + offset, e.len - offset)
+                offset -= e.len
+            return None
         for ie in m.interleaved:
             span = min(ie.nbytes, self.file_size)
             if offset < span:
-                hit = interleave_run(ie.strips, ie.chunk_size, offset)
-                return None if hit is None else Run(*hit)
+                c, within = divmod(offset, ie.chunk_size)
+                strip = ie.strips[c % ie.nstrips]
+                dev_off = (c // ie.nstrips) * ie.chunk_size + within
+                if dev_off >= strip.len:
+                    return None
+                return Run(strip.devindex, strip.offset + dev_off, min(ie.chunk_size - within, strip.len - dev_off))
             offset -= span
         return None
 
@@ -152,7 +162,7 @@ class KernelMount:
         self.fmaps: dict[int, KernelFmap] = {}
         self.next_backing_id = 1            # backing-id: idr_alloc_cyclic(1, ...) never hands out 0
         self.lookups = 0
-        self._pulls = self.enabled and abi.registration in ("pull-name", "pull-devt")
+        self._pulls = self.enabled and abi.registration.pulls
         self.registrations = 0              # GET_DAXDEV round trips, DAXDEV_OPEN / BACKING_OPEN calls
 
     # -- registration (push-fd / backing-id: called by the daemon; pull: by ourselves) -------
@@ -196,7 +206,7 @@ class KernelMount:
         yield f"GET_DAXDEV({index}) replied"
         if reply.index != index:
             return None
-        if self.abi.registration == "pull-devt":
+        if self.abi.registration == wire.Registration.PULL_DEVT:
             device = self.host.by_devno(reply.devt)
         else:
             device = self.host.by_name(reply.name.decode("utf-8", "replace"))
@@ -212,7 +222,7 @@ class KernelMount:
 
     def mount(self) -> None:
         """At mount only the primary (index 0) is known; pull generations fetch it now."""
-        if self.enabled and self.abi.registration in ("pull-name", "pull-devt"):
+        if self.enabled and self.abi.registration.pulls:
             self._pull(0)
 
     # -- GET_FMAP -----------------------------------------------------------------------------
@@ -231,10 +241,10 @@ class KernelMount:
         yield f"GET_FMAP({nodeid}) parsed"
         kf = self._validate(message)
         missing = [i for i in sorted(kf.indices) if not self._slot_ok(i)]
-        if missing and self.abi.registration in ("pull-name", "pull-devt"):
+        if missing and self.abi.registration.pulls:
             for index in missing:
                 yield from self.pull_steps(index)
-        elif missing and self.abi.registration == "push-fd":
+        elif missing and self.abi.registration == wire.Registration.PUSH_FD:
             kf = KernelFmap(kf.file_size, kf.message, kf.indices, bad=True)
         self.fmaps.setdefault(nodeid, kf)                # cached once (cmpxchg): first one wins
         return self.fmaps[nodeid]
