@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from harness.famfs.errors import FamfsError
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import uuid_str
 from harness.famfs.layout import ALLOC_UNIT, LOG_LEN, Superblock
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2

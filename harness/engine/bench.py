@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from harness.famfs.image import Image, Interleave
-from harness.famfs.layout import ENTRY_CRC_AT, ENTRY_SIZE, HEADER_SIZE, LOG_ENTRY, LOG_LEN, crc32, log_slots
+from harness.famfs.layout import ENTRY_CRC, ENTRY_CRC_AT, ENTRY_SIZE, HEADER_SIZE, LOG_LEN, crc32, log_slots
 from harness.famfs.replay import replay
 
 _U64 = struct.Struct("<Q")
@@ -47,9 +47,7 @@ def crc_only(device: bytearray, log_offset: int, entries: int) -> int:
     """Check CRC and seqnum of every entry, nothing else: the floor under any replay."""
     log = memoryview(device)[log_offset:log_offset + LOG_LEN]
     good = 0
-    crc = LOG_ENTRY.crc
-    assert crc is not None
-    start, end, crc_at = crc.start, crc.end, ENTRY_CRC_AT
+    start, end, crc_at = ENTRY_CRC.start, ENTRY_CRC.end, ENTRY_CRC_AT
     for i in range(entries):
         at = HEADER_SIZE + ENTRY_SIZE * i
         if crc32(log[at + start:at + end]) == _U64.unpack_from(log, at + crc_at)[0] \

@@ -12,13 +12,13 @@ from __future__ import annotations
 import errno
 import random
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping
 
 from harness.famfs import wire
 from harness.famfs.daemon import Daemon, DaemonError
 from harness.famfs.devices import DaxDevice, Resolver
 from harness.famfs.errors import FamfsError
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import Uuid
 from harness.famfs.invariants import Invariant
 from harness.famfs.kernel import KernelError, KernelMount
 from harness.famfs.replay import replay
@@ -188,18 +188,18 @@ def wire_case(abi_byte: int, reply: bytes) -> Counts:
             stamp(buf, 0, len(buf), 0x1111 * (i + 1))
             _WIRE_DEVICES.append(buf)
     devices = [DaxDevice.in_memory(b, f"dax{i}.0", node="w") for i, b in enumerate(_WIRE_DEVICES)]
-    uuids = {i: f"00000000-0000-0000-0000-{i:012x}" for i in range(3)}
+    uuids = {i: Uuid(i.to_bytes(16, "big")) for i in range(3)}
     slot_of = {i: i for i in range(3)}                      # wire index -> which device's slot
-    if gen.registration == "backing-id":
+    if gen.registration == wire.Registration.BACKING_ID:
         slot_of = {i + 1: i for i in range(3)}              # ids 1, 2, 3 in open order; 0 never
     checker = LookupChecker(expected={k: uuids[i] for k, i in slot_of.items()},
                             names={"w": {d.name: uuids[i] for i, d in enumerate(devices)}}, site=f"wire/{gen.name}")
     kernel = KernelMount(_NoUuidHost("w", devices), _WireServer(reply, devices, gen), gen, probe=checker)
     kernel.mount()
     for i, d in enumerate(devices):
-        if gen.registration == "push-fd":
+        if gen.registration == wire.Registration.PUSH_FD:
             kernel.daxdev_open(d, i)
-        elif gen.registration == "backing-id":
+        elif gen.registration == wire.Registration.BACKING_ID:
             kernel.backing_open(d)
     must_refuse = wire_reasons(reply, gen)
     try:
@@ -213,7 +213,7 @@ def wire_case(abi_byte: int, reply: bytes) -> Counts:
     if must_refuse:
         raise InvariantViolation(Invariant.FMAP_SHAPE, f"{gen.name} kernel accepted a reply it must refuse: "
                                                        f"{', '.join(must_refuse)}", op="fmap", site=f"wire/{gen.name}")
-    bad = gen.registration == "push-fd" and any(k not in slot_of for k in wire_rules.file_indices(reply))
+    bad = gen.registration == wire.Registration.PUSH_FD and any(k not in slot_of for k in wire_rules.file_indices(reply))
     size = kf.file_size
     form = "simple" if kf.message.ext_type == wire.EXT_SIMPLE else "interleave"
     for off in sorted({0, 1, size // 2, max(size - 1, 0), 4096, 2 << 20, 5 << 20}):
@@ -279,7 +279,7 @@ class _NoUuidHost:
 class _Translated(dict):  # type: ignore[type-arg]
     """index -> UUID seen through a daemon's log-index -> kernel-id map (backing-id, translated)."""
 
-    def __init__(self, ids: dict[int, int], by_index: dict[int, str]):
+    def __init__(self, ids: dict[int, int], by_index: Mapping[int, Uuid]):
         super().__init__()
         self.ids, self.by_index = ids, by_index
 
@@ -360,7 +360,7 @@ def log_tail_case(data: bytes, *, counter_first: bool = False, check_crc: bool =
                 op = (EntryType.FILE, FileMeta(4096, 2, 0, 0, 0o644, f"f{k}".encode(),
                                                SimpleFmap.of([SimpleExtent(0, (4 + 2 * k) << 20, 2 << 20)])))
             else:
-                op = (EntryType.ADD_DAXDEV, AddDaxdev(16 << 20, bytes([k + 1]) * 16, len(committed) + 1))
+                op = (EntryType.ADD_DAXDEV, AddDaxdev(16 << 20, Uuid(bytes([k + 1]) * 16), len(committed) + 1))
             program = image.log.stores(*op)
             head = bytes(dev[:(2 << 20) + (16 << 10)])
             for state in visible_states(program):

@@ -162,14 +162,14 @@ class E2EMount:
             state = self.reload()
             if expected.image_error:
                 if state != f"rejected {expected.image_error}":
-                    raise InvariantViolation(Invariant(expected.image_error),
+                    raise InvariantViolation(expected.image_error,
                                              f"mount served {state!r}; the model expects {expected.image_error}")
                 checker = LookupChecker(site="mount")
                 replay_into(checker, self.new_events())
                 checker.check()                       # an internal error while refusing is one too
                 return checker.counts
             if state.startswith("rejected"):
-                raise InvariantViolation(Invariant(state.split()[1]), "mount refused an image the model accepts")
+                raise InvariantViolation(Invariant.of(state.split()[1]), "mount refused an image the model accepts")
             return self._check(built, expected)
         finally:
             self.pool.give_back()

@@ -35,7 +35,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from harness.engine.signature import Signature
+from harness.engine.signature import Kind, Signature
 from harness.gen.spec import BufferPool
 
 _ASAN = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer|MemorySanitizer|ThreadSanitizer): ([\w-]+)")
@@ -61,7 +61,7 @@ class SanitizerReport:
 
     def signature(self) -> Signature:
         what = f"{self.tool}:{self.bug}" + (f" {self.access}" if self.access else "")
-        return Signature.of("sanitizer", what, self.frames[:3])
+        return Signature.of(Kind.SANITIZER, what, self.frames[:3])
 
 
 def parse_sanitizer(text: str) -> SanitizerReport | None:
@@ -112,7 +112,7 @@ class AssertReport:
     frames: tuple[str, ...]
 
     def signature(self) -> Signature:
-        return Signature.of("assert", f"Assertion `{self.expression}' failed",
+        return Signature.of(Kind.ASSERT, f"Assertion `{self.expression}' failed",
                             (f"{self.file}:{self.function}",) + tuple(f for f in self.frames if f != f"{self.file}:{self.function}"))
 
 
@@ -250,7 +250,7 @@ def classify(returncode: int | None, stderr: str, hang: bool, name: str, tag: st
 
 def _classify(returncode: int | None, stderr: str, hang: bool, name: str) -> Signature | None:
     if hang:
-        return Signature.of("timeout", name)
+        return Signature.of(Kind.TIMEOUT, name)
     failed = parse_assert(stderr)
     if failed is not None:
         return failed.signature()
@@ -262,9 +262,9 @@ def _classify(returncode: int | None, stderr: str, hang: bool, name: str) -> Sig
             sig = signal.Signals(-returncode).name
         except ValueError:
             sig = f"signal {-returncode}"
-        return Signature.of("signal", sig)
+        return Signature.of(Kind.SIGNAL, sig)
     if returncode not in (0, 1):
-        return Signature.of("exit", f"status {returncode}")
+        return Signature.of(Kind.EXIT, f"status {returncode}")
     return None
 
 
@@ -405,14 +405,14 @@ def differential(outcome: ExternalOutcome, image: bytes, size: int, tag: str = "
     name our rejection's invariant; agreeing verdicts compare the file sets."""
     bad = [f for f in outcome.files if escapes(f)]
     if bad:
-        return ExternalFinding(Signature.of("invariant", "NS-CONTAINED", ("program-file-set",), tag),
+        return ExternalFinding(Signature.of(Kind.INVARIANT, "NS-CONTAINED", ("program-file-set",), tag),
                                f"the program reported paths outside the namespace: {bad[:5]}")
     ours, files, why = _ours(image, size)
     if ours != outcome.accepted:
         what = "ours-accept theirs-reject" if ours else f"ours-reject({why or '?'}) theirs-accept"
-        return ExternalFinding(Signature.of("differential", what, (), tag), f"verdicts differ; ours: {why or 'accept'}")
+        return ExternalFinding(Signature.of(Kind.DIFFERENTIAL, what, (), tag), f"verdicts differ; ours: {why or 'accept'}")
     if outcome.files and sorted(outcome.files) != files:
-        return ExternalFinding(Signature.of("differential", "file-sets", (), tag),
+        return ExternalFinding(Signature.of(Kind.DIFFERENTIAL, "file-sets", (), tag),
                                f"{sorted(outcome.files)} != {files}")
     return None
 

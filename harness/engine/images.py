@@ -16,7 +16,7 @@ from harness.famfs.devices import open_device, parse_device_arg
 from harness.famfs.errors import FamfsError
 from harness.famfs.fsck import FsckReport, fsck
 from harness.famfs.image import Image, new_uuid
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import uuid_str
 from harness.famfs.invariants import Invariant
 from harness.famfs.layout import ALLOC_UNIT, LOG_LEN, SECONDARY_SB, SUPER_MAGIC, SUPERBLOCK, Superblock
 from harness.famfs.replay import Replay, replay

@@ -22,7 +22,7 @@ from harness.engine.realdax import (
     guest_script, map_device, quiet, run_dir, setup, show_path,
 )
 from harness.famfs.image import Buffer, Image, Interleave, pattern
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import Uuid, parse_uuid, uuid_str
 from harness.gen.spec import AddDaxdev, Create, Mkdir, Op
 from harness.oracle.invariants import InvariantViolation
 from harness.oracle.lookups import LookupChecker
@@ -46,7 +46,7 @@ STAGE2: tuple[Op, ...] = (
 
 
 def apply_ops(image: Image, ops: Sequence[Op], devices: Sequence[Buffer], sizes: Sequence[int],
-              uuids: Sequence[bytes]) -> None:
+              uuids: Sequence[Uuid]) -> None:
     """Perform `ops` as the master (the project's appender: `Image`); AddDaxdev(k) attaches
     devices[k]. File contents are `image.pattern(path, size)`."""
     for op in ops:
@@ -61,7 +61,7 @@ def apply_ops(image: Image, ops: Sequence[Op], devices: Sequence[Buffer], sizes:
             image.create(op.path, op.size, mode=op.mode, uid=op.uid, gid=op.gid, devindex=op.devindex)
 
 
-def mkfs_ops(devices: Sequence[Buffer], sizes: Sequence[int], uuids: Sequence[bytes], fs_uuid: bytes,
+def mkfs_ops(devices: Sequence[Buffer], sizes: Sequence[int], uuids: Sequence[Uuid], fs_uuid: Uuid,
              ops: Sequence[Op]) -> Image:
     """mkfs (primary devices[0], the others as secondaries, not yet added), then `ops`."""
     image = Image.mkfs(devices, sizes, uuids=uuids, fs_uuid=fs_uuid, system_uuid=fs_uuid,
@@ -130,18 +130,18 @@ class LaneResult:
                 "guests": self.guests, "run_dir": self.run_dir}
 
 
-def _check_guest(node: str, doc: dict, order: Sequence[int], uuids: Sequence[bytes], sizes: Sequence[int],
+def _check_guest(node: str, doc: dict, order: Sequence[int], uuids: Sequence[Uuid], sizes: Sequence[int],
                  want: dict[str, dict], checker: LookupChecker, key: str = "after") -> tuple[list[str], int, int]:
     """One guest's result against the expectation: device order and sizes, namespace, bytes; its
     lookups go into `checker` (checked by the caller, across nodes). Returns problems, files, bytes."""
     if not doc.get("ok"):
         return [f"HARNESS: node {node}: guest failed: {doc.get('error')}"], 0, 0
     problems = []
-    names = doc["names"]                                     # local name -> UUID, read by the guest
+    names = {name: parse_uuid(text) for name, text in doc["names"].items()}   # local name -> UUID, from the guest
     for k, i in enumerate(order):
         local = f"dax{k}.0"
-        if names.get(local) != uuid_str(uuids[i]):
-            problems.append(f"HARNESS: node {node}: {local} carries {names.get(local)}, expected backing "
+        if names.get(local) != uuids[i]:
+            problems.append(f"HARNESS: node {node}: {local} carries {doc['names'].get(local)}, expected backing "
                             f"file {i} ({uuid_str(uuids[i])}): the guest's device order is not the NVDIMM order")
         if doc["sizes"].get(local) != sizes[i]:
             problems.append(f"HARNESS: node {node}: {local} is {doc['sizes'].get(local)} bytes, the host "
@@ -164,9 +164,9 @@ def smoke(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 150.0
     paths = [backing_file(work / f"nvdimm{i}.img", DEV_FILE_SIZE, kit, say) for i in range(2)]
     maps = [map_device(p) for p in paths]
     sizes = [len(m) for m in maps]
-    uuids = [uuidlib.uuid4().bytes for _ in paths]
+    uuids = [Uuid(uuidlib.uuid4().bytes) for _ in paths]
     try:
-        mkfs_ops(maps, sizes, uuids, uuidlib.uuid4().bytes, STAGE1 + STAGE2)
+        mkfs_ops(maps, sizes, uuids, Uuid(uuidlib.uuid4().bytes), STAGE1 + STAGE2)
     finally:
         for m in maps:
             m.close()
@@ -178,7 +178,7 @@ def smoke(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 150.0
                                                        "--manifest", "/tmp/rd/manifest.json"), timeout=timeout)
     run, t_result = guest.run_until(work / "result-A.json")
     doc = guest_result(work / "result-A.json", run)
-    checker = LookupChecker(expected={0: uuid_str(uuids[0]), 1: uuid_str(uuids[1])})
+    checker = LookupChecker(expected={0: uuids[0], 1: uuids[1]})
     problems, nfiles, nbytes = _check_guest("A", doc, [0, 1], uuids, sizes, want, checker)
     lookups = _check_lookups(checker, problems)
     result = LaneResult("smoke", problems, nfiles, nbytes, lookups, {"A": round(t_result, 2)},
@@ -232,8 +232,8 @@ def two_nodes(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 2
     work = run_dir("two-nodes")
     paths = [backing_file(work / f"nvdimm{i}.img", DEV_FILE_SIZE, kit, say) for i in range(2)]
     sizes = [dax_size(p) for p in paths]
-    uuids = [uuidlib.uuid4().bytes for _ in paths]
-    fs_uuid = uuidlib.uuid4().bytes
+    uuids = [Uuid(uuidlib.uuid4().bytes) for _ in paths]
+    fs_uuid = Uuid(uuidlib.uuid4().bytes)
     orders = {"A": [0, 1], "B": [1, 0]}
     (work / "manifest.json").write_text(json.dumps({
         "uuids": [uuid_str(u) for u in uuids], "fs_uuid": uuid_str(fs_uuid), "ndev": 2}))
@@ -255,7 +255,7 @@ def two_nodes(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 2
         for g in guests.values():
             g.kill()
     problems: list[str] = []
-    checker = LookupChecker(expected={0: uuid_str(uuids[0]), 1: uuid_str(uuids[1])})
+    checker = LookupChecker(expected={0: uuids[0], 1: uuids[1]})
     nfiles = nbytes = 0
     docs = {}
     for node, (run, _) in runs.items():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pkgutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from harness.engine.crashstore import HarnessError
@@ -27,7 +27,8 @@ class Target:
     lookups    a case performs daxdev index lookups: every run must report some (a test holds it).
     flat_why   why the target's coverage may not grow past its corpus, when that is known and
                not a fault of the harness; a flat run of any other target is a harness problem.
-    extra      `needs`: a configuration the default job cannot give (external's command).
+    needs_command  a case runs a program the user names (`--cmd`, FAMFS_FUZZ_EXTERNAL_CMD): the
+               default job cannot run it unconfigured (external).
     timeout_s  seconds one case may take before it is a hang (2 s gave false timeouts on a loaded
                2-core machine: 24-device specs at 6-16 cases/s); libFuzzer's -timeout is 5x that.
     """
@@ -42,7 +43,7 @@ class Target:
     uses_fuse: bool = False
     lookups: bool = False
     flat_why: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    needs_command: bool = False
 
 
 def names() -> list[str]:
@@ -75,4 +76,4 @@ def all_targets() -> list[Target]:
 
 def default_names() -> list[str]:
     """Targets that run with no configuration (not `external`, which needs a command)."""
-    return [n for n in names() if not load(n).extra.get("needs")]
+    return [n for n in names() if not load(n).needs_command]

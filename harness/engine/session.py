@@ -19,10 +19,10 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from harness.famfs.ids import Uuid
 from harness.famfs.daemon import Daemon
 from harness.famfs.devices import DaxDevice, Resolver
 from harness.famfs.image import Image, Interleave, mkfs_secondary, pattern
-from harness.famfs.index import uuid_str
 from harness.famfs.invariants import Invariant
 from harness.gen.decode import Choices
 from harness.gen.spec import BufferPool
@@ -40,14 +40,14 @@ class Session:
 
     def __init__(self, abi: str = "pull-devt", pool: BufferPool | None = None):
         self.bufs = [pool.take(DEV_SIZE) if pool else bytearray(DEV_SIZE) for _ in range(NDEV)]
-        self.uuids = [uuid.UUID(int=0x5E55 + i).bytes for i in range(NDEV)]
+        self.uuids = [Uuid(uuid.UUID(int=0x5E55 + i).bytes) for i in range(NDEV)]
         self.master = Image.mkfs(self.bufs[:1], [DEV_SIZE], uuids=self.uuids[:1], log_len=64 << 10,
                                  add_secondaries=False)
         for i in range(1, NDEV):
             mkfs_secondary(self.bufs[i], DEV_SIZE, dev_uuid=self.uuids[i], fs_uuid=self.master.sb.fs_uuid,
                            system_uuid=self.master.sb.system_uuid)
         self.checker = LookupChecker(names={
-            node: {f"dax{k}.0": uuid_str(self.uuids[i]) for k, i in enumerate(order)} for node, order in NODES.items()})
+            node: {f"dax{k}.0": self.uuids[i] for k, i in enumerate(order)} for node, order in NODES.items()})
         self.daemons: dict[str, Daemon] = {}
         for node, order in NODES.items():
             devs = [DaxDevice.in_memory(self.bufs[i], f"dax{k}.0", node=node) for k, i in enumerate(order)]
@@ -112,7 +112,7 @@ class Session:
     # -- the check after every step ----------------------------------------------------------
 
     def check(self) -> None:
-        self.checker.expected = {d.index: uuid_str(d.uuid) for d in self.master.table}
+        self.checker.expected = {d.index: d.uuid for d in self.master.table}
         master_files = self.master.expected.files
         for node, d in self.daemons.items():
             for f in d.files():

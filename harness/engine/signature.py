@@ -14,6 +14,7 @@ exception type plus the famfs frames parsed out of the reported traceback text.
 """
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 import re
@@ -24,22 +25,39 @@ from typing import Any
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _FAMFS = os.path.join("harness", "famfs") + os.sep
 MAX_FRAMES = 5
-KINDS = ("exception", "invariant", "timeout", "harness-hang", "rss", "daemon-death", "wrong-data", "sanitizer",
-         "signal", "exit", "differential", "internal-error", "assert")
+
+
+class Kind(enum.StrEnum):
+    """What sort of crash a signature names: every kind something in the harness makes. The values
+    are in crash folders' JSON and in titles (so in keys): never rename one."""
+
+    EXCEPTION = "exception"              # an exception escaped famfs
+    INVARIANT = "invariant"              # an oracle finding (InvariantViolation), `what` its ID
+    INTERNAL_ERROR = "internal-error"    # an exception a famfs handler reported through the probe
+    DAEMON_DEATH = "daemon-death"        # the daemon process died under a case
+    TIMEOUT = "timeout"                  # a case ran past its time, inside famfs
+    HARNESS_HANG = "harness-hang"        # a case ran past its time, outside famfs
+    RSS = "rss"                          # the case process's memory went over the limit
+    GUEST_DEATH = "guest-death"          # the real-DAX guest died (panic, OOM) inside a case
+    SANITIZER = "sanitizer"              # an external program's ASan / UBSan / LSan report
+    ASSERT = "assert"                    # an external program's failed assert
+    SIGNAL = "signal"                    # an external program killed by a signal
+    EXIT = "exit"                        # an external program's exit status other than accept / refuse
+    DIFFERENTIAL = "differential"        # an external program's verdict differs from ours
 
 
 @dataclass(frozen=True, slots=True)
 class Signature:
     """Frozen crash identity; `.title` reads as a sentence, `.key` names its folder."""
 
-    kind: str
+    kind: Kind
     what: str
     frames: tuple[str, ...] = ()
     site: str = ""                      # an oracle finding: 'op@famfs path' the wrong value came from
 
     @classmethod
-    def of(cls, kind: str, what: str, frames: tuple[str, ...] | list[str] = (), site: str = "") -> "Signature":
-        return cls(kind, what, tuple(frames)[:MAX_FRAMES], site)
+    def of(cls, kind: Kind, what: str, frames: tuple[str, ...] | list[str] = (), site: str = "") -> "Signature":
+        return cls(Kind(kind), what, tuple(frames)[:MAX_FRAMES], site)
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> "Signature":
@@ -48,10 +66,11 @@ class Signature:
             return carried
         internal = getattr(exc, "error", None)
         if type(exc).__name__ == "InternalFinding" and internal is not None:
-            return cls.of("internal-error", internal.type, frames_of_text(internal.traceback), internal.where)
+            return cls.of(Kind.INTERNAL_ERROR, internal.type, frames_of_text(internal.traceback), internal.where)
         invariant = getattr(exc, "invariant", None)
         is_violation = type(exc).__name__ == "InvariantViolation" and invariant is not None
-        kind = "invariant" if is_violation else ("daemon-death" if type(exc).__name__ == "DaemonDied" else "exception")
+        kind = Kind.INVARIANT if is_violation else (Kind.DAEMON_DEATH if type(exc).__name__ == "DaemonDied"
+                                                    else Kind.EXCEPTION)
         what = str(getattr(invariant, "value", invariant)) if is_violation else type(exc).__name__
         site = str(getattr(exc, "where", "") or "") if is_violation else ""
         return cls.of(kind, what, famfs_frames(exc.__traceback__), site)
@@ -67,14 +86,14 @@ class Signature:
         return hashlib.sha256(self.title.encode()).hexdigest()[:12]
 
     def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": self.kind, "what": self.what, "frames": list(self.frames)}
+        d: dict[str, Any] = {"kind": self.kind.value, "what": self.what, "frames": list(self.frames)}
         if self.site:
             d["site"] = self.site
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Signature":
-        return cls.of(d["kind"], d["what"], d.get("frames", ()), d.get("site", ""))
+        return cls.of(Kind(d["kind"]), d["what"], d.get("frames", ()), d.get("site", ""))
 
 
 def famfs_frames(tb: Any) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Sequence, Union
 
 from harness.famfs.errors import ImageError
 from harness.famfs.fmap import segments
+from harness.famfs.ids import DaxIndex, Uuid
 from harness.famfs.index import Daxdev
 from harness.famfs.layout import (
     ALLOC_UNIT, ENTRY_SIZE, HEADER_SIZE, LOG_ENTRY, LOG_HEADER, LOG_LEN, LOG_OFFSET, MAX_DAXDEVS, SECONDARY_SB,
@@ -32,11 +33,11 @@ Buffer = Union[bytearray, memoryview]
 FM_ALL_HOSTS_RW = 2
 
 
-def new_uuid() -> bytes:
-    return _uuid.uuid4().bytes
+def new_uuid() -> Uuid:
+    return Uuid(_uuid.uuid4().bytes)
 
 
-def mkfs(device: Buffer, size: int, *, dev_uuid: bytes, fs_uuid: bytes, system_uuid: bytes,
+def mkfs(device: Buffer, size: int, *, dev_uuid: Uuid, fs_uuid: Uuid, system_uuid: Uuid,
          log_len: int = LOG_LEN, log_offset: int = LOG_OFFSET, alloc_unit: int = ALLOC_UNIT,
          daxdev_name: bytes = b"/dev/dax0.0", head_is_zero: bool = False) -> Superblock:
     """Format a primary daxdev as `__famfs_mkfs` does: superblock, zeroed log, fresh log header.
@@ -55,8 +56,8 @@ def mkfs(device: Buffer, size: int, *, dev_uuid: bytes, fs_uuid: bytes, system_u
     return sb
 
 
-def mkfs_secondary(device: Buffer, size: int, *, dev_uuid: bytes, fs_uuid: bytes,
-                   system_uuid: bytes, daxdev_name: bytes = b"") -> Superblock:
+def mkfs_secondary(device: Buffer, size: int, *, dev_uuid: Uuid, fs_uuid: Uuid,
+                   system_uuid: Uuid, daxdev_name: bytes = b"") -> Superblock:
     """Format a secondary daxdev: a superblock naming its own UUID, flag SECONDARY, no log."""
     sb = Superblock(log_offset=0, log_len=0, fs_uuid=fs_uuid, dev_uuid=dev_uuid,
                     system_uuid=system_uuid, flags=SECONDARY_SB, dd_size=size,
@@ -182,13 +183,13 @@ class Image:
         self.log = LogWriter(self.devices[0], sb)
         self.alloc = Allocator(sb.alloc_unit)
         self.alloc.add_device(sizes[0], sb.log_offset + sb.log_len)
-        self.table: list[Daxdev] = [Daxdev(0, sb.dev_uuid, sizes[0], None)]
+        self.table: list[Daxdev] = [Daxdev(DaxIndex(0), sb.dev_uuid, sizes[0], None)]
         self.expected = Namespace()
 
     @classmethod
     def mkfs(cls, devices: Sequence[Buffer], sizes: Sequence[int] | None = None, *,
-               uuids: Sequence[bytes] | None = None, fs_uuid: bytes | None = None,
-               system_uuid: bytes | None = None, log_len: int = LOG_LEN,
+               uuids: Sequence[Uuid] | None = None, fs_uuid: Uuid | None = None,
+               system_uuid: Uuid | None = None, log_len: int = LOG_LEN,
                alloc_unit: int = ALLOC_UNIT, add_secondaries: bool = True,
                head_is_zero: bool = False) -> "Image":
         """mkfs the primary (devices[0]) and every secondary; ADD_DAXDEV each secondary in order.
@@ -215,7 +216,7 @@ class Image:
 
     # -- the master's operations --------------------------------------------------------------
 
-    def attach(self, device: Buffer, size: int, dev_uuid: bytes) -> int:
+    def attach(self, device: Buffer, size: int, dev_uuid: Uuid) -> int:
         """Make `device` the next daxdev: ADD_DAXDEV (the log defines its index), then allocate on it."""
         if len(self.table) >= MAX_DAXDEVS:
             raise ImageError.no_space(f"daxdev table full ({MAX_DAXDEVS})")
@@ -224,14 +225,14 @@ class Image:
         self.sizes.append(size)
         return index
 
-    def add_daxdev(self, dev_uuid: bytes, size: int, index: int | None = None) -> int:
+    def add_daxdev(self, dev_uuid: Uuid, size: int, index: int | None = None) -> int:
         """Append ADD_DAXDEV. `index` defaults to the next dense one; any other value writes a bad
         entry on purpose (and defines nothing in `table`/`expected`)."""
         dense = len(self.table)
         index = dense if index is None else index
         self.log.append(EntryType.ADD_DAXDEV, AddDaxdev(size, dev_uuid, index))
         if index == dense:
-            self.table.append(Daxdev(index, dev_uuid, size, self.log.next_index - 1))
+            self.table.append(Daxdev(DaxIndex(index), dev_uuid, size, self.log.next_index - 1))
             self.alloc.add_device(size, SUPERBLOCK_SIZE)
         return index
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 from typing import Iterator, NamedTuple, Union
 
+from harness.famfs.ids import NIL_UUID, Uuid
+
 # -- constants (docs/famfs-format.md sections 1-3) -------------------------------------------------
 
 SUPER_MAGIC = 0x87B282FF
@@ -118,28 +120,29 @@ class StructDesc:
 
     # -- the CRC this struct carries: every reader and writer goes through these ----------------
 
-    def _crc(self) -> Crc:
+    def checked_crc(self) -> Crc:
+        """This struct's CRC descriptor (ValueError for a struct without one)."""
         if self.crc is None:
             raise ValueError(f"{self.name} carries no CRC")
         return self.crc
 
     def crc_over(self, buf: bytes | bytearray | memoryview, at: int = 0) -> int:
         """The CRC of the struct at `buf[at:]` as computed over its documented range."""
-        c = self._crc()
+        c = self.checked_crc()
         return crc32(buf[at + c.start:at + c.end])
 
     def stored_crc(self, buf: bytes | bytearray | memoryview, at: int = 0) -> int:
         """The CRC field of the struct at `buf[at:]` as stored."""
-        value: int = self._crc_codec.unpack_from(buf, at + self.offsets[self._crc().field])[0]
+        value: int = self._crc_codec.unpack_from(buf, at + self.offsets[self.checked_crc().field])[0]
         return value
 
     def seal(self, buf: bytearray | memoryview, at: int = 0) -> None:
         """Recompute the CRC of the struct at `buf[at:]` in place (what famfs stores)."""
-        self._crc_codec.pack_into(buf, at + self.offsets[self._crc().field], self.crc_over(buf, at))
+        self._crc_codec.pack_into(buf, at + self.offsets[self.checked_crc().field], self.crc_over(buf, at))
 
     @cached_property
     def _crc_codec(self) -> struct.Struct:
-        return struct.Struct("<" + self.code(self._crc().field))
+        return struct.Struct("<" + self.code(self.checked_crc().field))
 
 
 def _pad(n: int) -> tuple[str, str]:
@@ -201,6 +204,7 @@ assert FMAP_OFFSET == 104
 # in one, its payload read as one arm of the union.
 PAYLOAD_LEN = LOG_ENTRY.field_size("payload")                # 520: the payload union
 ENTRY_CRC_AT = LOG_ENTRY.offsets["crc"]                      # 536
+ENTRY_CRC = LOG_ENTRY.checked_crc()                          # for hot loops: the range as plain ints
 FMAP_WORDS = FILE_META.offsets["se0_devindex"]               # the fmap union's u64 words, from here
 FMAP_NWORDS = (PAYLOAD + PAYLOAD_LEN - FMAP_WORDS) // 8      # 50: to the end of the payload
 _EXTENT = FILE_META.part("se0_devindex", "se0_offset", "se0_len")
@@ -268,13 +272,13 @@ class Superblock:
     alloc_unit: int = ALLOC_UNIT
     omf_major: int = OMF_VER_MAJOR
     omf_minor: int = OMF_VER_MINOR
-    fs_uuid: bytes = bytes(16)
-    dev_uuid: bytes = bytes(16)
-    system_uuid: bytes = bytes(16)
+    fs_uuid: Uuid = NIL_UUID
+    dev_uuid: Uuid = NIL_UUID
+    system_uuid: Uuid = NIL_UUID
     crc: int = 0
     flags: int = 0
     dd_size: int = 0
-    dd_uuid: bytes = bytes(16)
+    dd_uuid: Uuid = NIL_UUID
     dd_daxdev: bytes = b""             # NUL-padded to 64 on media; stored without trailing NULs
 
     @classmethod
@@ -480,7 +484,7 @@ class AddDaxdev:
     """`famfs_log_add_daxdev`: defines daxdev `index` as `uuid` (16 raw bytes) of `size` bytes."""
 
     size: int
-    uuid: bytes
+    uuid: Uuid
     index: int
 
 

@@ -40,7 +40,7 @@ from typing import Union
 from harness.famfs.errors import EntryRejected, FamfsError, LogHeaderRejected, SuperblockRejected
 from harness.famfs.index import IndexTable
 from harness.famfs.layout import (
-    ADD_DAXDEV_BODY, ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_CRC_AT, ENTRY_HEAD, ENTRY_SIZE, FILE_HEAD,
+    ADD_DAXDEV_BODY, ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_CRC, ENTRY_CRC_AT, ENTRY_HEAD, ENTRY_SIZE, FILE_HEAD,
     FILE_ONE_EXTENT,
     FMAP_WORDS, HEADER_SIZE, LOG_ENTRY, LOG_HEADER, ZERO_SLOTS_AFTER_1,
     LOG_MAGIC, MAX_CHUNK_SIZE, MAX_DAXDEVS, MAX_INTERLEAVED_EXTENTS, MAX_PATHLEN, MAX_SIMPLE_EXTENTS, MAX_STRIPS,
@@ -52,8 +52,6 @@ from harness.famfs.namespace import META_DIR, Dir, File, Namespace
 from harness.famfs.probe import NULL_PROBE, Probe
 
 _U64 = LOG_ENTRY.part("crc")
-_ENTRY_CRC = LOG_ENTRY.crc
-assert _ENTRY_CRC is not None
 # Plain ints for the per-entry dispatch: comparing with an IntEnum member costs an enum lookup.
 _FILE, _MKDIR, _ADD_DAXDEV = int(EntryType.FILE), int(EntryType.MKDIR), int(EntryType.ADD_DAXDEV)
 _SIMPLE, _INTERLEAVE = int(ExtType.SIMPLE), int(ExtType.INTERLEAVE)
@@ -138,7 +136,7 @@ def replay(device: Union[bytes, bytearray, memoryview], *, device_size: int | No
     size0 = device_size if device_size is not None else sb.dd_size
     table = IndexTable(sb.dev_uuid, size0, table_slots)
     if probe.enabled:
-        probe.index_assigned(0, table[0].uuid_text, size0, None)
+        probe.index_assigned(table[0].index, table[0].uuid, size0, None)
     player = _Player(sb, table, probe)
     log = memoryview(device)[sb.log_offset: sb.log_offset + sb.log_len]
     collecting = gc.isenabled()
@@ -163,7 +161,7 @@ def replay(device: Union[bytes, bytearray, memoryview], *, device_size: int | No
 def _entries(next_index: int, log: memoryview, player: "_Player", check_crc: bool) -> int | None:
     """Read entries 0 .. next_index-1 into `player`; the entry where LOG-PREFIX stopped, or None."""
     head, u64 = ENTRY_HEAD.unpack_from, _U64.unpack_from
-    crc_start, crc_end, crc_at = _ENTRY_CRC.start, _ENTRY_CRC.end, ENTRY_CRC_AT
+    crc_start, crc_end, crc_at = ENTRY_CRC.start, ENTRY_CRC.end, ENTRY_CRC_AT
     file, mkdir, apply = player.file, player.mkdir, player.apply
     stopped_at = None
     for i in range(next_index):
@@ -240,7 +238,7 @@ class _Player:
         dev = self.table.add(i, AddDaxdev(*ADD_DAXDEV_BODY.unpack_from(log, at + PAYLOAD)))
         self.sizes.append(dev.size)
         if self.probe.enabled:
-            self.probe.index_assigned(dev.index, dev.uuid_text, dev.size, i)
+            self.probe.index_assigned(dev.index, dev.uuid, dev.size, i)
 
     def file(self, i: int, log: memoryview, at: int) -> None:
         """A FILE entry. Fast path: a plain path and one simple extent that passes every check

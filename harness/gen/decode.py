@@ -19,6 +19,7 @@ import uuid as _uuid
 from dataclasses import dataclass
 
 from harness.famfs import layout as L
+from harness.famfs.ids import Uuid
 from harness.gen.spec import AddDaxdev, Create, Device, Mkdir, Op, Spec
 
 MiB = 1 << 20
@@ -202,7 +203,7 @@ def spec(c: Choices, *, min_devices: int = 1, max_devices: int = 4, max_ops: int
     n, many = c.escapable(min_devices, max_devices, "ndev", 2 if max_devices >= 4 else 0, 1)
     if many is not None:
         n = max(min_devices, c.pick(MANY_DEVICES[many], "ndev.many"))
-    devs = tuple(Device(_uuid.UUID(int=(c.int(1, 255, "uuid") << 64) | (k + 1)).bytes,
+    devs = tuple(Device(Uuid(_uuid.UUID(int=(c.int(1, 255, "uuid") << 64) | (k + 1)).bytes),
                         primary_size if k == 0 else c.pick(dev_sizes, "devsize") if k < 4 else SMALL_DEV)
                  for k in range(n))
     pending = list(range(1, n))

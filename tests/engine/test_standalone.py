@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_in_process_target_is_exported_with_its_corpus_options_and_the_dictionary(tmp_path):
     written = export(tmp_path, ROOT / "corpora")
-    expected = {n for n in names() if not load(n).uses_fuse and not load(n).extra.get("needs")}
+    expected = {n for n in names() if not load(n).uses_fuse and not load(n).needs_command}
     assert {w.removesuffix("_fuzzer") for w in written} == expected == set(standalone_names())
     assert "mount_e2e" not in expected and "external" not in expected and "log_replay" in expected
     for w in written:
@@ -64,7 +64,7 @@ def test_a_planted_bug_ends_the_fuzzer_with_its_signature(tmp_path):
     for part in ("harness", "targets", "corpora"):
         shutil.copytree(ROOT / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
     replay = copy / "harness" / "famfs" / "replay.py"
-    old = "        if check_crc and crc32(log[at:at + 536]) != u64(log, at + 536)[0]:\n"
+    old = "        if check_crc and crc32(log[at + crc_start:at + crc_end]) != u64(log, at + crc_at)[0]:\n"
     text = replay.read_text()
     assert text.count(old) == 1
     replay.write_text(text.replace(old, "        if False:\n"))          # entry CRCs not checked

@@ -11,7 +11,7 @@ import pytest
 
 from harness.engine.probelog import load, replay_into
 from harness.famfs.image import pattern
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import uuid_str
 from harness.gen.spec import build
 from harness.oracle.lookups import LookupChecker
 from tests.common.fuse import MountProcess, needs_fuse

@@ -13,7 +13,7 @@ from harness.engine.realdax import RealdaxError, extract_vmlinux, module_closure
 from harness.engine.realdax_lanes import (
     STAGE1, _check_guest, _check_lookups, compare_namespace, expected_namespace,
 )
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import uuid_str
 from harness.oracle.lookups import LookupChecker
 
 U = [uuid.UUID(int=0xA0 + i).bytes for i in range(2)]
@@ -29,7 +29,7 @@ def _doc(node: str = "A", order: tuple[int, int] = (0, 1)) -> dict:
 
 
 def _checker() -> LookupChecker:
-    return LookupChecker(expected={0: uuid_str(U[0]), 1: uuid_str(U[1])})
+    return LookupChecker(expected={0: U[0], 1: U[1]})
 
 
 def test_a_clean_guest_result_passes() -> None:
@@ -66,7 +66,7 @@ def test_a_lookup_of_the_wrong_device_and_a_split_cluster_are_findings() -> None
     _check_lookups(checker, problems)
     assert problems and problems[0].startswith("IDX-LOOKUP")
 
-    checker = LookupChecker(expected={0: uuid_str(U[0])})     # index 1 unknown to the model
+    checker = LookupChecker(expected={0: U[0]})     # index 1 unknown to the model
     a, b = _doc("A", (0, 1)), _doc("B", (1, 0))
     b["lookups"][1]["name"] = "dax1.0"              # on B, dax1.0 is U[0]: index 1 -> U[0] there
     for node, doc, order in (("A", a, [0, 1]), ("B", b, [1, 0])):
