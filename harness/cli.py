@@ -149,7 +149,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if args.engine == "afl" or (args.cmd and args.target == "external"):
             from harness.engine.external import program_corpus, program_tag, seed_corpus
             if args.target != "external" or not args.cmd:
-                raise HarnessError("--engine afl runs the external target: famfs-fuzz fuzz external --engine afl --cmd ...")
+                raise HarnessError("--engine afl runs the external target: "
+                                   "famfs-fuzz fuzz external --engine afl --cmd ...")
             corpus = args.corpus or program_corpus(args.cmd)      # both lanes: keyed by the program
             here = Path("corpora")                                 # the seeds, wherever the command runs
             corpora = here if (here / "external").is_dir() else Path(__file__).resolve().parents[1] / "corpora"
@@ -298,8 +299,9 @@ def cmd_nightly(args: argparse.Namespace) -> int:
             f"{summary['lookups_unjustified']:,}, internal errors {summary['internal_errors']:,}"]
            if any(summary[k] for k in ("lookups_ok", "lookups_justified", "lookups_unjustified", "internal_errors"))
            else [])
-        + [f"  coverage never grew past the corpus ({'known: ' + f['reason'] if f.get('known') else 'a harness problem'}): "
-           f"{f['target']}" for f in summary["coverage_flat"]]
+        + [f"  coverage never grew past the corpus "
+           f"({'known: ' + f['reason'] if f.get('known') else 'a harness problem'}): {f['target']}"
+           for f in summary["coverage_flat"]]
         + [f"  {p}" for p in paths]))
     return EXIT_FINDINGS if summary["new_findings"] or any(c["status"] != "fixed" for c in summary["crashers"]) \
         else EXIT_CLEAN
@@ -348,7 +350,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lines += [f"{n:18} {r['execs_per_s']:>9,.0f} exec/s {r['execs_per_cpu_s']:>9,.0f} per CPU s "
                   f"{r['lookups_checked']:>9,} lookups" for n, r in doc["targets"].items()]
         a = doc["atheris"]["log_replay"]
-        lines.append(f"{'log_replay, Atheris':18} {a['execs_per_s']:>9,.0f} exec/s {a['execs_per_cpu_s']:>9,.0f} per CPU s")
+        lines.append(f"{'log_replay, Atheris':18} {a['execs_per_s']:>9,.0f} exec/s "
+                     f"{a['execs_per_cpu_s']:>9,.0f} per CPU s")
         doc["goals"] = bench.judge(doc)
         lines += bench.goal_lines(doc["goals"])
     if not args.no_fuse:

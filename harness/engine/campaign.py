@@ -457,11 +457,13 @@ class Campaign:
 
     def inited(self) -> bool:
         """Has every job run its corpus (or ended)?"""
-        return all(t.update().inited or p.poll() is not None for t, (p, _, _) in zip(self.tails, self.procs))
+        return all(t.update().inited or p.poll() is not None
+                   for t, (p, _, _) in zip(self.tails, self.procs, strict=True))
 
     def running(self) -> bool:
         """Has every job started fuzzing (interpreter, imports and instrumentation done) or ended?"""
-        return all(t.update().started or p.poll() is not None for t, (p, _, _) in zip(self.tails, self.procs))
+        return all(t.update().started or p.poll() is not None
+                   for t, (p, _, _) in zip(self.tails, self.procs, strict=True))
 
     def features(self) -> int | None:
         """libFuzzer features past the corpus so far, summed over the jobs (None before INITED)."""
@@ -602,7 +604,7 @@ class Campaign:
         for st in final:
             self.stream(st.get("new_signatures") or {})
         result.series = self.series
-        for (p, _, log), st, tail in zip(self.procs, final, self.tails):
+        for (p, _, log), st, tail in zip(self.procs, final, self.tails, strict=True):
             info = tail.update()
             if info.execs > st.get("execs", 0):        # the job ended before its last counters landed
                 st = {**st, "execs": info.execs}

@@ -85,7 +85,7 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
     primary = devices[present.index(view.primary)]
     host = Resolver(view.name, devices)                     # the node scanned its devices at boot...
     faulty = fault(devices) if fault else None              # ...then one of them misbehaves
-    by_name = {d.name: bufs[i] for d, i in zip(devices, present)}
+    by_name = {d.name: bufs[i] for d, i in zip(devices, present, strict=True)}
     exp = Expectation.of(expected, view.name, by_name, primary=primary.name, abi=abi,
                          faulty={devices[faulty].name} if faulty is not None else ())
     checker = exp.checker(site=abi + (" translated" if translate_ids else ""))
@@ -213,7 +213,8 @@ def wire_case(abi_byte: int, reply: bytes) -> Counts:
     if must_refuse:
         raise InvariantViolation(Invariant.FMAP_SHAPE, f"{gen.name} kernel accepted a reply it must refuse: "
                                                        f"{', '.join(must_refuse)}", op="fmap", site=f"wire/{gen.name}")
-    bad = gen.registration == wire.Registration.PUSH_FD and any(k not in slot_of for k in wire_rules.file_indices(reply))
+    bad = gen.registration == wire.Registration.PUSH_FD and any(k not in slot_of
+                                                                for k in wire_rules.file_indices(reply))
     size = kf.file_size
     form = "simple" if kf.message.ext_type == wire.EXT_SIMPLE else "interleave"
     for off in sorted({0, 1, size // 2, max(size - 1, 0), 4096, 2 << 20, 5 << 20}):
@@ -368,13 +369,15 @@ def log_tail_case(data: bytes, *, counter_first: bool = False, check_crc: bool =
                 try:
                     r = replay(seen, device_size=len(dev), check_crc=check_crc)
                 except FamfsError as e:
-                    raise InvariantViolation(Invariant.LOG_HEADER, f"append {k}: mid-append state unusable: {e}") from None
+                    raise InvariantViolation(Invariant.LOG_HEADER,
+                                             f"append {k}: mid-append state unusable: {e}") from None
                 applied = [e for e in range(r.entries_read) if not any(x.entry == e for x in r.rejections)]
                 if r.stopped_at is not None:
                     raise InvariantViolation(Invariant.LOG_PREFIX, f"append {k}: the reader saw next_index cover an "
                                                                    f"incomplete entry {r.stopped_at}")
                 names = sorted([*r.namespace.dirs, *r.namespace.files])
-                allowed = [committed, sorted(committed + [op[1].relpath.decode()])] if op[0] != EntryType.ADD_DAXDEV else [committed]
+                allowed = ([committed, sorted(committed + [op[1].relpath.decode()])]
+                           if op[0] != EntryType.ADD_DAXDEV else [committed])
                 if names not in allowed or len(applied) > k + 1:
                     raise InvariantViolation(Invariant.LOG_PREFIX, f"append {k}: reader applied {names}, "
                                                                    f"committed {committed}")

@@ -102,7 +102,8 @@ class CrashStore:
             doc = json.loads((folder / "crash.json").read_text())
             target = doc["target"]
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise HarnessError(f"{folder}: not a crash folder (crash.json unreadable or names no target: {e})") from None
+            raise HarnessError(f"{folder}: not a crash folder "
+                               f"(crash.json unreadable or names no target: {e})") from None
         if not isinstance(target, str) or not target:
             raise HarnessError(f"{folder}: crash.json names no target")
         store = cls(folder.parent.parent)
@@ -186,7 +187,10 @@ class CrashStore:
 
     def list(self, target: str | None = None) -> list[CrashRecord]:
         out = []
-        targets = [target] if target else sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+        if target:
+            targets = [target]
+        else:
+            targets = sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
         for t in targets:
             d = self._dir(t)
             if d.is_dir():

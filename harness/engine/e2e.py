@@ -6,9 +6,10 @@ into the shared memory (the superblock regions, the log, and every extent the mo
 uses), sends SIGUSR1 and waits for the daemon's "reload:" line, then checks through the mount:
 the root listing and every file's bytes against the model (each extent / strip chunk read on
 its own with pread, judged by the oracle's `check_files`, as the in-process cases are), every
-lookup and internal error the daemon's probe log recorded since the last case. The mount is reused, so a case costs a memory copy and a few
-syscalls, not a mount. If the child dies, that is a finding (`DaemonDied`), and the next case
-starts a new one; a stale mount point left behind is cleaned by the new child.
+lookup and internal error the daemon's probe log recorded since the last case. The mount is
+reused, so a case costs a memory copy and a few syscalls, not a mount. If the child dies, that is
+a finding (`DaemonDied`), and the next case starts a new one; a stale mount point left behind is
+cleaned by the new child.
 """
 from __future__ import annotations
 
@@ -208,14 +209,15 @@ class E2EMount:
             after = self._walk()
             if after != before:
                 raise InvariantViolation(Invariant.NS_CONFLICT, f"after a daemon kill (point {point}) the "
-                                                                f"mount serves {sorted(after)[:4]}..., before {sorted(before)[:4]}...")
+                                                                f"mount serves {sorted(after)[:4]}..., "
+                                                                f"before {sorted(before)[:4]}...")
             return self._check(built, expected)
         finally:
             self.pool.give_back()
 
     def _walk(self) -> set[tuple[str, int]]:
         out = set()
-        for root, dirs, files in os.walk(self.mnt):
+        for root, _dirs, files in os.walk(self.mnt):
             for name in files:
                 path = os.path.join(root, name)
                 out.add((os.path.relpath(path, self.mnt), os.stat(path).st_size))
@@ -258,7 +260,8 @@ class E2EMount:
                                      site="mount") from None
         want_top = {p for p, _ in expected.namespace if "/" not in p} | {".meta"}
         if listing != want_top:
-            raise InvariantViolation(Invariant.NS_CONFLICT, f"root lists {sorted(listing)}, the log has {sorted(want_top)}",
+            raise InvariantViolation(Invariant.NS_CONFLICT,
+                                     f"root lists {sorted(listing)}, the log has {sorted(want_top)}",
                                      op="readdir", site="mount")
         fds: dict[str, int] = {}
 

@@ -79,7 +79,8 @@ def parse_sanitizer(text: str) -> SanitizerReport | None:
         u = _UBSAN.search(text)
         if not u:
             return None
-        tool, bug = "UndefinedBehaviorSanitizer", re.sub(r"[^a-z]+", "-", u.group(1).split(" '")[0].lower()).strip("-")[:40]
+        tool = "UndefinedBehaviorSanitizer"
+        bug = re.sub(r"[^a-z]+", "-", u.group(1).split(" '")[0].lower()).strip("-")[:40]
         rest = text[u.end():]
     access = _ACCESS.search(rest)
     first_stack = rest.split("\n\n", 1)[0] if _FRAME.search(rest.split("\n\n", 1)[0]) else rest[:4000]
@@ -112,8 +113,9 @@ class AssertReport:
     frames: tuple[str, ...]
 
     def signature(self) -> Signature:
+        here = f"{self.file}:{self.function}"
         return Signature.of(Kind.ASSERT, f"Assertion `{self.expression}' failed",
-                            (f"{self.file}:{self.function}",) + tuple(f for f in self.frames if f != f"{self.file}:{self.function}"))
+                            (here,) + tuple(f for f in self.frames if f != here))
 
 
 def parse_assert(text: str) -> AssertReport | None:
@@ -410,7 +412,8 @@ def differential(outcome: ExternalOutcome, image: bytes, size: int, tag: str = "
     ours, files, why = _ours(image, size)
     if ours != outcome.accepted:
         what = "ours-accept theirs-reject" if ours else f"ours-reject({why or '?'}) theirs-accept"
-        return ExternalFinding(Signature.of(Kind.DIFFERENTIAL, what, (), tag), f"verdicts differ; ours: {why or 'accept'}")
+        return ExternalFinding(Signature.of(Kind.DIFFERENTIAL, what, (), tag),
+                               f"verdicts differ; ours: {why or 'accept'}")
     if outcome.files and sorted(outcome.files) != files:
         return ExternalFinding(Signature.of(Kind.DIFFERENTIAL, "file-sets", (), tag),
                                f"{sorted(outcome.files)} != {files}")
@@ -438,7 +441,8 @@ def case_images(data: bytes, ndev: int = 1) -> tuple[list[bytes], int] | None:
     try:
         if c.int(0, 3):
             corrupt(built.primary, random.Random(decode.corruption_seed(c)), None)
-        images = [bytes(built.primary[:decode.head_end(built.primary)])] + [bytes(d[:4096]) for d in built.devices[1:ndev]]
+        images = ([bytes(built.primary[:decode.head_end(built.primary)])]
+                  + [bytes(d[:4096]) for d in built.devices[1:ndev]])
         return images, len(built.primary)
     finally:
         _POOL.give_back()

@@ -75,7 +75,8 @@ def mkfs_files(args: Sequence[str], size: int, *, log_len: int = LOG_LEN, alloc_
         image = Image.mkfs(maps, [len(m) for m in maps], uuids=uuids, log_len=log_len, alloc_unit=alloc_unit)
         return MkfsResult([{"path": d.path, "uuid": uuid_str(u), "index": i,
                             "role": "primary" if i == 0 else "secondary", "size": len(m)}
-                           for i, (d, u, m) in enumerate(zip(devs, uuids, maps))], uuid_str(image.sb.fs_uuid))
+                           for i, (d, u, m) in enumerate(zip(devs, uuids, maps, strict=True))],
+                          uuid_str(image.sb.fs_uuid))
 
 
 def _has_superblock(path: str) -> bool:
@@ -105,7 +106,7 @@ def replay_files(args: Sequence[str], *, with_fsck: bool = False, check_crc: boo
         maps = [dev.view(0, dev.size) for dev in opened]
         result = replay(maps[0], device_size=len(maps[0]), check_crc=check_crc)
         described, sizes = [], [None] * len(result.table)  # type: list[dict[str, object]], list[int | None]
-        for d, m in zip(devs, maps):
+        for d, m in zip(devs, maps, strict=True):
             described.append(_describe(d, m, result, sizes))
         report = fsck(result, sizes) if with_fsck else None
         return ReplayResult(result, described, report, sizes)

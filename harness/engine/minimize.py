@@ -54,7 +54,8 @@ def _ddmin(items: list[T], still_fails: Callable[[list[T]], bool], budget: _Budg
     return items
 
 
-def minimize(items: Sequence[T], still_fails: Callable[[list[T]], bool], *, max_steps: int = 2000) -> MinimizeResult[list[T]]:
+def minimize(items: Sequence[T], still_fails: Callable[[list[T]], bool], *,
+             max_steps: int = 2000) -> MinimizeResult[list[T]]:
     budget = _Budget(max_steps)
     out = _ddmin(list(items), still_fails, budget)
     return MinimizeResult(out, budget.steps, len(items), len(out))
@@ -68,7 +69,9 @@ def minimize_bytes(data: bytes, still_fails: Callable[[bytes], bool], *, chunk: 
     chunks = _ddmin(chunks, lambda c: still_fails(b"".join(c)), budget)
     cur = b"".join(chunks)
     if size > 1:
-        cur = bytes(b"".join(_ddmin([cur[i:i + 1] for i in range(len(cur))], lambda c: still_fails(b"".join(c)), budget)))
+        def joined_fails(c: list[bytes]) -> bool:
+            return still_fails(b"".join(c))
+        cur = bytes(b"".join(_ddmin([cur[i:i + 1] for i in range(len(cur))], joined_fails, budget)))
     buf = bytearray(cur)
     for i in range(len(buf)):
         if buf[i] and budget.left > 0:

@@ -2,8 +2,9 @@
 
 `famfs-fuzz mount --probe-log FILE` attaches it; the harness reads the file back (`load`) and
 feeds the lookups and internal errors (with the daemon's traceback text) to the oracle's
-`LookupChecker` (`replay_into`), which keeps the daemon's process free of any checking code. Lines are flushed as they are written, so a killed daemon loses at most the line
-it was writing (`load` skips a torn last line).
+`LookupChecker` (`replay_into`), which keeps the daemon's process free of any checking code.
+Lines are flushed as they are written, so a killed daemon loses at most the line it was writing
+(`load` skips a torn last line).
 """
 from __future__ import annotations
 

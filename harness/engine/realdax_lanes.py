@@ -289,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the result as one JSON document")
     ap.add_argument("--keep", action="store_true", help="keep the run folder (backing files, consoles)")
     args = ap.parse_args(argv)
-    say = (lambda s: print(s, file=sys.stderr, flush=True))
+    def say(s: str) -> None:
+        print(s, file=sys.stderr, flush=True)
     try:
         kit = setup(say)
         if args.verb == "setup":

@@ -76,7 +76,8 @@ class Stats:
                 "execs_per_s": round(self.execs / s, 1), "lookups_checked": self.lookups,
                 "lookups_ok": self.lookups_ok, "lookups_justified": self.lookups_justified,
                 "lookups_unjustified": self.lookups_unjustified, "internal_errors": self.internal_errors,
-                "internal_signatures": self.internal_signatures, "findings": self.findings, "signatures": self.signatures, "new_signatures": self.new}
+                "internal_signatures": self.internal_signatures, "findings": self.findings,
+                "signatures": self.signatures, "new_signatures": self.new}
 
 
 def _total(counts: Any) -> int:

@@ -122,7 +122,8 @@ class Session:
             table = d.state.table if d.state else []
             for dev in table:
                 if dev.index >= len(self.master.table) or dev.uuid != self.master.table[dev.index].uuid:
-                    raise InvariantViolation(Invariant.IDX_CLUSTER, f"node {node}: index {dev.index} is not the master's")
+                    raise InvariantViolation(Invariant.IDX_CLUSTER,
+                                             f"node {node}: index {dev.index} is not the master's")
         self.lookups += self.checker.check()
 
 

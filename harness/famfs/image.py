@@ -200,11 +200,11 @@ class Image:
         system_uuid = system_uuid or new_uuid()
         sb = mkfs(devices[0], sizes[0], dev_uuid=uuids[0], fs_uuid=fs_uuid, system_uuid=system_uuid,
                   log_len=log_len, alloc_unit=alloc_unit, head_is_zero=head_is_zero)
-        for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:]):
+        for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:], strict=True):
             mkfs_secondary(dev, size, dev_uuid=u, fs_uuid=fs_uuid, system_uuid=system_uuid)
         image = cls(devices[:1], sizes[:1], sb)
         if add_secondaries:
-            for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:]):
+            for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:], strict=True):
                 image.attach(dev, size, u)
         return image
 
@@ -250,7 +250,8 @@ class Image:
             fmap: Union[SimpleFmap, InterleavedFmap] = SimpleFmap.of([self.alloc.alloc(size, devindex)])
         else:
             chunk, n = interleave.chunk_size, interleave.nstrips
-            per_strip = max(1, -(-(-(-size // chunk)) // n)) * chunk
+            chunks = -(-size // chunk)                         # ceil(size / chunk), then per strip
+            per_strip = max(1, -(-chunks // n)) * chunk
             devs = interleave.devindices
             fmap = InterleavedFmap.of(chunk, [self.alloc.alloc(per_strip, devs[k % len(devs)]) for k in range(n)])
         i = self.log.append(EntryType.FILE,

@@ -734,10 +734,10 @@ def fmap_reply(data: bytes, max_size: int, seed: int) -> bytes:
     """Custom mutator of `fmap_wire` inputs (byte 0 picks the ABI generation, the rest is one
     GET_FMAP reply): decode the reply with `famfs.wire`, then set a count to a boundary (0, 1, 15,
     16, 17, 31, 32, 33 extents or strips, by repeating them end to end), a devindex to a table
-    boundary (the defined 0-2, 3, the power-of-two edges 15-17 and 31-32, 23, 24, 63, 64, 2^32-1), an offset, length or chunk just off the
-    alignment, the file size around what the extents cover, switch simple <-> interleaved or
-    the ABI byte, or make the header's count disagree with the body; re-encode. Byte mutation
-    when the reply does not decode (and one time in ten)."""
+    boundary (the defined 0-2, 3, the power-of-two edges 15-17 and 31-32, 23, 24, 63, 64, 2^32-1),
+    an offset, length or chunk just off the alignment, the file size around what the extents
+    cover, switch simple <-> interleaved or the ABI byte, or make the header's count disagree with
+    the body; re-encode. Byte mutation when the reply does not decode (and one time in ten)."""
     rng = random.Random(seed)
     try:
         from harness.famfs import wire

@@ -63,7 +63,8 @@ def check_replay(expected: Verdict, got: Any) -> None:
                                  site="accepted" if entry in mine else "rejected")
     if seen.stopped_at != expected.stopped_at:
         raise InvariantViolation(Invariant.LOG_PREFIX, f"replay stopped at {seen.stopped_at}, "
-                                                       f"the model at {expected.stopped_at}", op="replay", site="prefix")
+                                                       f"the model at {expected.stopped_at}",
+                                 op="replay", site="prefix")
     if seen.table != expected.table:
         raise InvariantViolation(Invariant.IDX_DENSE, f"index table {_uuids(seen.table)} != model's "
                                                       f"{_uuids(expected.table)}", op="replay", site="table")
@@ -211,7 +212,8 @@ def check_files(files: Sequence[tuple[str, tuple]], exp: Expectation, read: Read
             own = exp.why.get(dev)
             if own in (Why.MISSING, Why.AMBIGUOUS):
                 raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: [{at:#x}, +{ln:#x}) read though index "
-                                                               f"{dev} is {own} on node {exp.node}", op="read", site=site)
+                                                               f"{dev} is {own} on node {exp.node}",
+                                         op="read", site=site)
             if whole is not None:
                 raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: [{at:#x}, +{ln:#x}) read though the file "
                                                                f"references an index that is {whole} here (its "

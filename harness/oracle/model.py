@@ -152,7 +152,7 @@ def verdict(dev: bytes | bytearray | memoryview, size: int | None = None, *, che
         if bad:
             out.append((i, bad))
     ns = tuple(sorted(st.desc.items()))
-    return Verdict(None, tuple(out), stopped, tuple(zip(st.uuids, st.sizes)), ns)
+    return Verdict(None, tuple(out), stopped, tuple(zip(st.uuids, st.sizes, strict=True)), ns)
 
 
 def _entry(st: _State, i: int, e: L.LogEntry, au: int, reserved0: int) -> I | None:

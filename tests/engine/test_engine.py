@@ -46,7 +46,8 @@ def test_signature_of_an_invariant_violation():
 def test_store_save_repeat_ring_fetch_move(tmp_path):
     store = CrashStore(tmp_path / "crashers")
     sig = Signature.of("invariant", "IDX-DENSE", ["harness/famfs/index.py:add"])
-    path, new = store.save("t", sig, b"first", traceback="tb", seed=3, mode="transplant", repro_cmd="famfs-fuzz repro x")
+    path, new = store.save("t", sig, b"first", traceback="tb", seed=3, mode="transplant",
+                           repro_cmd="famfs-fuzz repro x")
     assert new and (path / "title").read_text().strip() == sig.title
     for k in range(12):
         assert store.save("t", sig, b"more%d" % k)[1] is False

@@ -3,6 +3,7 @@ targets that still grow, some to every target, round robin when nothing grows; t
 with fake campaigns: every slot busy, the budget kept, findings streamed."""
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 
@@ -70,7 +71,7 @@ def test_nothing_grows_round_robin():
 
 def test_a_new_signature_counts_like_growth():
     s = Schedule(["x", "y"], sweep_s=3, quantum_s=10)
-    for t in ("x", "y"):
+    for _ in ("x", "y"):
         s.next(100)
     s.record("x", Gain(seconds=5, features=0, signatures=1))
     s.record("y", Gain(seconds=5, features=0))
@@ -79,7 +80,7 @@ def test_a_new_signature_counts_like_growth():
 
 def test_corpus_growth_stands_in_where_libfuzzer_reports_no_features():
     s = Schedule(["x", "y"], sweep_s=3, quantum_s=10)
-    for t in ("x", "y"):
+    for _ in ("x", "y"):
         s.next(100)
     s.record("x", Gain(seconds=5, features=None, corpus=0))
     s.record("y", Gain(seconds=5, features=None, corpus=7))
@@ -152,7 +153,7 @@ def test_the_slot_runner_keeps_every_slot_busy_and_the_budget(tmp_path):
     assert {r.slot for r in recs} == {0, 1}
     assert [r.phase for r in recs[:4]] == ["sweep"] * 4 and {r.target for r in recs[:4]} == set(TARGETS)
     spans = sorted((a, b) for _, a, b in FakeCampaign.log)
-    assert any(a2 < b1 for (a1, b1), (a2, b2) in zip(spans, spans[1:]))    # two campaigns at once
+    assert any(a2 < b1 for (a1, b1), (a2, b2) in itertools.pairwise(spans))    # two campaigns at once
     assert set(made) == set(TARGETS) and all(c.finished for c in made.values())   # one campaign a target
     for t in TARGETS:                                   # the shares sum to the campaign's end result
         assert sum(r.result.execs for r in recs if r.target == t) == done.results[t].execs == 100 * made[t].starts + 7
@@ -199,7 +200,7 @@ def test_a_short_fuzz_default_uses_both_cores_and_sweeps_every_target(tmp_path):
     assert [s["phase"] for s in sched[:3]] == ["sweep"] * 3 and {s["target"] for s in sched[:3]} == set(names)
     assert {s["slot"] for s in sched} == {0, 1}
     spans = sorted((s["start"], s["start"] + s["seconds"]) for s in sched)
-    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))            # two campaigns at once
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))            # two campaigns at once
     assert all(t["execs"] > 0 and t["shares"] >= 1 for t in doc["targets"])
     assert took < 20 + 12 and "fuzzing for" in p.stdout
     for t in doc["targets"]:                                              # flat coverage: flagged, and said

@@ -122,7 +122,7 @@ def test_two_nodes_same_memory_other_names(tmp_path, image_files):
         b.logplay()
         assert (b.mountpoint / "late").read_bytes() == pattern("late", f.size)
         built.image.rebind([bytearray()] * 3)
-        for mm, fd in zip(maps, fds):
+        for mm, fd in zip(maps, fds, strict=True):
             mm.close()
             os.close(fd)
     finally:

@@ -27,7 +27,8 @@ def entries():
 def test_golden_superblock_is_what_the_readme_lists():
     head = golden_head()
     sb = L.Superblock.decode(head)
-    assert (sb.magic, sb.version, sb.log_offset, sb.log_len, sb.alloc_unit) == (0x87B282FF, 48, 0x200000, 0x800000, 0x200000)
+    assert (sb.magic, sb.version, sb.log_offset, sb.log_len, sb.alloc_unit) == \
+        (0x87B282FF, 48, 0x200000, 0x800000, 0x200000)
     assert (sb.omf_major, sb.omf_minor) == (2, 2)
     assert U(sb.fs_uuid) == "1a32d4eb-9d24-4b84-8ce7-7bd14104a64d"
     assert U(sb.dev_uuid) == "66556e96-c3f3-4350-b874-ed606569d368"

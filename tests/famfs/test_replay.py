@@ -136,7 +136,7 @@ def test_entry_type(etype):
 
 
 @pytest.mark.parametrize("fmap, size", [
-    (L.SimpleFmap(200, (E(0, 14 * MiB, 2 * MiB),) * 16), 1),               # nextents 200 (docs/famfs-format.md section 6, item 3)
+    (L.SimpleFmap(200, (E(0, 14 * MiB, 2 * MiB),) * 16), 1),       # nextents 200 (docs/famfs-format.md 6, item 3)
     (L.SimpleFmap(0, (E(0, 0, 0),) * 16), 0),                                # no extent
     (L.InterleavedFmap(2, 2, 2 * MiB, (E(0, 10 * MiB, 2 * MiB),) * 16), 1),  # niext 2
     (L.InterleavedFmap(1, 17, 2 * MiB, (E(0, 10 * MiB, 2 * MiB),) * 16), 1), # nstrips 17
@@ -239,7 +239,8 @@ def test_idx_defined_before_use_interleaved_strip_and_huge_index():
     i = raw_file(img, b"s", 1, L.InterleavedFmap.of(2 * MiB, [E(0, 10 * MiB, 2 * MiB), E(9, 4 * MiB, 2 * MiB)]))
     j = raw_file(img, b"h", 1, L.SimpleFmap.of([E(1 << 60, 4 * MiB, 2 * MiB)]))
     r = replay(devs[0])
-    assert [(e.invariant, e.entry) for e in r.rejections] == [("IDX-DEFINED-BEFORE-USE", i), ("IDX-DEFINED-BEFORE-USE", j)]
+    assert [(e.invariant, e.entry) for e in r.rejections] == \
+        [("IDX-DEFINED-BEFORE-USE", i), ("IDX-DEFINED-BEFORE-USE", j)]
 
 
 def test_checks_off_skips_entry_crcs_only():
@@ -315,7 +316,8 @@ def test_fast_paths_decide_as_the_checked_path(monkeypatch):
     simple = common + [(L.FILE_META, n, w) for n, w in [("nextents", 4), ("se0_devindex", 8), ("se0_offset", 8),
                                                           ("se0_len", 8), ("se1_len", 8)]]
     striped = common + [(L.INTERLEAVE_META, n, w) for n, w in [("niext", 4), ("nstrips", 8), ("chunk_size", 8),
-                                                                 ("st0_len", 8), ("st1_offset", 8), ("st1_devindex", 8)]]
+                                                                 ("st0_len", 8), ("st1_offset", 8),
+                                                                 ("st1_devindex", 8)]]
     values = [0, 1, 2, 3, 4096, 1 << 21, 3 << 21, 15 << 20, 1 << 63]
     cases = 0
     for dev in devices:

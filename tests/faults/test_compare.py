@@ -35,7 +35,8 @@ def striped_over_a_missing_device() -> Spec:
     """dev1 is missing on the node: 'short' is striped over indices 0 and 1 but all its bytes lie
     in the first chunk (on index 0); 'late' lives on index 2, present."""
     devices = tuple(Device(bytes([0x10 + i]) * 16, 64 * MiB) for i in range(3))
-    return Spec(devices, (AddDaxdev(1), AddDaxdev(2), Create("short", 4096, strips=(0, 1)), Create("late", 1, devindex=2)))
+    return Spec(devices, (AddDaxdev(1), AddDaxdev(2), Create("short", 4096, strips=(0, 1)),
+                          Create("late", 1, devindex=2)))
 
 
 @pytest.mark.parametrize("abi", ["pull-name", "pull-devt", "push-fd"])

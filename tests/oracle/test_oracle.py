@@ -167,7 +167,7 @@ def test_strip_need_closed_form_matches_the_chunk_walk(size, chunk, n, short, on
         lens[k] -= 4096
     fm = L.InterleavedFmap.of(chunk, [L.SimpleExtent(0, (2 + 64 * j) << 20, ln) for j, ln in enumerate(lens)])
     accepted = _fmap_extents(fm, size, 4096) is not None
-    assert accepted == all(ln >= x for ln, x in zip(lens, need))
+    assert accepted == all(ln >= x for ln, x in zip(lens, need, strict=True))
 
 
 def test_a_huge_interleaved_file_is_judged_without_walking_its_chunks():
