@@ -128,8 +128,9 @@ def _harness_error(args: argparse.Namespace, e: Exception) -> int:
 def cmd_targets(args: argparse.Namespace) -> int:
     from harness.engine.registry import all_targets
     ts = all_targets()
-    doc = {"targets": [{"name": t.name, "doc": (sys.modules[t.one_input.__module__].__doc__ or "").split("\n")[0],
-                        "timeout_s": t.timeout_s, "max_len": t.max_len} for t in ts]}
+    doc: dict[str, list[dict[str, Any]]] = {"targets": [
+        {"name": t.name, "doc": (sys.modules[t.one_input.__module__].__doc__ or "").split("\n")[0],
+         "timeout_s": t.timeout_s, "max_len": t.max_len} for t in ts]}
     _emit(args, doc, lambda: "\n".join(f"{d['name']:18} {d['doc'].split(': ', 1)[-1]}" for d in doc["targets"]))
     return EXIT_CLEAN
 

@@ -43,6 +43,11 @@ COUNTERS = ("lookups_ok", "lookups_justified", "lookups_unjustified", "internal_
 OnFinding = Callable[[str, str, str, Path], None]          # (target, key, title, crash folder)
 
 
+def _least(a: int | None, b: int | None) -> int | None:
+    """The smaller of two counters, either of which may be unknown (None)."""
+    return b if a is None else a if b is None else min(a, b)
+
+
 def default_jobs() -> int:
     """Every core this process may run on."""
     try:
@@ -612,8 +617,8 @@ class Campaign:
             result.logs.append(str(log))
             result.corpus_execs += info.inited
             if info.ft_start is not None:
-                result.cov_start = info.cov_start if result.cov_start is None else min(result.cov_start, info.cov_start)
-                result.ft_start = info.ft_start if result.ft_start is None else min(result.ft_start, info.ft_start)
+                result.cov_start = _least(result.cov_start, info.cov_start)
+                result.ft_start = _least(result.ft_start, info.ft_start)
                 result.cov_end = max(result.cov_end or 0, info.cov_end or 0)
                 result.ft_end = max(result.ft_end or 0, info.ft_end or 0)
             crash = tail.python_crash()

@@ -126,7 +126,7 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
             stats["id_map"] = stats.get("id_map", 0) + len(daemon.kernel_ids)
 
 
-def exp_translated(ids: dict[int, int], why: dict[int, Why]) -> dict[int, Why]:
+def exp_translated(ids: dict[int, int], why: Mapping[int, Why]) -> dict[int, Why]:
     """The causes of failure keyed by kernel id (backing-id, translated): an index with no id
     (its device is missing here) goes out as id 0, which the kernel never hands out."""
     out = {ids[i]: w for i, w in why.items() if i in ids}
@@ -242,7 +242,7 @@ def _wire_read(kernel: KernelMount, gen: str, reply: bytes, off: int, slot_of: d
             if run[1] + run[2] > len(buf):                 # past the device's end
                 allowed = frozenset({errno.ERANGE, errno.EIO})
                 break
-            want.append(buf[run[1]:run[1] + run[2]])
+            want.append(bytes(buf[run[1]:run[1] + run[2]]))
     try:
         got = kernel.read(5, off, 4096)
     except FamfsError as e:
@@ -277,14 +277,14 @@ class _NoUuidHost:
         return next((d for d in self.devices if d.devno == devno), None)
 
 
-class _Translated(dict):  # type: ignore[type-arg]
+class _Translated(dict):
     """index -> UUID seen through a daemon's log-index -> kernel-id map (backing-id, translated)."""
 
     def __init__(self, ids: dict[int, int], by_index: Mapping[int, Uuid]):
         super().__init__()
         self.ids, self.by_index = ids, by_index
 
-    def get(self, kernel_id: int, default: object = None) -> object:  # type: ignore[override]
+    def get(self, kernel_id: int, default: object = None) -> object:
         index = next((i for i, k in self.ids.items() if k == kernel_id), None)
         return self.by_index.get(index, default) if index is not None else default
 
@@ -355,6 +355,7 @@ def log_tail_case(data: bytes, *, counter_first: bool = False, check_crc: bool =
         committed: list[str] = []
         for k in range(c.int(1, 3)):
             kind = c.int(0, 2)
+            op: tuple[EntryType, Mkdir | FileMeta | AddDaxdev]
             if kind == 0:
                 op = (EntryType.MKDIR, Mkdir(0, 0, 0o755, f"d{k}".encode()))
             elif kind == 1:
@@ -376,13 +377,14 @@ def log_tail_case(data: bytes, *, counter_first: bool = False, check_crc: bool =
                     raise InvariantViolation(Invariant.LOG_PREFIX, f"append {k}: the reader saw next_index cover an "
                                                                    f"incomplete entry {r.stopped_at}")
                 names = sorted([*r.namespace.dirs, *r.namespace.files])
-                allowed = ([committed, sorted(committed + [op[1].relpath.decode()])]
-                           if op[0] != EntryType.ADD_DAXDEV else [committed])
+                body = op[1]
+                allowed = ([committed, sorted(committed + [body.relpath.decode()])]
+                           if not isinstance(body, AddDaxdev) else [committed])
                 if names not in allowed or len(applied) > k + 1:
                     raise InvariantViolation(Invariant.LOG_PREFIX, f"append {k}: reader applied {names}, "
                                                                    f"committed {committed}")
             image.log.append(*op)
-            if op[0] != EntryType.ADD_DAXDEV:
+            if not isinstance(op[1], AddDaxdev):
                 committed = sorted(committed + [op[1].relpath.decode()])
         final = replay(dev, check_crc=check_crc)
         if sorted([*final.namespace.dirs, *final.namespace.files]) != committed:

@@ -233,8 +233,8 @@ class ReadOnlyCrashStore(CrashStore):
     def _refuse(self, *a: Any, **k: Any) -> Any:
         raise HarnessError(f"crash store {self.root} is read-only")
 
-    save = _refuse  # type: ignore[assignment]
-    set_minimized = _refuse  # type: ignore[assignment]
-    set_reproduced = _refuse  # type: ignore[assignment]
-    delete = _refuse  # type: ignore[assignment]
-    move_to_regress = _refuse  # type: ignore[assignment]
+    save = _refuse
+    set_minimized = _refuse
+    set_reproduced = _refuse
+    delete = _refuse
+    move_to_regress = _refuse

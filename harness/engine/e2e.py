@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.engine.probelog import replay_into
 from harness.famfs.invariants import Invariant
@@ -34,6 +34,9 @@ from harness.oracle.case import Expectation, check_files
 from harness.oracle.invariants import InvariantViolation
 from harness.oracle.lookups import Counts, LookupChecker
 from harness.oracle.model import carried_uuid, verdict
+
+if TYPE_CHECKING:
+    from harness.engine.forkserver import Forked
 
 MiB = 1 << 20
 NDEV = 3
@@ -66,7 +69,7 @@ class E2EMount:
             fd = os.open(p, os.O_RDWR)
             self.maps.append(mmap.mmap(fd, DEV_SIZE))
             os.close(fd)
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: Forked | None = None
         self._pending = b""                    # daemon output read but not yet cut into lines
         self.log_at = 0
         self.pool = BufferPool()

@@ -18,6 +18,7 @@ from harness.famfs.fsck import FsckReport, fsck
 from harness.famfs.image import Image, new_uuid
 from harness.famfs.ids import uuid_str
 from harness.famfs.invariants import Invariant
+from harness.famfs.probe import Probe
 from harness.famfs.layout import ALLOC_UNIT, LOG_LEN, SECONDARY_SB, SUPER_MAGIC, SUPERBLOCK, Superblock
 from harness.famfs.replay import Replay, replay
 
@@ -136,11 +137,11 @@ class Mounted:
 
     def close(self) -> None:
         for d in self.devices:
-            d.close()  # type: ignore[attr-defined]
+            d.close()
 
 
 def open_node(args: Sequence[str], *, node: str = "node0", abi: str = "pull-devt",
-              capable_rawio: bool = True, probe: object = None, tolerate_refusal: bool = False) -> Mounted:
+              capable_rawio: bool = True, probe: Probe | None = None, tolerate_refusal: bool = False) -> Mounted:
     """Open device arguments (primary first, `PATH=LOCALNAME`) as one node's DAX devices, resolve
     them by UUID and mount a daemon on them (replay included). Typed errors only."""
     from harness.famfs.daemon import Daemon, RefusedImage

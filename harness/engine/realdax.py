@@ -185,10 +185,10 @@ def module_closure(modules_dep: str, want: Sequence[str]) -> list[str]:
             visit(d)
         order.append(mod)
     for name in want:
-        mod = by_name.get(name.replace("-", "_"))
-        if mod is None:
+        found = by_name.get(name.replace("-", "_"))
+        if found is None:
             raise RealdaxError(f"kernel module {name} not in modules.dep")
-        visit(mod)
+        visit(found)
     return order
 
 

@@ -166,7 +166,9 @@ def smoke(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 150.0
     sizes = [len(m) for m in maps]
     uuids = [Uuid(uuidlib.uuid4().bytes) for _ in paths]
     try:
-        mkfs_ops(maps, sizes, uuids, Uuid(uuidlib.uuid4().bytes), STAGE1 + STAGE2)
+        views = [memoryview(m) for m in maps]
+        mkfs_ops(views, sizes, uuids, Uuid(uuidlib.uuid4().bytes), STAGE1 + STAGE2)
+        del views                           # the image's views go before the mappings close
     finally:
         for m in maps:
             m.close()

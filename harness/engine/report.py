@@ -131,7 +131,10 @@ def _cov_cell(t: dict[str, Any]) -> str:
 
 def render(summary: dict[str, Any]) -> str:
     targets = summary["targets"]
-    rate, cov, sigs, looks = {}, {}, {}, {}
+    rate: dict[str, list[Any]] = {}
+    cov: dict[str, list[Any]] = {}
+    sigs: dict[str, list[Any]] = {}
+    looks: dict[str, list[Any]] = {}
     for t in targets:
         s = t.get("series") or []
         if "start" in t:                     # a share of a scheduled run: on the job's clock, one line a target

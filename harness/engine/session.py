@@ -14,15 +14,16 @@ The nodes see the same memory under different device names and orders, as CXL no
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Iterable
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from harness.famfs.ids import Uuid
 from harness.famfs.daemon import Daemon
 from harness.famfs.devices import DaxDevice, Resolver
+from harness.famfs.ids import Uuid
 from harness.famfs.image import Image, Interleave, mkfs_secondary, pattern
+from harness.famfs.index import Daxdev
 from harness.famfs.invariants import Invariant
 from harness.gen.decode import Choices
 from harness.gen.spec import BufferPool
@@ -105,6 +106,7 @@ class Session:
             return
         f = files[pick % len(files)]
         ino = d.ino_of(f.path)
+        assert ino is not None, f.path                         # a file d.files() just listed
         got = b"".join(d.read(ino, off, 1 << 20) for off in range(0, f.size, 1 << 20))
         if got != pattern(f.path, f.size):
             raise InvariantViolation(Invariant.DATA, f"node {node}: {f.path} read back wrong bytes")
@@ -119,7 +121,7 @@ class Session:
                 want = master_files.get(f.path)
                 if want is None or want.fmap != f.fmap or want.size != f.size:
                     raise InvariantViolation(Invariant.NS_CONFLICT, f"node {node}: {f.path} differs from the master's")
-            table = d.state.table if d.state else []
+            table: Iterable[Daxdev] = d.state.table if d.state else []
             for dev in table:
                 if dev.index >= len(self.master.table) or dev.uuid != self.master.table[dev.index].uuid:
                     raise InvariantViolation(Invariant.IDX_CLUSTER,

@@ -30,7 +30,7 @@ class FamfsError(Exception):
                 f"entry={self.entry!r})")
 
     def __eq__(self, other: object) -> bool:
-        return (type(self) is type(other) and self.as_dict() == other.as_dict())  # type: ignore[union-attr]
+        return isinstance(other, FamfsError) and type(self) is type(other) and self.as_dict() == other.as_dict()
 
     def __hash__(self) -> int:
         return hash((type(self), self.errno, self.invariant, self.message, self.entry))

@@ -69,9 +69,14 @@ class KernelError(FamfsError):
 class Device(Protocol):
     """A DAX device as the kernel sees it: a node-local name, a dev_t, bounded reads."""
 
-    name: str
-    devno: int
-    size: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def devno(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
 
     def read(self, offset: int, length: int) -> bytes: ...
 
@@ -83,7 +88,8 @@ class Device(Protocol):
 class Host(Protocol):
     """This node's /dev: finds a DAX device by node-local name or by dev_t (None if absent)."""
 
-    node: str
+    @property
+    def node(self) -> str: ...
 
     def by_name(self, name: str) -> Device | None: ...
 

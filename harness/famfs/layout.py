@@ -17,7 +17,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
-from typing import Iterator, NamedTuple, Union
+from typing import Any, Iterator, NamedTuple, Union
 
 from harness.famfs.ids import NIL_UUID, Uuid
 
@@ -261,6 +261,9 @@ def log_slots(log_len: int) -> int:
 # -- values ----------------------------------------------------------------------------------------
 
 
+_SB_NAMES = SUPERBLOCK.names()
+
+
 @dataclass(frozen=True, slots=True)
 class Superblock:
     """`struct famfs_superblock` (200 bytes at device offset 0). UUIDs are 16 raw bytes."""
@@ -283,8 +286,9 @@ class Superblock:
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> "Superblock":
-        v = SUPERBLOCK.codec.unpack_from(buf, offset)
-        return cls(*v[:-1], v[-1].rstrip(b"\0"))
+        fields: dict[str, Any] = dict(zip(_SB_NAMES, SUPERBLOCK.codec.unpack_from(buf, offset), strict=True))
+        fields["dd_daxdev"] = fields["dd_daxdev"].rstrip(b"\0")
+        return cls(**fields)
 
     def encode(self) -> bytes:
         return SUPERBLOCK.codec.pack(

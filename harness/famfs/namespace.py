@@ -55,7 +55,7 @@ def fmap_as_dict(fmap: Union[SimpleFmap, InterleavedFmap]) -> dict[str, object]:
     return {"ext_type": "simple", "extents": [_extent_dict(e) for e in fmap.extents]}
 
 
-def _extent_dict(e) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _extent_dict(e) -> dict[str, int]:
     return {"devindex": e.devindex, "offset": e.offset, "length": e.len}
 
 
@@ -86,7 +86,8 @@ class Namespace:
 
     def walk(self) -> Iterator[Union[Dir, File]]:
         """Every directory and file, in log order."""
-        yield from sorted([*self.dirs.values(), *self.files.values()], key=lambda n: n.entry)
+        nodes: list[Union[Dir, File]] = [*self.dirs.values(), *self.files.values()]
+        yield from sorted(nodes, key=lambda n: n.entry)
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -36,6 +36,9 @@ class FakeDev:
     def read(self, offset: int, length: int) -> bytes:
         return bytes([self.devno & 0xFF]) * length
 
+    def read_view(self, offset: int, length: int) -> memoryview:
+        return memoryview(self.read(offset, length))
+
 
 @dataclass
 class RaceResult:

@@ -14,9 +14,11 @@ Two input formats, both version-independent (a corpus file stays meaningful acro
 """
 from __future__ import annotations
 
+import builtins
 import struct
 import uuid as _uuid
 from dataclasses import dataclass
+from typing import Any
 
 from harness.famfs import layout as L
 from harness.famfs.ids import Uuid
@@ -115,7 +117,9 @@ class Choices:
         self.at += nbytes
         return lo + int.from_bytes(raw.ljust(nbytes, b"\0"), "little") % (span + 1)
 
-    def escapable(self, lo: int, hi: int, label: str, escape: int, extra: int = 0) -> "tuple[int, int | None]":
+    # (below, `builtins.` names the types the methods `int`, `bool` and `bytes` shadow in this class)
+    def escapable(self, lo: builtins.int, hi: builtins.int, label: str, escape: builtins.int,
+                  extra: builtins.int = 0) -> tuple[builtins.int, builtins.int | None]:
         """A one-byte draw in [lo, hi] (hi - lo < 256 - escape) whose top `escape` byte values
         select extended value k instead: returns (value, None) or (lo, k). Bytes below the escape
         range decode exactly as `int(lo, hi)` does, so older streams keep their meaning."""
@@ -135,10 +139,10 @@ class Choices:
     def bool(self) -> bool:
         return self.int(0, 1) == 1
 
-    def pick(self, options: "list | tuple", label: str = ""):  # type: ignore[no-untyped-def]
+    def pick(self, options: list[Any] | tuple[Any, ...], label: str = "") -> Any:
         return options[self.int(0, len(options) - 1, label)]
 
-    def bytes(self, n: int) -> bytes:
+    def bytes(self, n: builtins.int) -> builtins.bytes:
         raw = self.data[self.at:self.at + n]
         if self.trace is not None:
             self.trace.append(Draw(self.at, n, 0, (1 << (8 * n)) - 1, "bytes"))
@@ -146,7 +150,7 @@ class Choices:
         return raw.ljust(n, b"\0")
 
     @property
-    def exhausted(self) -> bool:
+    def exhausted(self) -> builtins.bool:
         return self.at >= len(self.data)
 
 

@@ -152,7 +152,7 @@ class Log:
         out = []
         for k in self.of_type(FILE) + self.of_type(MKDIR):
             where = "file_meta" if self.etype(k) == FILE else "mkdir"
-            out.append(bytes(self.get(where, "relpath", k)).split(b"\0")[0])      # type: ignore[arg-type]
+            out.append(bytes(self.get(where, "relpath", k)).split(b"\0")[0])
         return out
 
     @property
@@ -502,7 +502,7 @@ def op_conflicting_entry(log: Log, rng: random.Random) -> str | None:
         return None
     k = rng.choice(ks)
     where = "file_meta" if log.etype(k) == FILE else "mkdir"
-    path = bytes(log.get(where, "relpath", k)).split(b"\0")[0]        # type: ignore[arg-type]
+    path = bytes(log.get(where, "relpath", k)).split(b"\0")[0]
     how = rng.randrange(4)
     if how == 0:
         e = mkdir_entry(path)
@@ -720,7 +720,7 @@ def _choice_op(data: bytes, trace: list, rng: random.Random) -> bytes:
     return padded[:end] + bytes(tail)
 
 
-def _set_draw(data: bytes, d, value: int) -> bytes:  # type: ignore[no-untyped-def]
+def _set_draw(data: bytes, d, value: int) -> bytes:
     raw = (value - d.lo).to_bytes(d.nbytes, "little")
     return data[:d.start] + raw + data[d.start + d.nbytes:]
 
@@ -761,7 +761,7 @@ def fmap_reply(data: bytes, max_size: int, seed: int) -> bytes:
         return byte_mutate(data, max_size, rng)
 
 
-def _reply_op(msg, abi_byte: int, rng: random.Random, wire):  # type: ignore[no-untyped-def]
+def _reply_op(msg, abi_byte: int, rng: random.Random, wire):
     from dataclasses import replace
     counts = (0, 1, 2, 15, 16, 17, 31, 32, 33)
     devs = (0, 1, 2, 3, 15, 16, 17, 23, 24, 31, 32, 63, 64, U32)     # defined ones, power-of-two edges, tables' ends

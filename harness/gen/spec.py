@@ -255,6 +255,7 @@ def _apply(built: Built, op: Op, position_of: dict[int, int], data: str, pool: B
     exts = f.fmap.strips if isinstance(f.fmap, InterleavedFmap) else f.fmap.extents
     for e in exts:
         buf = built.image.devices[e.devindex]
+        assert isinstance(buf, bytearray), type(buf)          # the pool lends bytearrays
         if data == "stamp":
             pool.stamp(buf, e.offset, e.len)
         else:

@@ -186,12 +186,12 @@ def check_files(files: Sequence[tuple[str, tuple]], exp: Expectation, read: Read
         size, extents, chunk = desc[1], desc[5], desc[6]
         form = "simple" if chunk is None else "interleave"
         whole = exp.file_may_fail({e[0] for e in extents})
-        outcomes = []
+        outcomes: list[tuple[tuple[int, int, int, int], Any, int, FamfsError | OSError | None]] = []
         for piece in ranges(size, extents, chunk):
             try:
                 outcomes.append((piece, read(path, piece[0], piece[1]), 0, None))
-            except (FamfsError, OSError) as e:
-                outcomes.append((piece, None, e.errno or 0, e))
+            except (FamfsError, OSError) as failed:
+                outcomes.append((piece, None, failed.errno or 0, failed))
         if feed is not None:
             feed()
         checker.check()                       # a wrong device is named as such before its bytes
