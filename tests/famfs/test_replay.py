@@ -254,6 +254,7 @@ def test_checks_off_skips_entry_crcs_only():
 # -- generated images and arbitrary bytes ---------------------------------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(specs(min_devices=1, max_devices=8, max_ops=16))
 def test_generated_images_replay_to_what_was_built(spec):
@@ -294,6 +295,7 @@ def _outcome(r) -> tuple:
     return (r.namespace, [(e.invariant, str(e)) for e in r.rejections], r.stopped_at, list(r.table))
 
 
+@pytest.mark.slow
 def test_fast_paths_decide_as_the_checked_path(monkeypatch):
     """`_Player.file` accepts one-extent and interleaved entries on its fast paths; every entry it
     does not send to `file_checked` must come out exactly as `file_checked` makes it (same values,

@@ -27,6 +27,7 @@ def test_catalog_covers_every_invariant():
     assert set(CATALOG) == set(Invariant)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(specs(max_devices=4), st.integers(0, 2 ** 32), st.sampled_from([None, *FAMILIES]))
 def test_model_agrees_with_replay_on_corrupted_images(spec, seed, family):
