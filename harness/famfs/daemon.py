@@ -29,7 +29,7 @@ from typing import Any, Sequence, Union
 
 from harness.famfs import wire
 from harness.famfs.errors import FamfsError
-from harness.famfs.ids import uuid_str
+from harness.famfs.ids import NodeName, uuid_str
 from harness.famfs.invariants import Invariant
 from harness.famfs.kernel import KernelMount, push_referenced
 from harness.famfs.layout import SUPERBLOCK_SIZE, InterleavedFmap, SimpleExtent, SimpleFmap
@@ -87,7 +87,7 @@ class Daemon:
                  capable_rawio: bool = True, translate_ids: bool = False, master: bool = False,
                  check_crc: bool = True, primary: Any = None, ino_base: int = 1):
         self.host = host
-        self.node: str = host.node
+        self.node = NodeName(host.node)
         self.abi = wire.abi(abi) if isinstance(abi, str) else abi
         self.probe = probe
         self.translate_ids = translate_ids

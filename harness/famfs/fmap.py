@@ -11,25 +11,12 @@ kernel code, and the DATA check reads back through it what the builder placed wi
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Protocol, Sequence, Union
+from typing import Iterable, Iterator, Sequence, Union
 
-from harness.famfs.layout import InterleavedFmap, SimpleFmap
-
-
-class Extent(Protocol):
-    """A byte range of a daxdev: a log entry's `SimpleExtent` or a wire map's `WireSimple`."""
-
-    @property
-    def devindex(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def len(self) -> int: ...
+from harness.famfs.layout import InterleavedFmap, SimpleExtent, SimpleFmap
 
 
-def simple_run(extents: Iterable[Extent], offset: int) -> tuple[int, int, int] | None:
+def simple_run(extents: Iterable[SimpleExtent], offset: int) -> tuple[int, int, int] | None:
     """(devindex, device offset, bytes valid from there) of `offset` in extents laid end to end."""
     for ext in extents:
         if offset < ext.len:
@@ -38,7 +25,7 @@ def simple_run(extents: Iterable[Extent], offset: int) -> tuple[int, int, int] |
     return None
 
 
-def interleave_run(strips: Sequence[Extent], chunk_size: int, offset: int) -> tuple[int, int, int] | None:
+def interleave_run(strips: Sequence[SimpleExtent], chunk_size: int, offset: int) -> tuple[int, int, int] | None:
     """(devindex, device offset, bytes valid from there) of `offset` in one interleaved extent, or
     None where the strip it falls on is too short. `chunk_size` and `strips` must be non-empty."""
     c, within = divmod(offset, chunk_size)

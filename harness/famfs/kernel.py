@@ -37,6 +37,7 @@ from typing import Any, Generator, Protocol, Sequence, Union
 from harness.famfs import wire
 from harness.famfs.daxtable import DaxdevTable, SlotView, _finish
 from harness.famfs.errors import FamfsError
+from harness.famfs.ids import NodeName
 from harness.famfs.invariants import Invariant
 from harness.famfs.probe import NULL_PROBE, Probe
 
@@ -159,7 +160,7 @@ class KernelMount:
     def __init__(self, host: Host, server: Server, abi: wire.Abi, *, capable_rawio: bool = True,
                  kernel_offers_fmap: bool = True, probe: Probe = NULL_PROBE, table: DaxdevTable | None = None):
         self.host = host
-        self.node = host.node
+        self.node = NodeName(host.node)
         self.server = server
         self.abi = abi
         self.probe = probe

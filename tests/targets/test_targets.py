@@ -45,6 +45,7 @@ def configured(monkeypatch: pytest.MonkeyPatch):
     return configure
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", names())
 def test_short_atheris_run_finds_nothing_on_main(tmp_path, name, configured):
     configured(name)
