@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Union
 
-from harness.famfs.layout import Fmap, InterleavedFmap, SimpleFmap
+from harness.famfs.layout import Fmap, InterleavedFmap, SimpleExtent, SimpleFmap
 
 META_DIR = ".meta"
 
@@ -42,8 +42,12 @@ class File:
         return {e.devindex for e in _extents(self.fmap)}
 
 
-def _extents(fmap: Fmap) -> tuple:
-    return fmap.strips if isinstance(fmap, InterleavedFmap) else fmap.extents  # type: ignore[union-attr]
+def _extents(fmap: Fmap) -> tuple[SimpleExtent, ...]:
+    if isinstance(fmap, InterleavedFmap):
+        return fmap.strips
+    if isinstance(fmap, SimpleFmap):
+        return fmap.extents
+    raise TypeError(f"a served file's fmap is simple or interleaved, not {fmap!r}")   # replay's FMAP-SHAPE
 
 
 def fmap_as_dict(fmap: Union[SimpleFmap, InterleavedFmap]) -> dict[str, object]:

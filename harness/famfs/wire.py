@@ -29,11 +29,14 @@ import enum
 import errno
 import struct
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING
 
 from harness.famfs.errors import FamfsError
 from harness.famfs.invariants import Invariant
-from harness.famfs.layout import InterleavedFmap, SimpleFmap
+from harness.famfs.layout import InterleavedFmap
+
+if TYPE_CHECKING:
+    from harness.famfs.namespace import File
 
 FILE_REG, FILE_SUPERBLOCK, FILE_LOG = 0, 1, 2
 EXT_SIMPLE, EXT_INTERLEAVE = 0, 1
@@ -242,11 +245,10 @@ def decode_fmap(data: bytes, gen: Abi) -> FmapMessage:
     return FmapMessage(ftype, ext_type, file_size, tuple(extents), tuple(inter), version, fmap_size)
 
 
-def fmap_from_file(f: object, gen: Abi, file_type: int = FILE_REG) -> FmapMessage:
+def fmap_from_file(f: File, gen: Abi, file_type: int = FILE_REG) -> FmapMessage:
     """The GET_FMAP message for a replayed file (`namespace.File`): its layout fmap on the wire,
     ie_nbytes = the file size (what famfs sends)."""
-    fmap: Union[SimpleFmap, InterleavedFmap] = f.fmap  # type: ignore[attr-defined]
-    size: int = f.size  # type: ignore[attr-defined]
+    fmap, size = f.fmap, f.size
     if isinstance(fmap, InterleavedFmap):
         strips = tuple(WireSimple(s.devindex, s.offset, s.len) for s in fmap.strips)
         ie = WireInterleave(fmap.nstrips, fmap.chunk_size, size, strips)

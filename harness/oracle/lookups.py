@@ -214,7 +214,7 @@ class LookupChecker(Probe):
 
     def _violation(self, inv: Invariant, message: str) -> InvariantViolation:
         v = InvariantViolation(inv, message, op="lookup", site=self.site)
-        v.counts = self.counts                   # type: ignore[attr-defined]  # what the case judged
+        v.counts = self.counts                   # what the case judged
         return v
 
     @property
