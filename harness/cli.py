@@ -12,7 +12,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from harness.famfs.errors import FamfsError
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import uuid_str
 from harness.famfs.layout import ALLOC_UNIT, LOG_LEN, Superblock
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_UNUSABLE = 0, 1, 2
@@ -128,8 +128,9 @@ def _harness_error(args: argparse.Namespace, e: Exception) -> int:
 def cmd_targets(args: argparse.Namespace) -> int:
     from harness.engine.registry import all_targets
     ts = all_targets()
-    doc = {"targets": [{"name": t.name, "doc": (sys.modules[t.one_input.__module__].__doc__ or "").split("\n")[0],
-                        "timeout_s": t.timeout_s, "max_len": t.max_len} for t in ts]}
+    doc: dict[str, list[dict[str, Any]]] = {"targets": [
+        {"name": t.name, "doc": (sys.modules[t.one_input.__module__].__doc__ or "").split("\n")[0],
+         "timeout_s": t.timeout_s, "max_len": t.max_len} for t in ts]}
     _emit(args, doc, lambda: "\n".join(f"{d['name']:18} {d['doc'].split(': ', 1)[-1]}" for d in doc["targets"]))
     return EXIT_CLEAN
 
@@ -150,7 +151,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if args.engine == "afl" or (args.cmd and args.target == "external"):
             from harness.cases.external import program_corpus, program_tag, seed_corpus
             if args.target != "external" or not args.cmd:
-                raise HarnessError("--engine afl runs the external target: famfs-fuzz fuzz external --engine afl --cmd ...")
+                raise HarnessError("--engine afl runs the external target: "
+                                   "famfs-fuzz fuzz external --engine afl --cmd ...")
             corpus = args.corpus or program_corpus(args.cmd)      # both lanes: keyed by the program
             here = Path("corpora")                                 # the seeds, wherever the command runs
             corpora = here if (here / "external").is_dir() else project.root() / "corpora"
@@ -302,8 +304,9 @@ def cmd_nightly(args: argparse.Namespace) -> int:
             f"{summary['lookups_unjustified']:,}, internal errors {summary['internal_errors']:,}"]
            if any(summary[k] for k in ("lookups_ok", "lookups_justified", "lookups_unjustified", "internal_errors"))
            else [])
-        + [f"  coverage never grew past the corpus ({'known: ' + f['reason'] if f.get('known') else 'a harness problem'}): "
-           f"{f['target']}" for f in summary["coverage_flat"]]
+        + [f"  coverage never grew past the corpus "
+           f"({'known: ' + f['reason'] if f.get('known') else 'a harness problem'}): {f['target']}"
+           for f in summary["coverage_flat"]]
         + [f"  {p}" for p in paths]))
     return EXIT_FINDINGS if summary["new_findings"] or any(c["status"] != "fixed" for c in summary["crashers"]) \
         else EXIT_CLEAN
@@ -352,7 +355,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lines += [f"{n:18} {r['execs_per_s']:>9,.0f} exec/s {r['execs_per_cpu_s']:>9,.0f} per CPU s "
                   f"{r['lookups_checked']:>9,} lookups" for n, r in doc["targets"].items()]
         a = doc["atheris"]["log_replay"]
-        lines.append(f"{'log_replay, Atheris':18} {a['execs_per_s']:>9,.0f} exec/s {a['execs_per_cpu_s']:>9,.0f} per CPU s")
+        lines.append(f"{'log_replay, Atheris':18} {a['execs_per_s']:>9,.0f} exec/s "
+                     f"{a['execs_per_cpu_s']:>9,.0f} per CPU s")
         doc["goals"] = bench.judge(doc)
         lines += bench.goal_lines(doc["goals"])
     if args.targets or args.states:

@@ -21,4 +21,4 @@ def one_input(data: bytes) -> int | None:
 
 
 TARGET = Target(name="external", one_input=one_input, seeds=seeds.external_inputs, max_len=4096, timeout_s=30.0,
-                extra={"needs": "cmd"})
+                needs_command=True)

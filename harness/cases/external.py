@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from harness.engine.registry import at_exit
-from harness.engine.signature import Signature
+from harness.engine.signature import Kind, Signature
 from harness.gen.spec import BufferPool
 
 _ASAN = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer|MemorySanitizer|ThreadSanitizer): ([\w-]+)")
@@ -62,7 +62,7 @@ class SanitizerReport:
 
     def signature(self) -> Signature:
         what = f"{self.tool}:{self.bug}" + (f" {self.access}" if self.access else "")
-        return Signature.of("sanitizer", what, self.frames[:3])
+        return Signature.of(Kind.SANITIZER, what, self.frames[:3])
 
 
 def parse_sanitizer(text: str) -> SanitizerReport | None:
@@ -80,7 +80,8 @@ def parse_sanitizer(text: str) -> SanitizerReport | None:
         u = _UBSAN.search(text)
         if not u:
             return None
-        tool, bug = "UndefinedBehaviorSanitizer", re.sub(r"[^a-z]+", "-", u.group(1).split(" '")[0].lower()).strip("-")[:40]
+        tool = "UndefinedBehaviorSanitizer"
+        bug = re.sub(r"[^a-z]+", "-", u.group(1).split(" '")[0].lower()).strip("-")[:40]
         rest = text[u.end():]
     access = _ACCESS.search(rest)
     first_stack = rest.split("\n\n", 1)[0] if _FRAME.search(rest.split("\n\n", 1)[0]) else rest[:4000]
@@ -113,8 +114,9 @@ class AssertReport:
     frames: tuple[str, ...]
 
     def signature(self) -> Signature:
-        return Signature.of("assert", f"Assertion `{self.expression}' failed",
-                            (f"{self.file}:{self.function}",) + tuple(f for f in self.frames if f != f"{self.file}:{self.function}"))
+        here = f"{self.file}:{self.function}"
+        return Signature.of(Kind.ASSERT, f"Assertion `{self.expression}' failed",
+                            (here,) + tuple(f for f in self.frames if f != here))
 
 
 def parse_assert(text: str) -> AssertReport | None:
@@ -251,7 +253,7 @@ def classify(returncode: int | None, stderr: str, hang: bool, name: str, tag: st
 
 def _classify(returncode: int | None, stderr: str, hang: bool, name: str) -> Signature | None:
     if hang:
-        return Signature.of("timeout", name)
+        return Signature.of(Kind.TIMEOUT, name)
     failed = parse_assert(stderr)
     if failed is not None:
         return failed.signature()
@@ -263,9 +265,9 @@ def _classify(returncode: int | None, stderr: str, hang: bool, name: str) -> Sig
             sig = signal.Signals(-returncode).name
         except ValueError:
             sig = f"signal {-returncode}"
-        return Signature.of("signal", sig)
+        return Signature.of(Kind.SIGNAL, sig)
     if returncode not in (0, 1):
-        return Signature.of("exit", f"status {returncode}")
+        return Signature.of(Kind.EXIT, f"status {returncode}")
     return None
 
 
@@ -402,20 +404,21 @@ def differential(outcome: ExternalOutcome, image: bytes, size: int, tag: str = "
     from harness.oracle.model import verdict
     bad = [f for f in outcome.files if escapes(f)]
     if bad:
-        return ExternalFinding(Signature.of("invariant", "NS-CONTAINED", ("program-file-set",), tag),
+        return ExternalFinding(Signature.of(Kind.INVARIANT, "NS-CONTAINED", ("program-file-set",), tag),
                                f"the program reported paths outside the namespace: {bad[:5]}")
     expected = verdict(image, size)
     why = expected.image_error or (expected.rejections[0][1] if expected.rejections else "")
     ours = not why and expected.stopped_at is None
     if ours != outcome.accepted:
         what = "ours-accept theirs-reject" if ours else f"ours-reject({why or '?'}) theirs-accept"
-        return ExternalFinding(Signature.of("differential", what, (), tag), f"verdicts differ; ours: {why or 'accept'}")
+        return ExternalFinding(Signature.of(Kind.DIFFERENTIAL, what, (), tag),
+                               f"verdicts differ; ours: {why or 'accept'}")
     if outcome.files:
         try:
             check_listing(expected, {f: {"type": "f"} for f in outcome.files}, "program", site="external",
                           files_only=True)
         except InvariantViolation as v:
-            return ExternalFinding(Signature.of("differential", "file-sets", (), tag), v.message)
+            return ExternalFinding(Signature.of(Kind.DIFFERENTIAL, "file-sets", (), tag), v.message)
     return None
 
 
@@ -440,7 +443,8 @@ def case_images(data: bytes, ndev: int = 1) -> tuple[list[bytes], int] | None:
     try:
         if c.int(0, 3):
             corrupt(built.primary, random.Random(decode.corruption_seed(c)), None)
-        images = [bytes(built.primary[:decode.head_end(built.primary)])] + [bytes(d[:4096]) for d in built.devices[1:ndev]]
+        images = ([bytes(built.primary[:decode.head_end(built.primary)])]
+                  + [bytes(d[:4096]) for d in built.devices[1:ndev]])
         return images, len(built.primary)
     finally:
         _POOL.give_back()

@@ -13,14 +13,14 @@ from __future__ import annotations
 import errno
 import random
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping
 
 from harness.famfs import wire
 from harness.famfs.daemon import Daemon, DaemonError
 from harness.famfs.devices import DaxDevice
 from harness.famfs.resolver import Resolver
 from harness.famfs.errors import FamfsError
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import Uuid
 from harness.famfs.invariants import Invariant
 from harness.famfs.kernel import KernelError, KernelMount
 from harness.famfs.replay import Replay, replay
@@ -90,7 +90,7 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
     primary = devices[present.index(view.primary)]
     host = Resolver(view.name, devices)                     # the node scanned its devices at boot...
     faulty = fault(devices) if fault else None              # ...then one of them misbehaves
-    by_name = {d.name: bufs[i] for d, i in zip(devices, present)}
+    by_name = {d.name: bufs[i] for d, i in zip(devices, present, strict=True)}
     exp = Expectation.of(expected, view.name, by_name, primary=primary.name, abi=abi,
                          faulty={devices[faulty].name} if faulty is not None else ())
     checker = exp.checker(site=abi + (" translated" if translate_ids else ""))
@@ -131,7 +131,7 @@ def node_case(built: Built, corruption: Corruption | None, view: NodeView, *, ab
             stats["id_map"] = stats.get("id_map", 0) + len(daemon.kernel_ids)
 
 
-def exp_translated(ids: dict[int, int], why: dict[int, Why]) -> dict[int, Why]:
+def exp_translated(ids: dict[int, int], why: Mapping[int, Why]) -> dict[int, Why]:
     """The causes of failure keyed by kernel id (backing-id, translated): an index with no id
     (its device is missing here) goes out as id 0, which the kernel never hands out."""
     out = {ids[i]: w for i, w in why.items() if i in ids}
@@ -193,18 +193,18 @@ def wire_case(abi_byte: int, reply: bytes) -> Counts:
             stamp(buf, 0, len(buf), 0x1111 * (i + 1))
             _WIRE_DEVICES.append(buf)
     devices = [DaxDevice.in_memory(b, f"dax{i}.0", node="w") for i, b in enumerate(_WIRE_DEVICES)]
-    uuids = {i: f"00000000-0000-0000-0000-{i:012x}" for i in range(3)}
+    uuids = {i: Uuid(i.to_bytes(16, "big")) for i in range(3)}
     slot_of = {i: i for i in range(3)}                      # wire index -> which device's slot
-    if gen.registration == "backing-id":
+    if gen.registration == wire.Registration.BACKING_ID:
         slot_of = {i + 1: i for i in range(3)}              # ids 1, 2, 3 in open order; 0 never
     checker = LookupChecker(expected={k: uuids[i] for k, i in slot_of.items()},
                             names={"w": {d.name: uuids[i] for i, d in enumerate(devices)}}, site=f"wire/{gen.name}")
     kernel = KernelMount(_NoUuidHost("w", devices), _WireServer(reply, devices, gen), gen, probe=checker)
     kernel.mount()
     for i, d in enumerate(devices):
-        if gen.registration == "push-fd":
+        if gen.registration == wire.Registration.PUSH_FD:
             kernel.daxdev_open(d, i)
-        elif gen.registration == "backing-id":
+        elif gen.registration == wire.Registration.BACKING_ID:
             kernel.backing_open(d)
     must_refuse = wire_reasons(reply, gen)
     try:
@@ -218,7 +218,8 @@ def wire_case(abi_byte: int, reply: bytes) -> Counts:
     if must_refuse:
         raise InvariantViolation(Invariant.FMAP_SHAPE, f"{gen.name} kernel accepted a reply it must refuse: "
                                                        f"{', '.join(must_refuse)}", op="fmap", site=f"wire/{gen.name}")
-    bad = gen.registration == "push-fd" and any(k not in slot_of for k in wire_rules.file_indices(reply))
+    bad = gen.registration == wire.Registration.PUSH_FD and any(k not in slot_of
+                                                                for k in wire_rules.file_indices(reply))
     size = kf.file_size
     form = "simple" if kf.message.ext_type == wire.EXT_SIMPLE else "interleave"
     for off in sorted({0, 1, size // 2, max(size - 1, 0), 4096, 2 << 20, 5 << 20}):
@@ -246,7 +247,7 @@ def _wire_read(kernel: KernelMount, gen: str, reply: bytes, off: int, slot_of: d
             if run[1] + run[2] > len(buf):                 # past the device's end
                 allowed = frozenset({errno.ERANGE, errno.EIO})
                 break
-            want.append(buf[run[1]:run[1] + run[2]])
+            want.append(bytes(buf[run[1]:run[1] + run[2]]))
     try:
         got = kernel.read(5, off, 4096)
     except FamfsError as e:
@@ -281,14 +282,14 @@ class _NoUuidHost:
         return next((d for d in self.devices if d.devno == devno), None)
 
 
-class _Translated(dict):  # type: ignore[type-arg]
+class _Translated(dict):
     """index -> UUID seen through a daemon's log-index -> kernel-id map (backing-id, translated)."""
 
-    def __init__(self, ids: dict[int, int], by_index: dict[int, str]):
+    def __init__(self, ids: dict[int, int], by_index: Mapping[int, Uuid]):
         super().__init__()
         self.ids, self.by_index = ids, by_index
 
-    def get(self, kernel_id: int, default: object = None) -> object:  # type: ignore[override]
+    def get(self, kernel_id: int, default: object = None) -> object:
         index = next((i for i, k in self.ids.items() if k == kernel_id), None)
         return self.by_index.get(index, default) if index is not None else default
 
@@ -359,13 +360,14 @@ def log_tail_case(data: bytes, *, counter_first: bool = False, check_crc: bool =
         committed: list[str] = []
         for k in range(c.int(1, 3)):
             kind = c.int(0, 2)
+            op: tuple[EntryType, Mkdir | FileMeta | AddDaxdev]
             if kind == 0:
                 op = (EntryType.MKDIR, Mkdir(0, 0, 0o755, f"d{k}".encode()))
             elif kind == 1:
                 op = (EntryType.FILE, FileMeta(4096, 2, 0, 0, 0o644, f"f{k}".encode(),
                                                SimpleFmap.of([SimpleExtent(0, (4 + 2 * k) << 20, 2 << 20)])))
             else:
-                op = (EntryType.ADD_DAXDEV, AddDaxdev(16 << 20, bytes([k + 1]) * 16, len(committed) + 1))
+                op = (EntryType.ADD_DAXDEV, AddDaxdev(16 << 20, Uuid(bytes([k + 1]) * 16), len(committed) + 1))
             program = image.log.stores(*op)
             head = bytes(dev[:(2 << 20) + (16 << 10)])
             for state in visible_states(program):
@@ -373,18 +375,21 @@ def log_tail_case(data: bytes, *, counter_first: bool = False, check_crc: bool =
                 try:
                     r = replay(seen, device_size=len(dev), check_crc=check_crc)
                 except FamfsError as e:
-                    raise InvariantViolation(Invariant.LOG_HEADER, f"append {k}: mid-append state unusable: {e}") from None
+                    raise InvariantViolation(Invariant.LOG_HEADER,
+                                             f"append {k}: mid-append state unusable: {e}") from None
                 applied = [e for e in range(r.entries_read) if not any(x.entry == e for x in r.rejections)]
                 if r.stopped_at is not None:
                     raise InvariantViolation(Invariant.LOG_PREFIX, f"append {k}: the reader saw next_index cover an "
                                                                    f"incomplete entry {r.stopped_at}")
                 names = sorted([*r.namespace.dirs, *r.namespace.files])
-                allowed = [committed, sorted(committed + [op[1].relpath.decode()])] if op[0] != EntryType.ADD_DAXDEV else [committed]
+                body = op[1]
+                allowed = ([committed, sorted(committed + [body.relpath.decode()])]
+                           if not isinstance(body, AddDaxdev) else [committed])
                 if names not in allowed or len(applied) > k + 1:
                     raise InvariantViolation(Invariant.LOG_PREFIX, f"append {k}: reader applied {names}, "
                                                                    f"committed {committed}")
             image.log.append(*op)
-            if op[0] != EntryType.ADD_DAXDEV:
+            if not isinstance(op[1], AddDaxdev):
                 committed = sorted(committed + [op[1].relpath.decode()])
         final = replay(dev, check_crc=check_crc)
         if sorted([*final.namespace.dirs, *final.namespace.files]) != committed:

@@ -6,9 +6,10 @@ into the shared memory (the superblock regions, the log, and every extent the mo
 uses), sends SIGUSR1 and waits for the daemon's "reload:" line, then checks through the mount:
 the root listing and every file's bytes against the model (each extent / strip chunk read on
 its own with pread, judged by the oracle's `check_files`, as the in-process cases are), every
-lookup and internal error the daemon's probe log recorded since the last case. The mount is reused, so a case costs a memory copy and a few
-syscalls, not a mount. If the child dies, that is a finding (`DaemonDied`), and the next case
-starts a new one; a stale mount point left behind is cleaned by the new child.
+lookup and internal error the daemon's probe log recorded since the last case. The mount is
+reused, so a case costs a memory copy and a few syscalls, not a mount. If the child dies, that is
+a finding (`DaemonDied`), and the next case starts a new one; a stale mount point left behind is
+cleaned by the new child.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.tools.probelog import Tail, replay_into
 from harness.famfs.invariants import Invariant
@@ -33,6 +34,9 @@ from harness.oracle.case import Expectation, check_files, check_listing
 from harness.oracle.invariants import InvariantViolation
 from harness.oracle.lookups import Counts, LookupChecker
 from harness.oracle.model import carried_uuid, verdict
+
+if TYPE_CHECKING:
+    from harness.cases.forkserver import Forked
 
 MiB = 1 << 20
 NDEV = 3
@@ -65,7 +69,7 @@ class E2EMount:
             fd = os.open(p, os.O_RDWR)
             self.maps.append(mmap.mmap(fd, DEV_SIZE))
             os.close(fd)
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: Forked | None = None
         self._pending = b""                    # daemon output read but not yet cut into lines
         self.tail = Tail(self.log)
         self.pool = BufferPool()
@@ -153,14 +157,14 @@ class E2EMount:
             state = self.reload()
             if expected.image_error:
                 if state != f"rejected {expected.image_error}":
-                    raise InvariantViolation(Invariant(expected.image_error),
+                    raise InvariantViolation(expected.image_error,
                                              f"mount served {state!r}; the model expects {expected.image_error}")
                 checker = LookupChecker(site="mount")
                 replay_into(checker, self.new_events())
                 checker.check()                       # an internal error while refusing is one too
                 return checker.counts
             if state.startswith("rejected"):
-                raise InvariantViolation(Invariant(state.split()[1]), "mount refused an image the model accepts")
+                raise InvariantViolation(Invariant.of(state.split()[1]), "mount refused an image the model accepts")
             return self._check(built, expected)
         finally:
             self.pool.give_back()
@@ -199,14 +203,15 @@ class E2EMount:
             after = self._walk()
             if after != before:
                 raise InvariantViolation(Invariant.NS_CONFLICT, f"after a daemon kill (point {point}) the "
-                                                                f"mount serves {sorted(after)[:4]}..., before {sorted(before)[:4]}...")
+                                                                f"mount serves {sorted(after)[:4]}..., "
+                                                                f"before {sorted(before)[:4]}...")
             return self._check(built, expected)
         finally:
             self.pool.give_back()
 
     def _walk(self) -> set[tuple[str, int]]:
         out = set()
-        for root, dirs, files in os.walk(self.mnt):
+        for root, _dirs, files in os.walk(self.mnt):
             for name in files:
                 path = os.path.join(root, name)
                 out.add((os.path.relpath(path, self.mnt), os.stat(path).st_size))

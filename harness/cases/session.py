@@ -15,7 +15,7 @@ The nodes see the same memory under different device names and orders, as CXL no
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Iterable
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -23,8 +23,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from harness.famfs.daemon import Daemon
 from harness.famfs.devices import DaxDevice
 from harness.famfs.resolver import Resolver
+from harness.famfs.ids import Uuid
 from harness.famfs.image import Image, Interleave, mkfs_secondary
-from harness.famfs.index import uuid_str
+from harness.famfs.index import Daxdev
 from harness.famfs.invariants import Invariant
 from harness.gen.decode import Choices, head_end
 from harness.gen.spec import BufferPool
@@ -44,14 +45,14 @@ class Session:
 
     def __init__(self, abi: str = "pull-devt", pool: BufferPool | None = None):
         self.bufs = [pool.take(DEV_SIZE) if pool else bytearray(DEV_SIZE) for _ in range(NDEV)]
-        self.uuids = [uuid.UUID(int=0x5E55 + i).bytes for i in range(NDEV)]
+        self.uuids = [Uuid(uuid.UUID(int=0x5E55 + i).bytes) for i in range(NDEV)]
         self.master = Image.mkfs(self.bufs[:1], [DEV_SIZE], uuids=self.uuids[:1], log_len=64 << 10,
                                  add_secondaries=False)
         for i in range(1, NDEV):
             mkfs_secondary(self.bufs[i], DEV_SIZE, dev_uuid=self.uuids[i], fs_uuid=self.master.sb.fs_uuid,
                            system_uuid=self.master.sb.system_uuid)
         self.checker = LookupChecker(names={
-            node: {f"dax{k}.0": uuid_str(self.uuids[i]) for k, i in enumerate(order)} for node, order in NODES.items()})
+            node: {f"dax{k}.0": self.uuids[i] for k, i in enumerate(order)} for node, order in NODES.items()})
         self.daemons: dict[str, Daemon] = {}
         for node, order in NODES.items():
             devs = [DaxDevice.in_memory(self.bufs[i], f"dax{k}.0", node=node) for k, i in enumerate(order)]
@@ -125,17 +126,18 @@ class Session:
     # -- the check after every step ----------------------------------------------------------
 
     def check(self) -> None:
-        self.checker.expected = {d.index: uuid_str(d.uuid) for d in self.master.table}
+        self.checker.expected = {d.index: d.uuid for d in self.master.table}
         master_files = self.master.expected.files
         for node, d in self.daemons.items():
             for f in d.files():
                 want = master_files.get(f.path)
                 if want is None or want.fmap != f.fmap or want.size != f.size:
                     raise InvariantViolation(Invariant.NS_CONFLICT, f"node {node}: {f.path} differs from the master's")
-            table = d.state.table if d.state else []
+            table: Iterable[Daxdev] = d.state.table if d.state else []
             for dev in table:
                 if dev.index >= len(self.master.table) or dev.uuid != self.master.table[dev.index].uuid:
-                    raise InvariantViolation(Invariant.IDX_CLUSTER, f"node {node}: index {dev.index} is not the master's")
+                    raise InvariantViolation(Invariant.IDX_CLUSTER,
+                                             f"node {node}: index {dev.index} is not the master's")
         self.checker.check()
 
     @property

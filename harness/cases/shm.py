@@ -33,6 +33,7 @@ from harness.famfs.daemon import Daemon
 from harness.famfs.devices import DaxDevice
 from harness.famfs.resolver import Resolver
 from harness.famfs.errors import FamfsError, ImageError
+from harness.famfs.ids import Uuid
 from harness.famfs.image import Image, mkfs_secondary, new_uuid, pattern
 from harness.famfs.invariants import Invariant
 from harness.famfs.layout import (
@@ -58,6 +59,9 @@ OPS = shmcov.OPS                  # mkfs, mkdir, file, add_daxdev, remkfs, fill
 FRESH, RUNNING = "fresh", "running"
 ABI = "push-fd"                   # the newest kernels: 4 KiB-aligned extents, so pages of a small device
 REFUSALS = {Invariant.SB_VALID, Invariant.LOG_HEADER, Invariant.IDX_PRIMARY}
+
+
+NIL = Uuid(bytes(16))                  # the secondary's file-system and system UUIDs: none
 
 
 @dataclass
@@ -124,9 +128,9 @@ class World:
     master: bytearray = field(default_factory=lambda: bytearray(DEV_SIZE))
     shared: bytearray = field(default_factory=lambda: bytearray(DEV_SIZE))
     secondary: bytearray = field(default_factory=lambda: bytearray(SEC_SIZE))
-    sec_uuid: bytes = field(default_factory=new_uuid)
+    sec_uuid: Uuid = field(default_factory=new_uuid)
     image: Image | None = None
-    tables: tuple[list[bytes], ...] = ()    # the master's index tables before and after the operation
+    tables: tuple[list[Uuid], ...] = ()    # the master's index tables before and after the operation
     full: bool = False
     args: tuple[int, int] = (0, 0)          # the current operation's two argument bytes
     files: int = 0
@@ -134,7 +138,7 @@ class World:
 
     def __post_init__(self) -> None:
         self.rec = Recorder(self.master)
-        mkfs_secondary(self.secondary, SEC_SIZE, dev_uuid=self.sec_uuid, fs_uuid=bytes(16), system_uuid=bytes(16))
+        mkfs_secondary(self.secondary, SEC_SIZE, dev_uuid=self.sec_uuid, fs_uuid=NIL, system_uuid=NIL)
 
 
 MAX_OPS = 4
@@ -228,7 +232,7 @@ def _one(w: World, c: decode.Choices, kind: str, mode: str, operate: Any, sample
     v_before = verdict(bytes(memoryview(w.shared)[:HEAD]), DEV_SIZE)   # one copy, not two
     cached = _cached_lines(w.shared) if mode == RUNNING and v_before.image_error is None else None
     w.rec.take()
-    old = [d.uuid for d in w.image.table] if w.image is not None else []
+    old: list[Uuid] = [d.uuid for d in w.image.table] if w.image is not None else []
     operate()
     ops = w.rec.take()
     assert w.image is not None

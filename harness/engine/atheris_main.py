@@ -67,7 +67,7 @@ def uninstrumented_modules() -> list[str]:
     import importlib.util
     spec = importlib.util.find_spec("harness")
     names = []
-    for base in spec.submodule_search_locations if spec else []:
+    for base in (spec.submodule_search_locations or []) if spec else []:
         for root, dirs, files in os.walk(base):
             dirs[:] = [d for d in dirs if d != "__pycache__"]
             rel = os.path.relpath(root, os.path.dirname(base)).replace(os.sep, ".")

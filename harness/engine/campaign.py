@@ -46,6 +46,11 @@ COUNTERS = ("lookups_ok", "lookups_justified", "lookups_unjustified", "internal_
 OnFinding = Callable[[str, str, str, Path], None]          # (target, key, title, crash folder)
 
 
+def _least(a: int | None, b: int | None) -> int | None:
+    """The smaller of two counters, either of which may be unknown (None)."""
+    return b if a is None else a if b is None else min(a, b)
+
+
 def default_jobs() -> int:
     """Every core this process may run on."""
     try:
@@ -513,11 +518,13 @@ class Campaign:
 
     def inited(self) -> bool:
         """Has every job run its corpus (or ended)?"""
-        return all(t.update().inited or p.poll() is not None for t, (p, _, _) in zip(self.tails, self.procs))
+        return all(t.update().inited or p.poll() is not None
+                   for t, (p, _, _) in zip(self.tails, self.procs, strict=True))
 
     def running(self) -> bool:
         """Has every job started fuzzing (interpreter, imports and instrumentation done) or ended?"""
-        return all(t.update().started or p.poll() is not None for t, (p, _, _) in zip(self.tails, self.procs))
+        return all(t.update().started or p.poll() is not None
+                   for t, (p, _, _) in zip(self.tails, self.procs, strict=True))
 
     def features(self) -> int | None:
         """libFuzzer features past the corpus so far, summed over the jobs (None before INITED)."""
@@ -675,7 +682,7 @@ class Campaign:
         for st in final:
             self.stream(st.get("new_signatures") or {})
         result.series = self.series
-        for (p, _, log), st, tail in zip(self.procs, final, self.tails):
+        for (p, _, log), st, tail in zip(self.procs, final, self.tails, strict=True):
             info = tail.update()
             if info.execs > st.get("execs", 0):        # the job ended before its last counters landed
                 st = {**st, "execs": info.execs}
@@ -683,8 +690,8 @@ class Campaign:
             result.logs.append(str(log))
             result.corpus_execs += info.inited
             if info.ft_start is not None:
-                result.cov_start = info.cov_start if result.cov_start is None else min(result.cov_start, info.cov_start)
-                result.ft_start = info.ft_start if result.ft_start is None else min(result.ft_start, info.ft_start)
+                result.cov_start = _least(result.cov_start, info.cov_start)
+                result.ft_start = _least(result.ft_start, info.ft_start)
                 result.cov_end = max(result.cov_end or 0, info.cov_end or 0)
                 result.ft_end = max(result.ft_end or 0, info.ft_end or 0)
             elif info.ft_end is not None:               # fork mode: no INITED line, the children's coverage

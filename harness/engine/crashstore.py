@@ -99,7 +99,8 @@ class CrashStore:
             doc = json.loads((folder / "crash.json").read_text())
             target = doc["target"]
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise HarnessError(f"{folder}: not a crash folder (crash.json unreadable or names no target: {e})") from None
+            raise HarnessError(f"{folder}: not a crash folder "
+                               f"(crash.json unreadable or names no target: {e})") from None
         if not isinstance(target, str) or not target:
             raise HarnessError(f"{folder}: crash.json names no target")
         store = cls(folder.parent.parent)
@@ -183,7 +184,10 @@ class CrashStore:
 
     def list(self, target: str | None = None) -> list[CrashRecord]:
         out = []
-        targets = [target] if target else sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+        if target:
+            targets = [target]
+        else:
+            targets = sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
         for t in targets:
             d = self._dir(t)
             if d.is_dir():
@@ -226,8 +230,8 @@ class ReadOnlyCrashStore(CrashStore):
     def _refuse(self, *a: Any, **k: Any) -> Any:
         raise HarnessError(f"crash store {self.root} is read-only")
 
-    save = _refuse  # type: ignore[assignment]
-    set_minimized = _refuse  # type: ignore[assignment]
-    set_reproduced = _refuse  # type: ignore[assignment]
-    delete = _refuse  # type: ignore[assignment]
-    move_to_regress = _refuse  # type: ignore[assignment]
+    save = _refuse
+    set_minimized = _refuse
+    set_reproduced = _refuse
+    delete = _refuse
+    move_to_regress = _refuse

@@ -8,6 +8,7 @@ large), then bytes, then by zeroing each non-zero byte (zero is famfs's filler).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Generic, Sequence, TypeVar
 
@@ -44,7 +45,7 @@ def _ddmin(items: list[T], still_fails: Callable[[list[T]], bool], budget: _Budg
         removed = False
         while i < len(items) and budget.left > 0:
             cand = items[:i] + items[i + n:]
-            if budget.try_(("l", len(cand), hash(repr(cand))), lambda c=cand: still_fails(c)):
+            if budget.try_(("l", len(cand), hash(repr(cand))), functools.partial(still_fails, cand)):
                 items = cand
                 removed = True
             else:
@@ -54,7 +55,8 @@ def _ddmin(items: list[T], still_fails: Callable[[list[T]], bool], budget: _Budg
     return items
 
 
-def minimize(items: Sequence[T], still_fails: Callable[[list[T]], bool], *, max_steps: int = 2000) -> MinimizeResult[list[T]]:
+def minimize(items: Sequence[T], still_fails: Callable[[list[T]], bool], *,
+             max_steps: int = 2000) -> MinimizeResult[list[T]]:
     budget = _Budget(max_steps)
     out = _ddmin(list(items), still_fails, budget)
     return MinimizeResult(out, budget.steps, len(items), len(out))
@@ -64,15 +66,20 @@ def minimize_bytes(data: bytes, still_fails: Callable[[bytes], bool], *, chunk: 
                    max_steps: int = 2000) -> MinimizeResult[bytes]:
     budget = _Budget(max_steps)
     size = chunk or (544 if len(data) > 4096 else 1)
-    chunks = [data[i:i + size] for i in range(0, len(data), size)]
-    chunks = _ddmin(chunks, lambda c: still_fails(b"".join(c)), budget)
+    chunks = [bytes(data[i:i + size]) for i in range(0, len(data), size)]
+
+    def joined_fails(c: list[bytes]) -> bool:
+        return still_fails(b"".join(c))
+    chunks = _ddmin(chunks, joined_fails, budget)
     cur = b"".join(chunks)
     if size > 1:
-        cur = bytes(b"".join(_ddmin([cur[i:i + 1] for i in range(len(cur))], lambda c: still_fails(b"".join(c)), budget)))
+        singles: list[bytes] = [cur[i:i + 1] for i in range(len(cur))]
+        kept = _ddmin(singles, joined_fails, budget)
+        cur = b"".join(kept)
     buf = bytearray(cur)
     for i in range(len(buf)):
         if buf[i] and budget.left > 0:
             cand = bytes(buf[:i]) + b"\0" + bytes(buf[i + 1:])
-            if budget.try_(("z", cand), lambda c=cand: still_fails(c)):
+            if budget.try_(("z", cand), functools.partial(still_fails, cand)):
                 buf[i] = 0
     return MinimizeResult(bytes(buf), budget.steps, len(data), len(buf))

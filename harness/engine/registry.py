@@ -36,7 +36,8 @@ class Target:
                not a fault of the harness; a flat run of any other target is a harness problem.
     value_profile  run libFuzzer with -use_value_profile=1: the operands of the instrumented
                comparisons become features, a gradient toward the limits a check compares with.
-    extra      `needs`: a configuration the default job cannot give (external's command).
+    needs_command  a case runs a program the user names (`--cmd`, FAMFS_FUZZ_EXTERNAL_CMD): the
+               default job cannot run it unconfigured (external).
     timeout_s  seconds one case may take before it is a hang (2 s gave false timeouts on a loaded
                2-core machine: 24-device specs at 6-16 cases/s); libFuzzer's -timeout is 5x that.
     """
@@ -52,7 +53,7 @@ class Target:
     lookups: bool = False
     flat_why: str = ""
     value_profile: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    needs_command: bool = False
 
 
 def names() -> list[str]:
@@ -85,7 +86,7 @@ def all_targets() -> list[Target]:
 
 def default_names() -> list[str]:
     """Targets that run with no configuration (not `external`, which needs a command)."""
-    return [n for n in names() if not load(n).extra.get("needs")]
+    return [n for n in names() if not load(n).needs_command]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 from harness.engine.crashstore import CrashStore
 from harness.engine.errors import CaseTimeout, HarnessError
 from harness.engine.registry import Target, system
-from harness.engine.signature import Signature, frames_of_stack, in_repository, repo_frame
+from harness.engine.signature import Kind, Signature, frames_of_stack, in_repository, repo_frame
 
 
 @dataclass
@@ -67,7 +67,8 @@ class Stats:
                 "execs_per_s": round(self.execs / s, 1), "lookups_checked": self.lookups,
                 "lookups_ok": self.lookups_ok, "lookups_justified": self.lookups_justified,
                 "lookups_unjustified": self.lookups_unjustified, "internal_errors": self.internal_errors,
-                "internal_signatures": self.internal_signatures, "findings": self.findings, "signatures": self.signatures, "new_signatures": self.new}
+                "internal_signatures": self.internal_signatures, "findings": self.findings,
+                "signatures": self.signatures, "new_signatures": self.new}
 
 
 def _total(counts: Any) -> int:
@@ -89,9 +90,9 @@ def hang_signature(timeout: CaseTimeout, target: str) -> tuple[Signature, str]:
     ours = [f for f in timeout.stack if in_repository(f.filename)]
     famfs = frames_of_stack(timeout.stack)
     if ours and famfs and famfs[0] == repo_frame(ours[-1]):
-        return Signature.of("timeout", target, famfs), text
+        return Signature.of(Kind.TIMEOUT, target, famfs), text
     where = [repo_frame(f) for f in reversed(ours)]
-    return Signature.of("harness-hang", target, where[:1]), text
+    return Signature.of(Kind.HARNESS_HANG, target, where[:1]), text
 
 
 class CaseRunner:
@@ -150,7 +151,7 @@ class CaseRunner:
         if sig is not None:
             st.findings += 1
             st.signatures[sig.key] = sig.title
-            if sig.kind == "internal-error":
+            if sig.kind == Kind.INTERNAL_ERROR:
                 st.internal_errors += 1
                 st.internal_signatures[sig.key] = sig.title
             if self.store is not None:
@@ -170,7 +171,7 @@ class CaseRunner:
             self._proc = psutil.Process()
         rss = self._proc.memory_info().rss
         if rss > self.rss_limit:
-            return Signature.of("rss", self.target.name), f"RSS {rss >> 20} MiB over {self.rss_limit >> 20} MiB"
+            return Signature.of(Kind.RSS, self.target.name), f"RSS {rss >> 20} MiB over {self.rss_limit >> 20} MiB"
         return None, ""
 
 

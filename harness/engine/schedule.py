@@ -141,6 +141,6 @@ class Schedule:
         a.rewards.append(round(r, 3))
         self.total += 1
 
-    def state(self) -> dict[str, dict[str, float]]:
+    def state(self) -> dict[str, dict[str, float | list[float]]]:
         return {t: {"shares": a.shares, "seconds": round(a.seconds, 1), "value": round(a.value, 3),
                     "rewards": a.rewards} for t, a in self.arms.items()}

@@ -16,6 +16,7 @@ exception type plus the famfs frames parsed out of the reported traceback text.
 """
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 import re
@@ -28,36 +29,53 @@ from harness.engine.registry import system
 
 _ROOT = str(project.root())
 MAX_FRAMES = 5
-KINDS = ("exception", "invariant", "timeout", "harness-hang", "rss", "daemon-death", "wrong-data", "sanitizer",
-         "signal", "exit", "differential", "internal-error", "assert")
+
+
+class Kind(enum.StrEnum):
+    """What sort of crash a signature names: every kind something in the harness makes. The values
+    are in crash folders' JSON and in titles (so in keys): never rename one."""
+
+    EXCEPTION = "exception"              # an exception escaped famfs
+    INVARIANT = "invariant"              # an oracle finding (InvariantViolation), `what` its ID
+    INTERNAL_ERROR = "internal-error"    # an exception a famfs handler reported through the probe
+    DAEMON_DEATH = "daemon-death"        # the daemon process died under a case
+    TIMEOUT = "timeout"                  # a case ran past its time, inside famfs
+    HARNESS_HANG = "harness-hang"        # a case ran past its time, outside famfs
+    RSS = "rss"                          # the case process's memory went over the limit
+    GUEST_DEATH = "guest-death"          # the real-DAX guest died (panic, OOM) inside a case
+    SANITIZER = "sanitizer"              # an external program's ASan / UBSan / LSan report
+    ASSERT = "assert"                    # an external program's failed assert
+    SIGNAL = "signal"                    # an external program killed by a signal
+    EXIT = "exit"                        # an external program's exit status other than accept / refuse
+    DIFFERENTIAL = "differential"        # an external program's verdict differs from ours
 
 
 @dataclass(frozen=True, slots=True)
 class Signature:
     """Frozen crash identity; `.title` reads as a sentence, `.key` names its folder."""
 
-    kind: str
+    kind: Kind
     what: str
     frames: tuple[str, ...] = ()
     site: str = ""                      # an oracle finding: 'op@famfs path' the wrong value came from
 
     @classmethod
-    def of(cls, kind: str, what: str, frames: tuple[str, ...] | list[str] = (), site: str = "") -> "Signature":
-        return cls(kind, what, tuple(frames)[:MAX_FRAMES], site)
+    def of(cls, kind: Kind, what: str, frames: tuple[str, ...] | list[str] = (), site: str = "") -> "Signature":
+        return cls(Kind(kind), what, tuple(frames)[:MAX_FRAMES], site)
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> "Signature":
         carried = getattr(exc, "signature", None)
         if isinstance(carried, Signature):              # a finding that names itself (external targets)
             return carried
-        kind = system().finding_kinds.get(type(exc).__name__, "exception")
+        kind = Kind(system().finding_kinds.get(type(exc).__name__, Kind.EXCEPTION))
         internal = getattr(exc, "error", None)
-        if kind == "internal-error" and internal is not None:
-            return cls.of("internal-error", internal.type, frames_of_text(internal.traceback), internal.where)
+        if kind == Kind.INTERNAL_ERROR and internal is not None:
+            return cls.of(Kind.INTERNAL_ERROR, internal.type, frames_of_text(internal.traceback), internal.where)
         invariant = getattr(exc, "invariant", None)
-        if kind == "internal-error" or (kind == "invariant" and invariant is None):
-            kind = "exception"                           # the type, but not carrying what its kind needs
-        is_violation = kind == "invariant"
+        if kind == Kind.INTERNAL_ERROR or (kind == Kind.INVARIANT and invariant is None):
+            kind = Kind.EXCEPTION                        # the type, but not carrying what its kind needs
+        is_violation = kind == Kind.INVARIANT
         what = str(getattr(invariant, "value", invariant)) if is_violation else type(exc).__name__
         site = str(getattr(exc, "where", "") or "") if is_violation else ""
         return cls.of(kind, what, sut_frames(exc.__traceback__), site)
@@ -73,14 +91,14 @@ class Signature:
         return hashlib.sha256(self.title.encode()).hexdigest()[:12]
 
     def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": self.kind, "what": self.what, "frames": list(self.frames)}
+        d: dict[str, Any] = {"kind": self.kind.value, "what": self.what, "frames": list(self.frames)}
         if self.site:
             d["site"] = self.site
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Signature":
-        return cls.of(d["kind"], d["what"], d.get("frames", ()), d.get("site", ""))
+        return cls.of(Kind(d["kind"]), d["what"], d.get("frames", ()), d.get("site", ""))
 
 
 def sut_frames(tb: Any) -> list[str]:

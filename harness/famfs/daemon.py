@@ -42,7 +42,7 @@ from typing import Any, Sequence, Union
 
 from harness.famfs import wire
 from harness.famfs.errors import FamfsError
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import NodeName, uuid_str
 from harness.famfs.invariants import Invariant
 from harness.famfs.kernel import KernelMount, push_referenced
 from harness.famfs.layout import (
@@ -107,7 +107,7 @@ class Daemon:
                  capable_rawio: bool = True, translate_ids: bool = False, master: bool = False,
                  check_crc: bool = True, primary: Any = None, ino_base: int = 1):
         self.host = host
-        self.node: str = host.node
+        self.node = NodeName(host.node)
         self.abi = wire.abi(abi) if isinstance(abi, str) else abi
         self.probe = probe
         self.translate_ids = translate_ids
@@ -196,9 +196,9 @@ class Daemon:
 
     def _register_primary(self) -> None:
         reg = self.abi.registration
-        if reg == "push-fd":
+        if reg == wire.Registration.PUSH_FD:
             self.kernel.daxdev_open(self.primary, 0)
-        elif reg == "backing-id":
+        elif reg == wire.Registration.BACKING_ID:
             self.kernel_ids[0] = self.kernel.backing_open(self.primary)
 
     def _meta_inodes(self, state: Replay) -> None:
@@ -289,7 +289,7 @@ class Daemon:
             raise DaemonError.no_fmap(nodeid)
         self.check_identity()
         f = inode.file
-        if self.abi.registration == "backing-id" and self.translate_ids:
+        if self.abi.registration == wire.Registration.BACKING_ID and self.translate_ids:
             f = replace(f, fmap=_remap(f.fmap, self.kernel_ids))
         return wire.encode_fmap(wire.fmap_from_file(f, self.abi, inode.file_type), self.abi)
 
@@ -307,9 +307,9 @@ class Daemon:
     def _before_serving(self, f: File) -> None:
         """push-fd / backing-id: register the devices a file references before its fmap is served."""
         reg = self.abi.registration
-        if reg == "push-fd":
+        if reg == wire.Registration.PUSH_FD:
             self.pushed = push_referenced(self.kernel, sorted(f.devindices()), self.devices, self.pushed)
-        elif reg == "backing-id":
+        elif reg == wire.Registration.BACKING_ID:
             for index in sorted(f.devindices()):
                 dev = self.devices[index] if index < len(self.devices) else None
                 if index not in self.kernel_ids and dev is not None:

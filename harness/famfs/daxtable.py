@@ -97,7 +97,7 @@ class DaxdevTable:
         if self.valid_first:
             mem.store((index, "valid"), True)
             yield f"store slot {index} valid (first: fault)"
-        for f, v in zip(FIELDS, (devno, device, name)):
+        for f, v in zip(FIELDS, (devno, device, name), strict=True):
             mem.store((index, f), v)
             yield f"store slot {index} {f}"
         if self.use_barrier:
@@ -115,7 +115,7 @@ class DaxdevTable:
         return _finish(self.install_steps(index, devno, device, name))
 
     def fill(self, index: int, devno: int, device: Any, name: str | None) -> None:
-        for f, v in zip(FIELDS, (devno, device, name)):
+        for f, v in zip(FIELDS, (devno, device, name), strict=True):
             self.mem.store((index, f), v)
 
     def barrier(self) -> None:

@@ -177,7 +177,8 @@ class DaxDevice:
             return cls._mapped(fd, size, name=name, node=node, kind="memfd", dev_t=dev_t)
         except OSError as e:
             os.close(fd)
-            raise DaxDeviceError.cannot_open(name, e.errno or errno.EIO, f"memfd of {size:#x} bytes: {e.strerror}") from None
+            raise DaxDeviceError.cannot_open(name, e.errno or errno.EIO,
+                                             f"memfd of {size:#x} bytes: {e.strerror}") from None
         except BaseException:
             os.close(fd)
             raise

@@ -26,10 +26,11 @@ class FamfsError(Exception):
         return f"{self.invariant}: {self.message}{where} [{_errno.errorcode.get(self.errno, self.errno)}]"
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.errno!r}, {self.invariant.value!r}, {self.message!r}, entry={self.entry!r})"
+        return (f"{type(self).__name__}({self.errno!r}, {self.invariant.value!r}, {self.message!r}, "
+                f"entry={self.entry!r})")
 
     def __eq__(self, other: object) -> bool:
-        return (type(self) is type(other) and self.as_dict() == other.as_dict())  # type: ignore[union-attr]
+        return isinstance(other, FamfsError) and type(self) is type(other) and self.as_dict() == other.as_dict()
 
     def __hash__(self) -> int:
         return hash((type(self), self.errno, self.invariant, self.message, self.entry))

@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import subprocess
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Callable, Concatenate, Coroutine, ParamSpec, TypeVar
 
 import pyfuse3
 import trio
@@ -33,14 +33,16 @@ from harness.famfs.errors import FamfsError
 
 log = logging.getLogger("famfs.fuse")
 T = TypeVar("T")
+P = ParamSpec("P")
 ATTR_TIMEOUT = 1.0
 
 
-def _errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+def _errors(fn: Callable[Concatenate["FamfsOperations", P], Coroutine[Any, Any, T]]
+            ) -> Callable[Concatenate["FamfsOperations", P], Coroutine[Any, Any, T]]:
     @functools.wraps(fn)
-    async def handler(self: "FamfsOperations", *args: Any) -> T:
+    async def handler(self: "FamfsOperations", *args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return await fn(self, *args)
+            return await fn(self, *args, **kwargs)
         except pyfuse3.FUSEError:
             raise
         except FamfsError as e:
@@ -117,7 +119,8 @@ class FamfsOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=inode, keep_cache=False)
 
     @_errors
-    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
+        # pyfuse3 replies from any buffer; its stub says bytes, and a copy here is what zero_copy avoids
         return self.daemon.read(fh, off, size, zero_copy=True)     # pyfuse3 replies from the buffer
 
     @_errors

@@ -14,32 +14,31 @@ from __future__ import annotations
 
 import os
 import random
-import struct
 import uuid as _uuid
 from dataclasses import dataclass, replace
 from typing import Sequence, Union
 
 from harness.famfs.errors import ImageError
 from harness.famfs.fmap import segments
+from harness.famfs.ids import DaxIndex, Uuid
 from harness.famfs.index import Daxdev
 from harness.famfs.layout import (
-    ALLOC_UNIT, ENTRY_SIZE, HEADER_SIZE, LOG_HEADER, LOG_LEN, LOG_OFFSET, MAX_DAXDEVS, SECONDARY_SB,
+    ALLOC_UNIT, ENTRY_SIZE, HEADER_SIZE, LOG_ENTRY, LOG_HEADER, LOG_LEN, LOG_OFFSET, MAX_DAXDEVS, SECONDARY_SB,
     SUPERBLOCK_SIZE, AddDaxdev, EntryType, FileMeta, InterleavedFmap, LogEntry, LogHeader, Mkdir,
-    Payload, SimpleExtent, SimpleFmap, Superblock, crc32, log_slots,
+    Payload, SimpleExtent, SimpleFmap, Superblock, log_slots,
 )
 from harness.famfs.namespace import Dir, File, Namespace
 from harness.famfs.shm import Port, port_of
 
 Buffer = Union[bytearray, memoryview]
 FM_ALL_HOSTS_RW = 2
-_U64 = struct.Struct("<Q")
 
 
-def new_uuid() -> bytes:
-    return _uuid.uuid4().bytes
+def new_uuid() -> Uuid:
+    return Uuid(_uuid.uuid4().bytes)
 
 
-def mkfs(device: Buffer, size: int, *, dev_uuid: bytes, fs_uuid: bytes, system_uuid: bytes,
+def mkfs(device: Buffer, size: int, *, dev_uuid: Uuid, fs_uuid: Uuid, system_uuid: Uuid,
          log_len: int = LOG_LEN, log_offset: int = LOG_OFFSET, alloc_unit: int = ALLOC_UNIT,
          daxdev_name: bytes = b"/dev/dax0.0", head_is_zero: bool = False, port: Port | None = None) -> Superblock:
     """Format a primary daxdev as `__famfs_mkfs` does: superblock, zeroed log, fresh log header.
@@ -71,8 +70,8 @@ def mkfs(device: Buffer, size: int, *, dev_uuid: bytes, fs_uuid: bytes, system_u
     return sb
 
 
-def mkfs_secondary(device: Buffer, size: int, *, dev_uuid: bytes, fs_uuid: bytes,
-                   system_uuid: bytes, daxdev_name: bytes = b"", port: Port | None = None) -> Superblock:
+def mkfs_secondary(device: Buffer, size: int, *, dev_uuid: Uuid, fs_uuid: Uuid,
+                   system_uuid: Uuid, daxdev_name: bytes = b"", port: Port | None = None) -> Superblock:
     """Format a secondary daxdev: a superblock naming its own UUID, flag SECONDARY, no log;
     flushed and fenced before the ADD_DAXDEV that names it can be appended."""
     sb = Superblock(log_offset=0, log_len=0, fs_uuid=fs_uuid, dev_uuid=dev_uuid,
@@ -122,7 +121,7 @@ class LogWriter:
         # One 16-byte store for both counters: as two stores (famfs increments them one after the
         # other) a concurrent reader can see next_seqnum != next_index and must refuse the header
         # (LOG-HEADER). log_tail_race found this; see README "Findings".
-        counters: list[tuple[int, bytes] | None] = [(seq_at, _U64.pack(i + 1) + _U64.pack(i + 1))]
+        counters: list[tuple[int, bytes] | None] = [(seq_at, _U64_PAIR.pack(i + 1, i + 1))]
         return counters + chunks if self.counter_first else chunks + [None] + counters
 
     def append(self, etype: int, payload: Payload) -> int:
@@ -151,15 +150,16 @@ class LogWriter:
 
 
 _NEXT_SEQNUM = LOG_HEADER.offsets["next_seqnum"]
-_U64_PAIR = struct.Struct("<QQ")
+_U64_PAIR = LOG_HEADER.part("next_seqnum", "next_index")
 assert LOG_HEADER.offsets["next_index"] == _NEXT_SEQNUM + 8
 
 
 def _sealed_entry(seqnum: int, etype: int, payload: Payload) -> bytes:
-    """`LogEntry(seqnum, etype, payload).sealed().encode()`, encoding once: CRC over the first
-    536 bytes, stored in the last 8."""
-    raw = LogEntry(seqnum, etype, payload).encode()
-    return raw[:536] + _U64.pack(crc32(raw[:536]))
+    """`LogEntry(seqnum, etype, payload).sealed().encode()`, encoding once: the CRC over its
+    documented range, stored in its field."""
+    raw = bytearray(LogEntry(seqnum, etype, payload).encode())
+    LOG_ENTRY.seal(raw)
+    return bytes(raw)
 
 
 class Allocator:
@@ -210,13 +210,13 @@ class Image:
         self.log = LogWriter(self.devices[0], sb, port=port)
         self.alloc = Allocator(sb.alloc_unit)
         self.alloc.add_device(sizes[0], sb.log_offset + sb.log_len)
-        self.table: list[Daxdev] = [Daxdev(0, sb.dev_uuid, sizes[0], None)]
+        self.table: list[Daxdev] = [Daxdev(DaxIndex(0), sb.dev_uuid, sizes[0], None)]
         self.expected = Namespace()
 
     @classmethod
     def mkfs(cls, devices: Sequence[Buffer], sizes: Sequence[int] | None = None, *,
-               uuids: Sequence[bytes] | None = None, fs_uuid: bytes | None = None,
-               system_uuid: bytes | None = None, log_len: int = LOG_LEN,
+               uuids: Sequence[Uuid] | None = None, fs_uuid: Uuid | None = None,
+               system_uuid: Uuid | None = None, log_len: int = LOG_LEN,
                alloc_unit: int = ALLOC_UNIT, add_secondaries: bool = True,
                head_is_zero: bool = False, port: Port | None = None) -> "Image":
         """mkfs the primary (devices[0]) and every secondary; ADD_DAXDEV each secondary in order.
@@ -228,11 +228,11 @@ class Image:
         system_uuid = system_uuid or new_uuid()
         sb = mkfs(devices[0], sizes[0], dev_uuid=uuids[0], fs_uuid=fs_uuid, system_uuid=system_uuid,
                   log_len=log_len, alloc_unit=alloc_unit, head_is_zero=head_is_zero, port=port)
-        for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:]):
+        for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:], strict=True):
             mkfs_secondary(dev, size, dev_uuid=u, fs_uuid=fs_uuid, system_uuid=system_uuid)
         image = cls(devices[:1], sizes[:1], sb, port=port)
         if add_secondaries:
-            for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:]):
+            for dev, size, u in zip(devices[1:], sizes[1:], uuids[1:], strict=True):
                 image.attach(dev, size, u)
         return image
 
@@ -245,7 +245,7 @@ class Image:
 
     # -- the master's operations --------------------------------------------------------------
 
-    def attach(self, device: Buffer, size: int, dev_uuid: bytes) -> int:
+    def attach(self, device: Buffer, size: int, dev_uuid: Uuid) -> int:
         """Make `device` the next daxdev: ADD_DAXDEV (the log defines its index), then allocate on it."""
         if len(self.table) >= MAX_DAXDEVS:
             raise ImageError.no_space(f"daxdev table full ({MAX_DAXDEVS})")
@@ -254,14 +254,14 @@ class Image:
         self.sizes.append(size)
         return index
 
-    def add_daxdev(self, dev_uuid: bytes, size: int, index: int | None = None) -> int:
+    def add_daxdev(self, dev_uuid: Uuid, size: int, index: int | None = None) -> int:
         """Append ADD_DAXDEV. `index` defaults to the next dense one; any other value writes a bad
         entry on purpose (and defines nothing in `table`/`expected`)."""
         dense = len(self.table)
         index = dense if index is None else index
         self.log.append(EntryType.ADD_DAXDEV, AddDaxdev(size, dev_uuid, index))
         if index == dense:
-            self.table.append(Daxdev(index, dev_uuid, size, self.log.next_index - 1))
+            self.table.append(Daxdev(DaxIndex(index), dev_uuid, size, self.log.next_index - 1))
             self.alloc.add_device(size, SUPERBLOCK_SIZE)
         return index
 
@@ -279,7 +279,8 @@ class Image:
             fmap: Union[SimpleFmap, InterleavedFmap] = SimpleFmap.of([self.alloc.alloc(size, devindex)])
         else:
             chunk, n = interleave.chunk_size, interleave.nstrips
-            per_strip = max(1, -(-(-(-size // chunk)) // n)) * chunk
+            chunks = -(-size // chunk)                         # ceil(size / chunk), then per strip
+            per_strip = max(1, -(-chunks // n)) * chunk
             devs = interleave.devindices
             fmap = InterleavedFmap.of(chunk, [self.alloc.alloc(per_strip, devs[k % len(devs)]) for k in range(n)])
         i = self.log.append(EntryType.FILE,

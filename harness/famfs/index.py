@@ -21,29 +21,20 @@ first references an index) lives in `kernel.py`; this table is what the daemon a
 """
 from __future__ import annotations
 
-import uuid as _uuid
 from dataclasses import dataclass
 from typing import Iterator
 
 from harness.famfs.errors import EntryRejected
+from harness.famfs.ids import DaxIndex, Uuid, uuid_str
 from harness.famfs.layout import MAX_DAXDEVS, AddDaxdev
-
-
-def uuid_str(raw: bytes) -> str:
-    """A 16-byte UUID as famfs prints it (libuuid `uuid_unparse`: lower-case hex, 8-4-4-4-12;
-    what str(uuid.UUID) gives, at a quarter of its cost)."""
-    if len(raw) != 16:
-        return str(_uuid.UUID(bytes=bytes(raw)))      # its ValueError for a wrong length
-    h = bytes(raw).hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)
 class Daxdev:
     """One defined daxdev: its index, 16-byte UUID, size, and the entry that defined it (None: primary)."""
 
-    index: int
-    uuid: bytes
+    index: DaxIndex
+    uuid: Uuid
     size: int
     entry: int | None
 
@@ -60,11 +51,11 @@ class IndexTable:
 
     __slots__ = ("_devs", "_by_uuid", "slots")
 
-    def __init__(self, primary_uuid: bytes, primary_size: int, slots: int = MAX_DAXDEVS):
+    def __init__(self, primary_uuid: Uuid, primary_size: int, slots: int = MAX_DAXDEVS):
         self.slots = slots
-        first = Daxdev(0, bytes(primary_uuid), primary_size, None)
+        first = Daxdev(DaxIndex(0), Uuid(bytes(primary_uuid)), primary_size, None)
         self._devs: list[Daxdev] = [first]
-        self._by_uuid: dict[bytes, int] = {first.uuid: 0}
+        self._by_uuid: dict[Uuid, DaxIndex] = {first.uuid: DaxIndex(0)}
 
     def add(self, entry: int, add: AddDaxdev) -> Daxdev:
         """Apply one ADD_DAXDEV entry, or raise the typed rejection (the table is then unchanged)."""
@@ -79,9 +70,9 @@ class IndexTable:
         prior = self._by_uuid.get(add.uuid)
         if prior is not None:
             return self._refuse(EntryRejected.duplicate_uuid(entry, uuid_str(add.uuid), prior))
-        dev = Daxdev(n, add.uuid, add.size, entry)
+        dev = Daxdev(DaxIndex(n), add.uuid, add.size, entry)
         self._devs.append(dev)
-        self._by_uuid[add.uuid] = n
+        self._by_uuid[add.uuid] = dev.index
         return dev
 
     @staticmethod
@@ -100,8 +91,8 @@ class IndexTable:
     def __iter__(self) -> Iterator[Daxdev]:
         return iter(self._devs)
 
-    def index_of(self, uuid: bytes) -> int | None:
-        return self._by_uuid.get(bytes(uuid))
+    def index_of(self, uuid: Uuid) -> DaxIndex | None:
+        return self._by_uuid.get(uuid)
 
     def sizes(self) -> list[int]:
         return [d.size for d in self._devs]

@@ -20,6 +20,14 @@ class Invariant(enum.StrEnum):
         member.text = text
         return member
 
+    @classmethod
+    def of(cls, value: str) -> "Invariant":
+        """The member whose ID is `value` (e.g. read back from a message or a file); ValueError if none."""
+        for member in cls:
+            if member.value == value:
+                return member
+        raise ValueError(f"no invariant {value!r}")
+
     # Format and replay.
     SB_VALID = ("SB-VALID", "superblock magic, version, CRC, alloc unit, log offset/length within the device")
     LOG_HEADER = ("LOG-HEADER", "log magic and CRC; length equals the superblock's; last_index, "

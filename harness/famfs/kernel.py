@@ -37,6 +37,7 @@ from typing import Any, Generator, Protocol, Sequence, Union
 from harness.famfs import wire
 from harness.famfs.daxtable import DaxdevTable, SlotView, _finish
 from harness.famfs.errors import FamfsError
+from harness.famfs.ids import NodeName
 from harness.famfs.invariants import Invariant
 from harness.famfs.probe import NULL_PROBE, Probe
 
@@ -69,9 +70,14 @@ class KernelError(FamfsError):
 class Device(Protocol):
     """A DAX device as the kernel sees it: a node-local name, a dev_t, bounded reads."""
 
-    name: str
-    devno: int
-    size: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def devno(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
 
     def read(self, offset: int, length: int) -> bytes: ...
 
@@ -83,7 +89,8 @@ class Device(Protocol):
 class Host(Protocol):
     """This node's /dev: finds a DAX device by node-local name or by dev_t (None if absent)."""
 
-    node: str
+    @property
+    def node(self) -> str: ...
 
     def by_name(self, name: str) -> Device | None: ...
 
@@ -117,7 +124,16 @@ class KernelFmap:
     bad: bool = False
 
     def resolve(self, offset: int) -> Run | None:
-        """file offset -> (index, device offset, run length), or None past the map."""
+        """file offset -> (index, device offset, run length), or None past the map.
+
+        This is deliberately not `fmap.resolve`, though the arithmetic is the same: it stands for
+        the kernel's own fmap walker (famfs's kernel module, separate code from the userspace that
+        wrote the log), and the image builder places file bytes with `fmap`. Were they one
+        function, a bug planted in it (or made in it) would move the writes and the reads alike,
+        and the DATA check, which reads files back through this walker, could never see it
+        (`tests/quality/test_oracle_plants.py` plants such a bug here). The shape differs too: a
+        wire map may carry several interleaved extents, each covering `ie_nbytes` of the file
+        (at most the file size), one after the other, where a log entry holds exactly one."""
         m = self.message
         if m.ext_type == wire.EXT_SIMPLE:
             for e in m.extents:
@@ -144,7 +160,7 @@ class KernelMount:
     def __init__(self, host: Host, server: Server, abi: wire.Abi, *, capable_rawio: bool = True,
                  kernel_offers_fmap: bool = True, probe: Probe = NULL_PROBE, table: DaxdevTable | None = None):
         self.host = host
-        self.node = host.node
+        self.node = NodeName(host.node)
         self.server = server
         self.abi = abi
         self.probe = probe
@@ -153,7 +169,7 @@ class KernelMount:
         self.fmaps: dict[int, KernelFmap] = {}
         self.next_backing_id = 1            # backing-id: idr_alloc_cyclic(1, ...) never hands out 0
         self.lookups = 0
-        self._pulls = self.enabled and abi.registration in ("pull-name", "pull-devt")
+        self._pulls = self.enabled and abi.registration.pulls
         self.registrations = 0              # GET_DAXDEV round trips, DAXDEV_OPEN / BACKING_OPEN calls
 
     # -- registration (push-fd / backing-id: called by the daemon; pull: by ourselves) -------
@@ -197,7 +213,7 @@ class KernelMount:
         yield f"GET_DAXDEV({index}) replied"
         if reply.index != index:
             return None
-        if self.abi.registration == "pull-devt":
+        if self.abi.registration == wire.Registration.PULL_DEVT:
             device = self.host.by_devno(reply.devt)
         else:
             device = self.host.by_name(reply.name.decode("utf-8", "replace"))
@@ -213,7 +229,7 @@ class KernelMount:
 
     def mount(self) -> None:
         """At mount only the primary (index 0) is known; pull generations fetch it now."""
-        if self.enabled and self.abi.registration in ("pull-name", "pull-devt"):
+        if self.enabled and self.abi.registration.pulls:
             self._pull(0)
 
     # -- GET_FMAP -----------------------------------------------------------------------------
@@ -232,10 +248,10 @@ class KernelMount:
         yield f"GET_FMAP({nodeid}) parsed"
         kf = self._validate(message)
         missing = [i for i in sorted(kf.indices) if not self._slot_ok(i)]
-        if missing and self.abi.registration in ("pull-name", "pull-devt"):
+        if missing and self.abi.registration.pulls:
             for index in missing:
                 yield from self.pull_steps(index)
-        elif missing and self.abi.registration == "push-fd":
+        elif missing and self.abi.registration == wire.Registration.PUSH_FD:
             kf = KernelFmap(kf.file_size, kf.message, kf.indices, bad=True)
         self.fmaps.setdefault(nodeid, kf)                # cached once (cmpxchg): first one wins
         return self.fmaps[nodeid]

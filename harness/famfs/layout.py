@@ -16,8 +16,10 @@ import enum
 import struct
 import zlib
 from dataclasses import dataclass, field, replace
-from functools import partial
-from typing import Iterator, NamedTuple, Union
+from functools import cached_property, partial
+from typing import Any, Iterator, NamedTuple, Union
+
+from harness.famfs.ids import NIL_UUID, Uuid
 
 # -- constants (docs/famfs-format.md sections 1-3) -------------------------------------------------
 
@@ -89,6 +91,10 @@ class StructDesc:
             fmt += code
         object.__setattr__(self, "codec", struct.Struct(fmt))
         object.__setattr__(self, "offsets", offsets)
+        if self.crc is not None:     # the range lies inside the struct and leaves the CRC field out
+            c, at = self.crc, offsets[self.crc.field]
+            assert 0 <= c.start < c.end <= self.codec.size, (self.name, c)
+            assert at + self.field_size(c.field) <= c.start or at >= c.end, (self.name, c)
 
     @property
     def size(self) -> int:
@@ -107,6 +113,36 @@ class StructDesc:
         """The codec of this struct's fields before field `upto` (a prefix read on its own)."""
         stop = [name for name, _ in self.fields].index(upto)
         return struct.Struct("<" + "".join(code for _, code in self.fields[:stop]))
+
+    def part(self, *names: str) -> struct.Struct:
+        """The codec of the named fields, contiguous and in this order (a run read on its own)."""
+        return struct.Struct("<" + "".join(self.code(name) for name in names))
+
+    # -- the CRC this struct carries: every reader and writer goes through these ----------------
+
+    def checked_crc(self) -> Crc:
+        """This struct's CRC descriptor (ValueError for a struct without one)."""
+        if self.crc is None:
+            raise ValueError(f"{self.name} carries no CRC")
+        return self.crc
+
+    def crc_over(self, buf: bytes | bytearray | memoryview, at: int = 0) -> int:
+        """The CRC of the struct at `buf[at:]` as computed over its documented range."""
+        c = self.checked_crc()
+        return crc32(buf[at + c.start:at + c.end])
+
+    def stored_crc(self, buf: bytes | bytearray | memoryview, at: int = 0) -> int:
+        """The CRC field of the struct at `buf[at:]` as stored."""
+        value: int = self._crc_codec.unpack_from(buf, at + self.offsets[self.checked_crc().field])[0]
+        return value
+
+    def seal(self, buf: bytearray | memoryview, at: int = 0) -> None:
+        """Recompute the CRC of the struct at `buf[at:]` in place (what famfs stores)."""
+        self._crc_codec.pack_into(buf, at + self.offsets[self.checked_crc().field], self.crc_over(buf, at))
+
+    @cached_property
+    def _crc_codec(self) -> struct.Struct:
+        return struct.Struct("<" + self.code(self.checked_crc().field))
 
 
 def _pad(n: int) -> tuple[str, str]:
@@ -163,26 +199,53 @@ assert SUPERBLOCK.size == 200 and HEADER_SIZE == 48 and ENTRY_SIZE == 544
 assert INTERLEAVE_META.size == 520 and FILE_META.size == 504   # the union's largest arm fills the payload
 assert FMAP_OFFSET == 104
 
-# Codecs for the replay hot path, derived from the tables above. Replay reads an entry in three
-# unpacks (head, the payload's scalar fields, the fmap words in use) and builds no LogEntry.
-_FILE_ENTRY = struct.Struct("<QI4xQIIII80sI4xI4x50QQ")     # whole entries, for encode
-_MKDIR_ENTRY = struct.Struct("<QI4xIII80s")
-_ADD_ENTRY = struct.Struct("<QI4xQ16sI")
-ENTRY_HEAD = struct.Struct("<QI")                            # seqnum, type
-_U64 = struct.Struct("<Q")
+# Codecs, all derived from the tables above. Replay reads an entry in three unpacks (head, the
+# payload's scalar fields, the fmap words in use) and builds no LogEntry; encode packs a whole entry
+# in one, its payload read as one arm of the union.
+PAYLOAD_LEN = LOG_ENTRY.field_size("payload")                # 520: the payload union
+ENTRY_CRC_AT = LOG_ENTRY.offsets["crc"]                      # 536
+ENTRY_CRC = LOG_ENTRY.checked_crc()                          # for hot loops: the range as plain ints
+FMAP_WORDS = FILE_META.offsets["se0_devindex"]               # the fmap union's u64 words, from here
+FMAP_NWORDS = (PAYLOAD + PAYLOAD_LEN - FMAP_WORDS) // 8      # 50: to the end of the payload
+_EXTENT = FILE_META.part("se0_devindex", "se0_offset", "se0_len")
+_U64_PAIR = INTERLEAVE_META.part("nstrips", "chunk_size")     # an interleaved extent's nstrips, chunk_size
+_UNION = struct.Struct(f"<{FMAP_NWORDS}Q")                    # the fmap union as words (RawFmap)
+
+
+def _entry_codec(arm: tuple[tuple[str, str], ...]) -> struct.Struct:
+    """A whole entry whose payload is read as `arm`'s fields, zero-padded to the payload's size."""
+    fmt = "<"
+    for name, code in LOG_ENTRY.fields:
+        if name == "payload":
+            body = "".join(c for _, c in arm)
+            fmt += body + (f"{PAYLOAD_LEN - struct.calcsize('<' + body)}x" if struct.calcsize("<" + body) < PAYLOAD_LEN
+                           else "")
+        else:
+            fmt += code
+    codec = struct.Struct(fmt)
+    assert codec.size == ENTRY_SIZE, (arm, codec.format)
+    return codec
+
+
+def _fields_before(desc: StructDesc, upto: str) -> tuple[tuple[str, str], ...]:
+    return desc.fields[:[name for name, _ in desc.fields].index(upto)]
+
+
+_FILE_ENTRY = _entry_codec(_fields_before(FILE_META, "se0_devindex") + (("fmap", f"{FMAP_NWORDS}Q"),))
+_MKDIR_ENTRY = _entry_codec(MKDIR.fields)
+_ADD_ENTRY = _entry_codec(ADD_DAXDEV.fields)
+ENTRY_HEAD = LOG_ENTRY.head("_pad")                          # seqnum, type
 FILE_HEAD = FILE_META.head("se0_devindex")                   # size .. nextents (at PAYLOAD)
-FILE_ONE_EXTENT = struct.Struct(FILE_META.head("se1_devindex").format + "360s")   # the same, extent 0,
+FILE_ONE_EXTENT = struct.Struct(FILE_META.head("se1_devindex").format
+                                + f"{_EXTENT.size * (MAX_SIMPLE_EXTENTS - 1)}s")   # the same, extent 0,
                                                              # and the 15 slots after it as bytes
-FMAP_WORDS = FILE_META.offsets["se0_devindex"]               # the fmap union's 50 u64 words
 MKDIR_BODY = MKDIR.codec                                     # (at PAYLOAD)
 ADD_DAXDEV_BODY = ADD_DAXDEV.codec                           # (at PAYLOAD)
-_EXTENT = struct.Struct("<QQQ")                              # devindex, offset, len
-_U64_PAIR = struct.Struct("<QQ")                             # an interleaved extent's nstrips, chunk_size
-_UNION = struct.Struct("<50Q")                               # the fmap union as words (RawFmap)
 _ZERO_BYTES = bytes(_EXTENT.size * MAX_SIMPLE_EXTENTS)
 ZERO_SLOTS_AFTER_1 = _ZERO_BYTES[_EXTENT.size:]              # the 15 unused slots of a one-extent fmap
-assert FILE_HEAD.size == FMAP_WORDS - PAYLOAD and FMAP_WORDS + _UNION.size == 536
-assert INTERLEAVE_META.offsets["nstrips"] == FMAP_WORDS and INTERLEAVE_META.offsets["st0_devindex"] == FMAP_WORDS + 16
+assert FILE_HEAD.size == FMAP_WORDS - PAYLOAD and FMAP_WORDS + _UNION.size == ENTRY_CRC_AT
+assert INTERLEAVE_META.offsets["nstrips"] == FMAP_WORDS
+assert INTERLEAVE_META.offsets["st0_devindex"] == FMAP_WORDS + _U64_PAIR.size
 
 
 # famfs's CRC: zlib crc32 seeded with 0, `crc32(data) -> int`. zlib's own function, not a wrapper:
@@ -198,6 +261,9 @@ def log_slots(log_len: int) -> int:
 # -- values ----------------------------------------------------------------------------------------
 
 
+_SB_NAMES = SUPERBLOCK.names()
+
+
 @dataclass(frozen=True, slots=True)
 class Superblock:
     """`struct famfs_superblock` (200 bytes at device offset 0). UUIDs are 16 raw bytes."""
@@ -209,19 +275,20 @@ class Superblock:
     alloc_unit: int = ALLOC_UNIT
     omf_major: int = OMF_VER_MAJOR
     omf_minor: int = OMF_VER_MINOR
-    fs_uuid: bytes = bytes(16)
-    dev_uuid: bytes = bytes(16)
-    system_uuid: bytes = bytes(16)
+    fs_uuid: Uuid = NIL_UUID
+    dev_uuid: Uuid = NIL_UUID
+    system_uuid: Uuid = NIL_UUID
     crc: int = 0
     flags: int = 0
     dd_size: int = 0
-    dd_uuid: bytes = bytes(16)
+    dd_uuid: Uuid = NIL_UUID
     dd_daxdev: bytes = b""             # NUL-padded to 64 on media; stored without trailing NULs
 
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> "Superblock":
-        v = SUPERBLOCK.codec.unpack_from(buf, offset)
-        return cls(*v[:-1], v[-1].rstrip(b"\0"))
+        fields: dict[str, Any] = dict(zip(_SB_NAMES, SUPERBLOCK.codec.unpack_from(buf, offset), strict=True))
+        fields["dd_daxdev"] = fields["dd_daxdev"].rstrip(b"\0")
+        return cls(**fields)
 
     def encode(self) -> bytes:
         return SUPERBLOCK.codec.pack(
@@ -230,7 +297,7 @@ class Superblock:
             self.crc, self.flags, self.dd_size, self.dd_uuid, self.dd_daxdev)
 
     def computed_crc(self) -> int:
-        return crc32(self.encode()[:96])
+        return SUPERBLOCK.crc_over(self.encode())
 
     def sealed(self) -> "Superblock":
         """This superblock with its CRC recomputed."""
@@ -261,7 +328,7 @@ class LogHeader:
                                      self.next_seqnum, self.next_index)
 
     def computed_crc(self) -> int:
-        return crc32(self.encode()[:24])
+        return LOG_HEADER.crc_over(self.encode())
 
     def sealed(self) -> "LogHeader":
         return replace(self, crc=self.computed_crc())
@@ -363,8 +430,8 @@ def extents_at(buf: bytes | bytearray | memoryview, offset: int, used: int) -> t
     """The 16 extent slots whose words start at `offset`, of which the first `used` (0..16) are in
     use. Only those are unpacked when the rest are zero bytes (all famfs writes): the unused slots
     are then one shared tuple. Otherwise every slot is read, so `encode` gives the bytes back."""
-    stop = offset + 24 * used
-    end = offset + 24 * MAX_SIMPLE_EXTENTS
+    stop = offset + _EXTENT.size * used
+    end = offset + _EXTENT.size * MAX_SIMPLE_EXTENTS
     # bytes(): a memoryview compares with bytes item by item, a bytes object with memcmp
     if bytes(buf[stop:end]) != _ZERO_BYTES[: end - stop]:
         return tuple(map(_extent, _EXTENT.iter_unpack(buf[offset:end])))
@@ -421,7 +488,7 @@ class AddDaxdev:
     """`famfs_log_add_daxdev`: defines daxdev `index` as `uuid` (16 raw bytes) of `size` bytes."""
 
     size: int
-    uuid: bytes
+    uuid: Uuid
     index: int
 
 
@@ -447,7 +514,7 @@ class LogEntry:
     @classmethod
     def decode(cls, buf: bytes | bytearray | memoryview, offset: int = 0) -> "LogEntry":
         seqnum, etype = ENTRY_HEAD.unpack_from(buf, offset)
-        crc = _U64.unpack_from(buf, offset + 536)[0]
+        crc = LOG_ENTRY.stored_crc(buf, offset)
         at = offset + PAYLOAD
         if etype == EntryType.FILE:
             size, flags, uid, gid, mode, relpath, ext_type, count = FILE_HEAD.unpack_from(buf, at)
@@ -459,7 +526,7 @@ class LogEntry:
         elif etype == EntryType.ADD_DAXDEV:
             payload = AddDaxdev(*ADD_DAXDEV_BODY.unpack_from(buf, at))
         else:
-            payload = RawPayload(bytes(buf[offset + PAYLOAD: offset + 536]))
+            payload = RawPayload(bytes(buf[offset + PAYLOAD: offset + PAYLOAD + PAYLOAD_LEN]))
         return cls(seqnum, etype, payload, crc)
 
     def encode(self) -> bytes:
@@ -467,19 +534,16 @@ class LogEntry:
         p = self.payload
         if isinstance(p, FileMeta):
             ext_type, count, words = p.fmap.words()
-            body = _FILE_ENTRY.pack(self.seqnum, self.type, p.size, p.flags, p.uid, p.gid, p.mode,
+            return _FILE_ENTRY.pack(self.seqnum, self.type, p.size, p.flags, p.uid, p.gid, p.mode,
                                     p.relpath, ext_type, count, *words, self.crc)
-            return body
         if isinstance(p, Mkdir):
-            head = _MKDIR_ENTRY.pack(self.seqnum, self.type, p.uid, p.gid, p.mode, p.relpath)
-        elif isinstance(p, AddDaxdev):
-            head = _ADD_ENTRY.pack(self.seqnum, self.type, p.size, p.uuid, p.index)
-        else:
-            head = ENTRY_HEAD.pack(self.seqnum, self.type) + bytes(4) + p.data[:520]
-        return head.ljust(536, b"\0") + _U64.pack(self.crc)
+            return _MKDIR_ENTRY.pack(self.seqnum, self.type, p.uid, p.gid, p.mode, p.relpath, self.crc)
+        if isinstance(p, AddDaxdev):
+            return _ADD_ENTRY.pack(self.seqnum, self.type, p.size, p.uuid, p.index, self.crc)
+        return LOG_ENTRY.codec.pack(self.seqnum, self.type, p.data[:PAYLOAD_LEN], self.crc)
 
     def computed_crc(self) -> int:
-        return crc32(self.encode()[:536])
+        return LOG_ENTRY.crc_over(self.encode())
 
     def sealed(self) -> "LogEntry":
         """This entry with its CRC recomputed (what famfs's appender writes)."""
@@ -510,21 +574,20 @@ def field_span(struct_name: str, field_name: str) -> tuple[int, int]:
 def reseal(device: bytearray | memoryview, *, entries: bool = True) -> None:
     """Recompute all three CRC domains of a primary device image in place: the superblock, the log
     header, and (if `entries`) every entry slot below the header's next_index that lies in the log.
-    Fuzz operators that want corruption to reach replay logic call this; stale ones do not."""
+    Every writer that stores a CRC goes through `StructDesc.seal` (this, mkfs and the appender via
+    the values' `sealed`, the mutators). Fuzz operators that want corruption to reach replay logic
+    call this; stale ones do not."""
     if len(device) < SUPERBLOCK.size:
         return
-    crc_off = SUPERBLOCK.offsets["crc"]
-    device[crc_off:crc_off + 8] = _U64.pack(crc32(device[0:96]))
+    SUPERBLOCK.seal(device)
     sb = Superblock.decode(device)
     log_off, log_len = sb.log_offset, sb.log_len
     if log_off + HEADER_SIZE > len(device):
         return
-    hcrc = log_off + LOG_HEADER.offsets["crc"]
-    device[hcrc:hcrc + 8] = _U64.pack(crc32(device[log_off:log_off + 24]))
+    LOG_HEADER.seal(device, log_off)
     if not entries:
         return
     header = LogHeader.decode(device, log_off)
     end = min(log_off + log_len, len(device))
     for i in range(min(header.next_index, log_slots(end - log_off))):
-        at = log_off + entry_offset(i)
-        device[at + 536:at + 544] = _U64.pack(crc32(device[at:at + 536]))
+        LOG_ENTRY.seal(device, log_off + entry_offset(i))

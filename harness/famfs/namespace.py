@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Union
 
-from harness.famfs.layout import Fmap, InterleavedFmap, SimpleFmap
+from harness.famfs.layout import Fmap, InterleavedFmap, SimpleExtent, SimpleFmap
 
 META_DIR = ".meta"
 
@@ -42,8 +42,12 @@ class File:
         return {e.devindex for e in _extents(self.fmap)}
 
 
-def _extents(fmap: Fmap) -> tuple:
-    return fmap.strips if isinstance(fmap, InterleavedFmap) else fmap.extents  # type: ignore[union-attr]
+def _extents(fmap: Fmap) -> tuple[SimpleExtent, ...]:
+    if isinstance(fmap, InterleavedFmap):
+        return fmap.strips
+    if isinstance(fmap, SimpleFmap):
+        return fmap.extents
+    raise TypeError(f"a served file's fmap is simple or interleaved, not {fmap!r}")   # replay's FMAP-SHAPE
 
 
 def fmap_as_dict(fmap: Union[SimpleFmap, InterleavedFmap]) -> dict[str, object]:
@@ -55,7 +59,7 @@ def fmap_as_dict(fmap: Union[SimpleFmap, InterleavedFmap]) -> dict[str, object]:
     return {"ext_type": "simple", "extents": [_extent_dict(e) for e in fmap.extents]}
 
 
-def _extent_dict(e) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _extent_dict(e) -> dict[str, int]:
     return {"devindex": e.devindex, "offset": e.offset, "length": e.len}
 
 
@@ -86,7 +90,8 @@ class Namespace:
 
     def walk(self) -> Iterator[Union[Dir, File]]:
         """Every directory and file, in log order."""
-        yield from sorted([*self.dirs.values(), *self.files.values()], key=lambda n: n.entry)
+        nodes: list[Union[Dir, File]] = [*self.dirs.values(), *self.files.values()]
+        yield from sorted(nodes, key=lambda n: n.entry)
 
     def as_dict(self) -> dict[str, object]:
         return {

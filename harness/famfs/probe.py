@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.famfs.ids import Uuid
+
 
 class Probe:
     """Receives famfs events. Every method is a documented no-op; subclasses record."""
 
     enabled = False
 
-    def index_assigned(self, index: int, uuid: str, size: int, entry: int | None) -> None:
+    def index_assigned(self, index: int, uuid: Uuid, size: int, entry: int | None) -> None:
         """Replay defined daxdev `index` as `uuid` (entry None: the primary, from the superblock)."""
 
-    def device_resolved(self, node: str, uuid: str, name: str | None) -> None:
+    def device_resolved(self, node: str, uuid: Uuid, name: str | None) -> None:
         """On `node`, `uuid` resolved to local device `name` (None: cleanly missing)."""
 
     def slot_published(self, node: str, index: int, name: str | None, valid: bool) -> None:

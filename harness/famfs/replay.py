@@ -34,15 +34,15 @@ from __future__ import annotations
 
 import errno
 import gc
-import struct
 from dataclasses import dataclass
 from typing import Union
 
 from harness.famfs.errors import EntryRejected, FamfsError, LogHeaderRejected, SuperblockRejected
 from harness.famfs.index import IndexTable
 from harness.famfs.layout import (
-    ADD_DAXDEV_BODY, ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_HEAD, ENTRY_SIZE, FILE_HEAD, FILE_ONE_EXTENT,
-    FMAP_WORDS, HEADER_SIZE, ZERO_SLOTS_AFTER_1,
+    ADD_DAXDEV_BODY, ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_CRC, ENTRY_CRC_AT, ENTRY_HEAD, ENTRY_SIZE, FILE_HEAD,
+    FILE_ONE_EXTENT,
+    FMAP_WORDS, HEADER_SIZE, LOG_ENTRY, LOG_HEADER, ZERO_SLOTS_AFTER_1,
     LOG_MAGIC, MAX_CHUNK_SIZE, MAX_DAXDEVS, MAX_INTERLEAVED_EXTENTS, MAX_PATHLEN, MAX_SIMPLE_EXTENTS, MAX_STRIPS,
     MKDIR_BODY, PAYLOAD, SECONDARY_SB, SUPER_MAGIC, SUPERBLOCK, SUPERBLOCK_SIZE, U64_MAX, AddDaxdev,
     EntryType, ExtType, InterleavedFmap, LogHeader, SimpleExtent, SimpleFmap, Superblock, crc32,
@@ -51,7 +51,7 @@ from harness.famfs.layout import (
 from harness.famfs.namespace import META_DIR, Dir, File, Namespace
 from harness.famfs.probe import NULL_PROBE, Probe
 
-_U64 = struct.Struct("<Q")
+_U64 = LOG_ENTRY.part("crc")
 # Plain ints for the per-entry dispatch: comparing with an IntEnum member costs an enum lookup.
 _FILE, _MKDIR, _ADD_DAXDEV = int(EntryType.FILE), int(EntryType.MKDIR), int(EntryType.ADD_DAXDEV)
 _SIMPLE, _INTERLEAVE = int(ExtType.SIMPLE), int(ExtType.INTERLEAVE)
@@ -84,7 +84,7 @@ def check_superblock(device: Union[bytes, bytearray, memoryview], device_size: i
         raise SuperblockRejected.bad(f"bad magic {sb.magic:#x}")
     if sb.version != CURRENT_VERSION:
         raise SuperblockRejected.bad(f"version {sb.version}, expected {CURRENT_VERSION}")
-    computed = crc32(bytes(device[0:96]))
+    computed = SUPERBLOCK.crc_over(device)
     if sb.crc != computed:
         raise SuperblockRejected.bad(f"superblock CRC {sb.crc:#x} != computed {computed:#x}")
     if sb.alloc_unit not in ALLOC_UNITS_ACCEPTED:
@@ -109,7 +109,7 @@ def check_header(device: Union[bytes, bytearray, memoryview], sb: Superblock) ->
     h = LogHeader.decode(device, off)
     if h.magic != LOG_MAGIC:
         raise LogHeaderRejected.bad(f"bad log magic {h.magic:#x}")
-    if h.crc != crc32(bytes(device[off:off + 24])):
+    if h.crc != LOG_HEADER.crc_over(device, off):
         raise LogHeaderRejected.bad(f"log header CRC {h.crc:#x} != computed")
     if h.len != sb.log_len:
         raise LogHeaderRejected.bad(f"log length {h.len:#x} != superblock's {sb.log_len:#x}")
@@ -136,7 +136,7 @@ def replay(device: Union[bytes, bytearray, memoryview], *, device_size: int | No
     size0 = device_size if device_size is not None else sb.dd_size
     table = IndexTable(sb.dev_uuid, size0, table_slots)
     if probe.enabled:
-        probe.index_assigned(0, table[0].uuid_text, size0, None)
+        probe.index_assigned(table[0].index, table[0].uuid, size0, None)
     player = _Player(sb, table, probe)
     log = memoryview(device)[sb.log_offset: sb.log_offset + sb.log_len]
     collecting = gc.isenabled()
@@ -161,11 +161,12 @@ def replay(device: Union[bytes, bytearray, memoryview], *, device_size: int | No
 def _entries(next_index: int, log: memoryview, player: "_Player", check_crc: bool) -> int | None:
     """Read entries 0 .. next_index-1 into `player`; the entry where LOG-PREFIX stopped, or None."""
     head, u64 = ENTRY_HEAD.unpack_from, _U64.unpack_from
+    crc_start, crc_end, crc_at = ENTRY_CRC.start, ENTRY_CRC.end, ENTRY_CRC_AT
     file, mkdir, apply = player.file, player.mkdir, player.apply
     stopped_at = None
     for i in range(next_index):
         at = HEADER_SIZE + ENTRY_SIZE * i
-        if check_crc and crc32(log[at:at + 536]) != u64(log, at + 536)[0]:
+        if check_crc and crc32(log[at + crc_start:at + crc_end]) != u64(log, at + crc_at)[0]:
             player.reject(EntryRejected.torn(i, "entry CRC mismatch"))
             stopped_at = i
             break
@@ -237,7 +238,7 @@ class _Player:
         dev = self.table.add(i, AddDaxdev(*ADD_DAXDEV_BODY.unpack_from(log, at + PAYLOAD)))
         self.sizes.append(dev.size)
         if self.probe.enabled:
-            self.probe.index_assigned(dev.index, dev.uuid_text, dev.size, i)
+            self.probe.index_assigned(dev.index, dev.uuid, dev.size, i)
 
     def file(self, i: int, log: memoryview, at: int) -> None:
         """A FILE entry. Fast path: a plain path and one simple extent that passes every check

@@ -15,27 +15,22 @@ from __future__ import annotations
 
 import errno
 import os
-import uuid as _uuid
 from typing import Iterable, Union
 
 from harness.famfs.devices import ENOTUNIQ, DaxDevice, DaxDeviceError
 from harness.famfs.errors import FamfsError
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import Uuid, as_uuid, parse_uuid, uuid_str
 from harness.famfs.invariants import Invariant
 from harness.famfs.layout import SECONDARY_SB, SUPER_MAGIC, SUPERBLOCK, Superblock
 from harness.famfs.probe import NULL_PROBE, Probe
 
 
-def _uuid_bytes(uuid: Union[bytes, bytearray, memoryview, str], node: str) -> bytes:
-    if isinstance(uuid, str):
-        try:
-            return _uuid.UUID(uuid).bytes
-        except ValueError:
-            pass
-    else:
-        raw = bytes(uuid)
-        if len(raw) == 16:
-            return raw
+def _uuid_bytes(uuid: Union[bytes, bytearray, memoryview, str], node: str) -> Uuid:
+    """The UUID a caller named: raw bytes (a Uuid) or, from a command line, its text."""
+    try:
+        return parse_uuid(uuid) if isinstance(uuid, str) else as_uuid(uuid)
+    except ValueError:
+        pass
     raise DaxDeviceError(errno.EINVAL, Invariant.IDX_RESOLVE, f"node {node}: {uuid!r} is not a UUID")
 
 
@@ -55,7 +50,7 @@ class Resolver:
         self.probe = probe if probe is not None else NULL_PROBE
         self._devices: list[DaxDevice] = []
         self._labels: list[tuple[DaxDevice, Superblock]] = []
-        self._claims: dict[bytes, list[DaxDevice]] = {}
+        self._claims: dict[Uuid, list[DaxDevice]] = {}
         self.ignored: list[tuple[DaxDevice, str]] = []     # devices without a usable superblock, why
         self.rescan(devices)
 
@@ -89,13 +84,13 @@ class Resolver:
 
     # -- lookups --------------------------------------------------------------------------------
 
-    def resolve(self, uuid: Union[bytes, str]) -> DaxDevice | None:
+    def resolve(self, uuid: Uuid | str) -> DaxDevice | None:
         """The one local device carrying `uuid`, or None (cleanly missing on this node)."""
         key = _uuid_bytes(uuid, self.node)
         claims = self._claims.get(key)
         if not claims:
             if self.probe.enabled:
-                self.probe.device_resolved(self.node, uuid_str(key), None)
+                self.probe.device_resolved(self.node, key, None)
             return None
         if len(claims) > 1:
             raise DaxDeviceError.ambiguous(self.node, f"UUID {uuid_str(key)}", [d.name for d in claims])
@@ -103,7 +98,7 @@ class Resolver:
         if dev._faulty and (dev.vanished or dev.closed):
             raise DaxDeviceError.vanished(dev.name, f"resolve {uuid_str(key)}")
         if self.probe.enabled:
-            self.probe.device_resolved(self.node, uuid_str(key), dev.name)
+            self.probe.device_resolved(self.node, key, dev.name)
         return dev
 
     def primary(self) -> DaxDevice:
@@ -122,7 +117,7 @@ class Resolver:
         if dev._faulty and (dev.vanished or dev.closed):
             raise DaxDeviceError.vanished(dev.name, "primary")
         if self.probe.enabled:
-            self.probe.device_resolved(self.node, uuid_str(sb.dev_uuid), dev.name)
+            self.probe.device_resolved(self.node, sb.dev_uuid, dev.name)
         return dev
 
     def by_name(self, name: str) -> DaxDevice | None:
@@ -152,9 +147,9 @@ class Resolver:
         """The valid superblock `device` carried at the last scan, or None."""
         return next((sb for d, sb in self._labels if d is device), None)
 
-    def uuids(self) -> dict[str, str]:
-        """Local name -> UUID text of every identified device (what the oracle's checker needs)."""
-        return {d.name: uuid_str(sb.dev_uuid) for d, sb in self._labels}
+    def uuids(self) -> dict[str, Uuid]:
+        """Local name -> UUID of every identified device (what the oracle's checker needs)."""
+        return {d.name: sb.dev_uuid for d, sb in self._labels}
 
     def __repr__(self) -> str:
         return f"Resolver({self.node!r}, {len(self._devices)} devices, {len(self._labels)} identified)"

@@ -25,14 +25,18 @@ u32 is refused rather than truncated, and `fmap_size` is filled where the genera
 """
 from __future__ import annotations
 
+import enum
 import errno
 import struct
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING
 
 from harness.famfs.errors import FamfsError
 from harness.famfs.invariants import Invariant
-from harness.famfs.layout import InterleavedFmap, SimpleFmap
+from harness.famfs.layout import InterleavedFmap
+
+if TYPE_CHECKING:
+    from harness.famfs.namespace import File
 
 FILE_REG, FILE_SUPERBLOCK, FILE_LOG = 0, 1, 2
 EXT_SIMPLE, EXT_INTERLEAVE = 0, 1
@@ -63,6 +67,19 @@ class WireError(FamfsError):
                    f"unknown ABI generation {name!r}; known: {', '.join(ABIS)}")
 
 
+class Registration(enum.StrEnum):
+    """How a generation's kernel learns which device a daxdev index names."""
+
+    PULL_NAME = "pull-name"      # the kernel asks GET_DAXDEV(index), the reply names the device path
+    PULL_DEVT = "pull-devt"      # the same, the reply carries index + dev_t
+    PUSH_FD = "push-fd"          # the daemon pushes an open fd per index (FUSE_DEV_IOC_DAXDEV_OPEN)
+    BACKING_ID = "backing-id"    # the daemon opens a backing file and gets a kernel id to put in fmaps
+
+    @property
+    def pulls(self) -> bool:
+        return self in (Registration.PULL_NAME, Registration.PULL_DEVT)
+
+
 @dataclass(frozen=True, slots=True)
 class Abi:
     """One kernel ABI generation: opcodes, INIT flag, limits and how daxdevs get registered."""
@@ -71,7 +88,7 @@ class Abi:
     get_fmap_opcode: int
     get_daxdev_opcode: int | None
     init_flag: int
-    registration: str
+    registration: Registration
     nslots: int
     alignment: int
     interleave_ok: bool = True
@@ -82,10 +99,10 @@ class Abi:
 
 
 ABIS: dict[str, Abi] = {a.name: a for a in (
-    Abi("pull-name", 54, 55, 1 << 43, "pull-name", 24, 2 << 20, fmap_size_filled=False),
-    Abi("pull-devt", 54, 55, 1 << 43, "pull-devt", 24, 2 << 20, fmap_size_filled=False),
-    Abi("push-fd", 54, None, 1 << 43, "push-fd", 64, 4096, reply_max=16 << 20),
-    Abi("backing-id", 54, None, 1 << 43, "backing-id", 64, 4096, reply_max=16 << 20),
+    Abi("pull-name", 54, 55, 1 << 43, Registration.PULL_NAME, 24, 2 << 20, fmap_size_filled=False),
+    Abi("pull-devt", 54, 55, 1 << 43, Registration.PULL_DEVT, 24, 2 << 20, fmap_size_filled=False),
+    Abi("push-fd", 54, None, 1 << 43, Registration.PUSH_FD, 64, 4096, reply_max=16 << 20),
+    Abi("backing-id", 54, None, 1 << 43, Registration.BACKING_ID, 64, 4096, reply_max=16 << 20),
 )}
 
 
@@ -228,11 +245,10 @@ def decode_fmap(data: bytes, gen: Abi) -> FmapMessage:
     return FmapMessage(ftype, ext_type, file_size, tuple(extents), tuple(inter), version, fmap_size)
 
 
-def fmap_from_file(f: object, gen: Abi, file_type: int = FILE_REG) -> FmapMessage:
+def fmap_from_file(f: File, gen: Abi, file_type: int = FILE_REG) -> FmapMessage:
     """The GET_FMAP message for a replayed file (`namespace.File`): its layout fmap on the wire,
     ie_nbytes = the file size (what famfs sends)."""
-    fmap: Union[SimpleFmap, InterleavedFmap] = f.fmap  # type: ignore[attr-defined]
-    size: int = f.size  # type: ignore[attr-defined]
+    fmap, size = f.fmap, f.size
     if isinstance(fmap, InterleavedFmap):
         strips = tuple(WireSimple(s.devindex, s.offset, s.len) for s in fmap.strips)
         ie = WireInterleave(fmap.nstrips, fmap.chunk_size, size, strips)
@@ -274,7 +290,7 @@ def encode_daxdev_out(reply: DaxdevReply, gen: Abi) -> bytes:
     """`fuse_daxdev_out`; pull-devt puts the dev_t in reserved3, others leave it 0."""
     if not 0 <= reply.index <= 0xFFFF:
         raise WireError.bad(f"index {reply.index} does not fit the u16 wire field")
-    devt = reply.devt if gen.registration == "pull-devt" else 0
+    devt = reply.devt if gen.registration == Registration.PULL_DEVT else 0
     return DAXDEV_OUT.pack(reply.index, 0, 0, devt, 0, reply.name[:NAME_MAX - 1])
 
 
@@ -282,12 +298,12 @@ def decode_daxdev_out(data: bytes, gen: Abi) -> DaxdevReply:
     if len(data) < DAXDEV_OUT.size:
         raise WireError.bad(f"GET_DAXDEV reply of {len(data)} bytes, expected {DAXDEV_OUT.size}")
     index, _, _, devt, _, name = DAXDEV_OUT.unpack_from(data)
-    return DaxdevReply(index, name.split(b"\0", 1)[0], devt if gen.registration == "pull-devt" else 0)
+    return DaxdevReply(index, name.split(b"\0", 1)[0], devt if gen.registration == Registration.PULL_DEVT else 0)
 
 
 def encode_backing_map(m: BackingMap, gen: Abi) -> bytes:
     """push-fd carries the daxdev index in the former padding; backing-id leaves it 0."""
-    return BACKING_MAP.pack(m.fd, m.flags, m.index if gen.registration == "push-fd" else 0)
+    return BACKING_MAP.pack(m.fd, m.flags, m.index if gen.registration == Registration.PUSH_FD else 0)
 
 
 def decode_backing_map(data: bytes) -> BackingMap:

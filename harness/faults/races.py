@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from harness.famfs.daxtable import DaxdevTable
 from harness.famfs.errors import FamfsError
+from harness.famfs.ids import Uuid
 from harness.faults.memory import WeakMemory
 from harness.faults.schedule import Scheduler, Task
 from harness.famfs.invariants import Invariant
@@ -35,6 +36,9 @@ class FakeDev:
     def read(self, offset: int, length: int) -> bytes:
         return bytes([self.devno & 0xFF]) * length
 
+    def read_view(self, offset: int, length: int) -> memoryview:
+        return memoryview(self.read(offset, length))
+
 
 @dataclass
 class RaceResult:
@@ -43,9 +47,15 @@ class RaceResult:
 
 
 # What the oracle needs to judge a race's lookups: index -> UUID, and node-local name -> UUID.
-PUBLISH_EXPECTED = ({1: "uuid-1"}, {"n": {"dax1.0": "uuid-1"}})
+def _uuid_of(i: int) -> Uuid:
+    return Uuid(b"uuid-%d" % i + bytes(16 - len(b"uuid-%d" % i)))
 
-DISCOVERY_EXPECTED = ({i: f"uuid-{i}" for i in range(4)}, {"n": {f"dax{i}.0": f"uuid-{i}" for i in range(4)}})
+
+_U1 = _uuid_of(1)
+PUBLISH_EXPECTED = ({1: _U1}, {"n": {"dax1.0": _U1}})
+
+DISCOVERY_EXPECTED = ({i: _uuid_of(i) for i in range(4)},
+                      {"n": {f"dax{i}.0": _uuid_of(i) for i in range(4)}})
 
 
 def publish_case(choose: Callable[[int], int], probe: Probe, *, readers: int = 2, reads: int = 3,

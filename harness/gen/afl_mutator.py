@@ -18,9 +18,10 @@ entries stay small and every operator of `gen.mutate` applies:
   bit flips, interesting values, splices) instead: the lane runs with AFL_CUSTOM_MUTATOR_ONLY,
   because afl-fuzz 4.04c does not call post_process on its own stages' outputs, so a havoc input
   would run against the previous input's device;
-* `fuzz` and `post_process` (the dry run, calibration) write the file the program reads (`write_device`, at FAMFS_AFL_DEVICE, the path
-  the command names instead of `@@`): superblock at 0 and the log at the superblock's
-  `log_offset`, zeros (a hole) through the log's end; bytes that place no log go as they are.
+* `fuzz` and `post_process` (the dry run, calibration) write the file the program reads
+  (`write_device`, at FAMFS_AFL_DEVICE, the path the command names instead of `@@`): superblock
+  at 0 and the log at the superblock's `log_offset`, zeros (a hole) through the log's end; bytes
+  that place no log go as they are.
 """
 from __future__ import annotations
 

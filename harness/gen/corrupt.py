@@ -18,6 +18,7 @@ into bytes. An operator never raises: one that does not apply to an image return
 """
 from __future__ import annotations
 
+import enum
 import random
 import struct
 from dataclasses import dataclass
@@ -25,7 +26,15 @@ from typing import Callable
 
 from harness.famfs import layout as L
 
-MODES = ("fix-all", "raw", "transplant", "checks-off")
+
+
+class Mode(enum.StrEnum):
+    """A corruption's mode (the module docstring says what each does); crash records carry the value."""
+
+    FIX_ALL = "fix-all"
+    RAW = "raw"
+    TRANSPLANT = "transplant"
+    CHECKS_OFF = "checks-off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +42,12 @@ class Corruption:
     """What an operator did: its name, mode, and a short human description."""
 
     op: str
-    mode: str
+    mode: Mode
     detail: str = ""
 
     @property
     def check_crc(self) -> bool:
-        return self.mode != "checks-off"
+        return self.mode != Mode.CHECKS_OFF
 
 
 def _log(device: bytearray) -> tuple[int, int, int]:
@@ -107,7 +116,7 @@ def add_out_of_order(device: bytearray, rng: random.Random) -> Corruption | None
     i, j = sorted(rng.sample(a, 2))
     es[i], es[j] = es[j], es[i]
     assemble(device, es)
-    return Corruption("add_out_of_order", "transplant", f"swapped ADD_DAXDEV entries {i} and {j}")
+    return Corruption("add_out_of_order", Mode.TRANSPLANT, f"swapped ADD_DAXDEV entries {i} and {j}")
 
 
 def add_duplicate(device: bytearray, rng: random.Random) -> Corruption | None:
@@ -119,7 +128,7 @@ def add_duplicate(device: bytearray, rng: random.Random) -> Corruption | None:
     j = rng.randint(i + 1, len(es))
     es.insert(j, es[i])
     assemble(device, es)
-    return Corruption("add_duplicate", "transplant", f"copied ADD_DAXDEV entry {i} to {j}")
+    return Corruption("add_duplicate", Mode.TRANSPLANT, f"copied ADD_DAXDEV entry {i} to {j}")
 
 
 def add_gap(device: bytearray, rng: random.Random) -> Corruption | None:
@@ -130,7 +139,7 @@ def add_gap(device: bytearray, rng: random.Random) -> Corruption | None:
     i = rng.choice(a)
     del es[i]
     assemble(device, es)
-    return Corruption("add_gap", "transplant", f"dropped ADD_DAXDEV entry {i}")
+    return Corruption("add_gap", Mode.TRANSPLANT, f"dropped ADD_DAXDEV entry {i}")
 
 
 def use_before_define(device: bytearray, rng: random.Random) -> Corruption | None:
@@ -146,7 +155,7 @@ def use_before_define(device: bytearray, rng: random.Random) -> Corruption | Non
             j = rng.choice(users)
             es.insert(i, es.pop(j))
             assemble(device, es)
-            return Corruption("use_before_define", "transplant", f"moved file entry {j} before ADD_DAXDEV {i}")
+            return Corruption("use_before_define", Mode.TRANSPLANT, f"moved file entry {j} before ADD_DAXDEV {i}")
     return None
 
 
@@ -165,7 +174,7 @@ def shuffle_entries(device: bytearray, rng: random.Random) -> Corruption | None:
     i, j = rng.sample(range(len(es)), 2)
     es.insert(j, es.pop(i))
     assemble(device, es)
-    return Corruption("shuffle_entries", "transplant", f"moved entry {i} to {j}")
+    return Corruption("shuffle_entries", Mode.TRANSPLANT, f"moved entry {i} to {j}")
 
 
 # -- fix-all: field edits with CRCs recomputed ----------------------------------------------------
@@ -178,7 +187,7 @@ def _edit_an_add(device: bytearray, rng: random.Random, field: str, value: int |
         return None
     i = rng.choice(a)
     set_field(device, "add_daxdev", field, value, i)
-    return Corruption(op, "fix-all", f"ADD_DAXDEV entry {i} {what}")
+    return Corruption(op, Mode.FIX_ALL, f"ADD_DAXDEV entry {i} {what}")
 
 
 def add_claims_index_zero(device: bytearray, rng: random.Random) -> Corruption | None:
@@ -224,13 +233,13 @@ def field_edit(device: bytearray, rng: random.Random) -> Corruption | None:
     else:
         value = rng.choice(INTERESTING) & ((1 << (8 * size)) - 1)
     set_field(device, where, field, value, i)
-    return Corruption("field_edit", "fix-all", f"{where}.{field}[{i}] = {value!r}")
+    return Corruption("field_edit", Mode.FIX_ALL, f"{where}.{field}[{i}] = {value!r}")
 
 
 # -- raw / checks-off: bytes flipped, CRCs stale --------------------------------------------------
 
 
-def flip_bytes(device: bytearray, rng: random.Random, mode: str = "raw") -> Corruption | None:
+def flip_bytes(device: bytearray, rng: random.Random, mode: Mode = Mode.RAW) -> Corruption | None:
     off, n, _ = _log(device)
     regions = [(0, L.SUPERBLOCK.size), (off, off + L.HEADER_SIZE + L.ENTRY_SIZE * max(n, 1))]
     lo, hi = rng.choice(regions)
@@ -243,7 +252,7 @@ def flip_bytes(device: bytearray, rng: random.Random, mode: str = "raw") -> Corr
 
 
 def checks_off(device: bytearray, rng: random.Random) -> Corruption | None:
-    return flip_bytes(device, rng, "checks-off")
+    return flip_bytes(device, rng, Mode.CHECKS_OFF)
 
 
 # -- fix-all: the mutator's entry operators, on a built image -----------------------------------
@@ -260,7 +269,7 @@ def _via_log(name: str, device: bytearray, rng: random.Random) -> Corruption | N
     if what is None:
         return None
     assemble(device, [bytes(e) for e in log.entries], renumber=log.moved)
-    return Corruption(name, "fix-all", what)
+    return Corruption(name, Mode.FIX_ALL, what)
 
 
 def conflicting_entry(device: bytearray, rng: random.Random) -> Corruption | None:

@@ -14,11 +14,14 @@ Two input formats, both version-independent (a corpus file stays meaningful acro
 """
 from __future__ import annotations
 
+import builtins
 import struct
 import uuid as _uuid
 from dataclasses import dataclass
+from typing import Any
 
 from harness.famfs import layout as L
+from harness.famfs.ids import Uuid
 from harness.gen.spec import AddDaxdev, Create, Device, Mkdir, Op, Spec
 
 MiB = 1 << 20
@@ -114,7 +117,9 @@ class Choices:
         self.at += nbytes
         return lo + int.from_bytes(raw.ljust(nbytes, b"\0"), "little") % (span + 1)
 
-    def escapable(self, lo: int, hi: int, label: str, escape: int, extra: int = 0) -> "tuple[int, int | None]":
+    # (below, `builtins.` names the types the methods `int`, `bool` and `bytes` shadow in this class)
+    def escapable(self, lo: builtins.int, hi: builtins.int, label: str, escape: builtins.int,
+                  extra: builtins.int = 0) -> tuple[builtins.int, builtins.int | None]:
         """A one-byte draw in [lo, hi] (hi - lo < 256 - escape) whose top `escape` byte values
         select extended value k instead: returns (value, None) or (lo, k). Bytes below the escape
         range decode exactly as `int(lo, hi)` does, so older streams keep their meaning."""
@@ -134,10 +139,10 @@ class Choices:
     def bool(self) -> bool:
         return self.int(0, 1) == 1
 
-    def pick(self, options: "list | tuple", label: str = ""):  # type: ignore[no-untyped-def]
+    def pick(self, options: list[Any] | tuple[Any, ...], label: str = "") -> Any:
         return options[self.int(0, len(options) - 1, label)]
 
-    def bytes(self, n: int) -> bytes:
+    def bytes(self, n: builtins.int) -> builtins.bytes:
         raw = self.data[self.at:self.at + n]
         if self.trace is not None:
             self.trace.append(Draw(self.at, n, 0, (1 << (8 * n)) - 1, "bytes"))
@@ -145,7 +150,7 @@ class Choices:
         return raw.ljust(n, b"\0")
 
     @property
-    def exhausted(self) -> bool:
+    def exhausted(self) -> builtins.bool:
         return self.at >= len(self.data)
 
 
@@ -202,7 +207,7 @@ def spec(c: Choices, *, min_devices: int = 1, max_devices: int = 4, max_ops: int
     n, many = c.escapable(min_devices, max_devices, "ndev", 2 if max_devices >= 4 else 0, 1)
     if many is not None:
         n = max(min_devices, c.pick(MANY_DEVICES[many], "ndev.many"))
-    devs = tuple(Device(_uuid.UUID(int=(c.int(1, 255, "uuid") << 64) | (k + 1)).bytes,
+    devs = tuple(Device(Uuid(_uuid.UUID(int=(c.int(1, 255, "uuid") << 64) | (k + 1)).bytes),
                         primary_size if k == 0 else c.pick(dev_sizes, "devsize") if k < 4 else SMALL_DEV)
                  for k in range(n))
     pending = list(range(1, n))

@@ -152,7 +152,7 @@ class Log:
         out = []
         for k in self.of_type(FILE) + self.of_type(MKDIR):
             where = "file_meta" if self.etype(k) == FILE else "mkdir"
-            out.append(bytes(self.get(where, "relpath", k)).split(b"\0")[0])      # type: ignore[arg-type]
+            out.append(bytes(self.get(where, "relpath", k)).split(b"\0")[0])
         return out
 
     @property
@@ -166,11 +166,11 @@ class Log:
         for k, e in enumerate(self.entries):
             if self.moved:
                 _U64.pack_into(e, 0, k)
-            _U64.pack_into(e, 536, L.crc32(e[:536]))
+            L.LOG_ENTRY.seal(e)
         self.set("log_header", "next_seqnum", n)
         self.set("log_header", "next_index", n)
-        _U64.pack_into(self.header, 24, L.crc32(self.header[:24]))
-        _U64.pack_into(self.sb, 96, L.crc32(self.sb[:96]))
+        L.LOG_HEADER.seal(self.header)
+        L.SUPERBLOCK.seal(self.sb)
 
 
 def new_entry(etype: int) -> bytearray:
@@ -502,7 +502,7 @@ def op_conflicting_entry(log: Log, rng: random.Random) -> str | None:
         return None
     k = rng.choice(ks)
     where = "file_meta" if log.etype(k) == FILE else "mkdir"
-    path = bytes(log.get(where, "relpath", k)).split(b"\0")[0]        # type: ignore[arg-type]
+    path = bytes(log.get(where, "relpath", k)).split(b"\0")[0]
     how = rng.randrange(4)
     if how == 0:
         e = mkdir_entry(path)
@@ -559,7 +559,7 @@ def op_payload_bytes(log: Log, rng: random.Random) -> str | None:
     k = rng.randrange(len(log.entries))
     e = log.entries[k]
     lo = L.PAYLOAD
-    hi = {ADD: L.PAYLOAD + L.ADD_DAXDEV.size, MKDIR: L.PAYLOAD + L.MKDIR.size}.get(log.etype(k), 536)
+    hi = {ADD: L.PAYLOAD + L.ADD_DAXDEV.size, MKDIR: L.PAYLOAD + L.MKDIR.size}.get(log.etype(k), L.ENTRY_CRC_AT)
     if rng.random() < 0.5 and log.etype(k) == FILE:        # the head or the first extents, where the checks look
         hi = L.FMAP_WORDS + 24 * 3
     new = byte_mutate(bytes(e[lo:hi]), hi - lo, rng)
@@ -606,7 +606,7 @@ def mutate_log(log: Log, rng: random.Random, depth: int | None = None) -> list[s
         if any(d.split(": ", 1)[1].startswith("!counters") for d in done):
             for f, v in keep.items():
                 log.set("log_header", f, v)
-            _U64.pack_into(log.header, 24, L.crc32(log.header[:24]))
+            L.LOG_HEADER.seal(log.header)
     else:
         done.append("stale")
     return done
@@ -752,7 +752,7 @@ def _choice_op(data: bytes, trace: list, rng: random.Random) -> bytes:
     return padded[:end] + bytes(tail)
 
 
-def _set_draw(data: bytes, d, value: int) -> bytes:  # type: ignore[no-untyped-def]
+def _set_draw(data: bytes, d, value: int) -> bytes:
     raw = (value - d.lo).to_bytes(d.nbytes, "little")
     return data[:d.start] + raw + data[d.start + d.nbytes:]
 
@@ -766,10 +766,10 @@ def fmap_reply(data: bytes, max_size: int, seed: int) -> bytes:
     """Custom mutator of `fmap_wire` inputs (byte 0 picks the ABI generation, the rest is one
     GET_FMAP reply): decode the reply with `famfs.wire`, then set a count to a boundary (0, 1, 15,
     16, 17, 31, 32, 33 extents or strips, by repeating them end to end), a devindex to a table
-    boundary (the defined 0-2, 3, the power-of-two edges 15-17 and 31-32, 23, 24, 63, 64, 2^32-1), an offset, length or chunk just off the
-    alignment, the file size around what the extents cover, switch simple <-> interleaved or
-    the ABI byte, or make the header's count disagree with the body; re-encode. Byte mutation
-    when the reply does not decode (and one time in ten)."""
+    boundary (the defined 0-2, 3, the power-of-two edges 15-17 and 31-32, 23, 24, 63, 64, 2^32-1),
+    an offset, length or chunk just off the alignment, the file size around what the extents
+    cover, switch simple <-> interleaved or the ABI byte, or make the header's count disagree with
+    the body; re-encode. Byte mutation when the reply does not decode (and one time in ten)."""
     rng = random.Random(seed)
     try:
         from harness.famfs import wire
@@ -793,7 +793,7 @@ def fmap_reply(data: bytes, max_size: int, seed: int) -> bytes:
         return byte_mutate(data, max_size, rng)
 
 
-def _reply_op(msg, abi_byte: int, rng: random.Random, wire):  # type: ignore[no-untyped-def]
+def _reply_op(msg, abi_byte: int, rng: random.Random, wire):
     from dataclasses import replace
     counts = (0, 1, 2, 15, 16, 17, 31, 32, 33)
     devs = (0, 1, 2, 3, 15, 16, 17, 23, 24, 31, 32, 63, 64, U32)     # defined ones, power-of-two edges, tables' ends

@@ -11,6 +11,7 @@ import uuid
 from functools import lru_cache
 
 from harness.famfs import layout as L
+from harness.famfs.ids import Uuid
 from harness.gen.decode import LogImage
 from harness.gen.spec import AddDaxdev, Create, Device, Mkdir, Spec, build
 
@@ -18,7 +19,7 @@ MiB = 1 << 20
 
 
 def base_spec() -> Spec:
-    devs = (Device(uuid.UUID(int=0xA0).bytes, 16 * MiB), Device(uuid.UUID(int=0xB1).bytes, 8 * MiB))
+    devs = (Device(Uuid(uuid.UUID(int=0xA0).bytes), 16 * MiB), Device(Uuid(uuid.UUID(int=0xB1).bytes), 8 * MiB))
     return Spec(devs, (AddDaxdev(1), Mkdir("d"), Create("d/f", 3 * MiB), Create("g", 2 * MiB, devindex=1),
                        Create("s", 4 * MiB + 5, strips=(0, 1))))
 
@@ -48,10 +49,7 @@ def overlay(region: str, data: bytes) -> LogImage:
         at, size = L.Superblock.decode(dev).log_offset, L.HEADER_SIZE
     dev[at:at + min(size, len(body))] = body[:size]
     if reseal:
-        if region == "superblock":
-            dev[96:104] = L.crc32(dev[0:96]).to_bytes(8, "little")
-        else:
-            dev[at + 24:at + 32] = L.crc32(dev[at:at + 24]).to_bytes(8, "little")
+        (L.SUPERBLOCK if region == "superblock" else L.LOG_HEADER).seal(dev, at)
     if region == "superblock":
         return LogImage(dev, L.Superblock.decode(dev).dd_size)
     return image

@@ -7,10 +7,11 @@ import random
 from typing import Iterator
 
 from harness.famfs import layout as L
+from harness.famfs.ids import Uuid
 from harness.gen.corrupt import set_field
 from harness.gen.decode import encode_image
 from harness.gen.region import _base, base_spec
-from harness.gen.spec import AddDaxdev, Create, Device, Mkdir, Spec, build
+from harness.gen.spec import AddDaxdev, Create, Device, Mkdir, Op, Spec, build
 
 MiB = 1 << 20
 
@@ -19,8 +20,9 @@ def _specs() -> Iterator[Spec]:
     yield base_spec()
     rng = random.Random(20261124)
     for n in (1, 2, 3, 4):
-        devs = tuple(Device(rng.randbytes(16), 16 * MiB if i else 24 * MiB) for i in range(n))
-        ops = [AddDaxdev(i) for i in range(1, n)] + [Mkdir("a"), Mkdir("a/b", 0o700, 1000, 1000)]
+        devs = tuple(Device(Uuid(rng.randbytes(16)), 16 * MiB if i else 24 * MiB) for i in range(n))
+        ops: list[Op] = [AddDaxdev(i) for i in range(1, n)]
+        ops += [Mkdir("a"), Mkdir("a/b", 0o700, 1000, 1000)]
         ops += [Create(f"a/f{i}", rng.choice([0, 4096, 2 * MiB + 1, 3 * MiB]), devindex=i % n) for i in range(n)]
         if n > 1:
             ops.append(Create("a/b/striped", 4 * MiB + 3, strips=tuple(range(n))))

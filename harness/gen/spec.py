@@ -13,6 +13,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Union
 
+from harness.famfs.ids import Uuid
 from harness.famfs.errors import ImageError
 from harness.famfs.image import Image, Interleave
 from harness.famfs.layout import ALLOC_UNIT, SUPERBLOCK_SIZE, InterleavedFmap
@@ -24,7 +25,7 @@ SMALL_LOG = 64 << 10            # 112 entries: plenty for fuzz cases, cheap to c
 class Device:
     """One daxdev: its UUID and size. `names[k]` is its local name on node k."""
 
-    uuid: bytes
+    uuid: Uuid
     size: int
     names: tuple[str, ...] = ()
 
@@ -254,6 +255,7 @@ def _apply(built: Built, op: Op, position_of: dict[int, int], data: str, pool: B
     exts = f.fmap.strips if isinstance(f.fmap, InterleavedFmap) else f.fmap.extents
     for e in exts:
         buf = built.image.devices[e.devindex]
+        assert isinstance(buf, bytearray), type(buf)          # the pool lends bytearrays
         if data == "stamp":
             pool.stamp(buf, e.offset, e.len)
         else:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from harness.famfs.ids import Uuid
 from harness.famfs.layout import ALLOC_UNIT
 from harness.gen.spec import AddDaxdev, Create, Device, Mkdir, Op, Spec
 
 MiB = 1 << 20
-uuids = st.binary(min_size=16, max_size=16).filter(lambda b: b != bytes(16))
+uuids = st.binary(min_size=16, max_size=16).filter(lambda b: b != bytes(16)).map(Uuid)
 names = st.one_of(st.text(alphabet="abcxyz", min_size=1, max_size=3),
                   st.sampled_from(["a..b", ".metax", "..x", "x.", "...", "meta", "k" * 40, "l" * 70]))
 sizes = st.one_of(st.sampled_from([0, 1, 4096, ALLOC_UNIT, ALLOC_UNIT + 1, 3 * ALLOC_UNIT]),

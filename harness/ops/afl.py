@@ -87,7 +87,8 @@ def afl_argv(cmd: str) -> list[str]:
             primaries += 1
         out.append(arg.replace("{image0}", "@@").replace("{image}", "@@"))
     if primaries != 1:
-        raise HarnessError(f"--engine afl needs exactly one {{image}} in --cmd (afl-fuzz's @@); {cmd!r} has {primaries}")
+        raise HarnessError(f"--engine afl needs exactly one {{image}} in --cmd (afl-fuzz's @@); "
+                           f"{cmd!r} has {primaries}")
     return out
 
 

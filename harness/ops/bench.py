@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from harness.famfs.image import Image, Interleave
-from harness.famfs.layout import ENTRY_SIZE, HEADER_SIZE, LOG_LEN, crc32, log_slots
+from harness.famfs.layout import ENTRY_CRC, ENTRY_CRC_AT, ENTRY_SIZE, HEADER_SIZE, LOG_LEN, SimpleFmap, crc32, log_slots
 from harness.famfs.replay import replay
 
 _U64 = struct.Struct("<Q")
@@ -47,9 +47,11 @@ def crc_only(device: bytearray, log_offset: int, entries: int) -> int:
     """Check CRC and seqnum of every entry, nothing else: the floor under any replay."""
     log = memoryview(device)[log_offset:log_offset + LOG_LEN]
     good = 0
+    start, end, crc_at = ENTRY_CRC.start, ENTRY_CRC.end, ENTRY_CRC_AT
     for i in range(entries):
         at = HEADER_SIZE + ENTRY_SIZE * i
-        if crc32(log[at:at + 536]) == _U64.unpack_from(log, at + 536)[0] and _U64.unpack_from(log, at)[0] == i:
+        if crc32(log[at + start:at + end]) == _U64.unpack_from(log, at + crc_at)[0] \
+                and _U64.unpack_from(log, at)[0] == i:
             good += 1
     return good
 
@@ -169,6 +171,7 @@ def fuse_read(workdir: str, golden: str | None = None, size: int = 64 << 20, rea
             stop(proc)
     t_fuse = timed_reads(["harness.cli", "mount", dev_path, mnt])
     t_floor = timed_reads(["harness.ops.fusefloor", mnt, str(size)])
+    assert isinstance(f.fmap, SimpleFmap), f.fmap             # the bench file has one simple extent
     ext = f.fmap.extents[0]
     with open(dev_path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         def via_mmap() -> None:
@@ -287,7 +290,7 @@ class Goal:
     def judge(self, doc: dict[str, object]) -> dict[str, object]:
         value: object = doc
         for key in self.measure:
-            value = value.get(key) if isinstance(value, dict) else None  # type: ignore[assignment]
+            value = value.get(key) if isinstance(value, dict) else None
         measured = float(value) if isinstance(value, (int, float)) else None
         if measured is None:
             met = None
@@ -324,7 +327,7 @@ def goal_lines(goals: list[dict[str, object]]) -> list[str]:
     out = [f"{'goal row':34} {'measured':>12} {'goal':>16}"]
     for g in goals:
         m = g["measured"]
-        shown = "-" if m is None else (f"{m:,.1f}" if g["unit"] == "x" else f"{m:,.0f}")  # type: ignore[str-format]
+        shown = "-" if m is None else (f"{m:,.1f}" if g["unit"] == "x" else f"{m:,.0f}")
         mark = "not measured" if g["met"] is None else ("met" if g["met"] else "NOT MET")
         out.append(f"{g['row']:34} {shown:>12} {g['unit']:<6} {g['goal']:>16}  {mark}")
     return out

@@ -7,8 +7,9 @@ through (what a daemon written for the index model does) and with the daemon tra
 index to the kernel's id in every GET_FMAP reply (the repair). The table reports, per
 generation, how many cases broke each invariant, the smallest input that did, shrunk by
 `minimize.minimize_bytes` while the same invariant still breaks under the same generation and
-described as the famfs it decodes to (the minimal counterexample), the registration calls per case (GET_DAXDEV round trips or DAXDEV_OPEN / BACKING_OPEN ioctls), the per-node id map
-the daemon must keep, and the time per case.
+described as the famfs it decodes to (the minimal counterexample), the registration calls per
+case (GET_DAXDEV round trips or DAXDEV_OPEN / BACKING_OPEN ioctls), the per-node id map the daemon
+must keep, and the time per case.
 """
 from __future__ import annotations
 
@@ -72,8 +73,9 @@ def compare(cases: int = 300, seed: int = 0, *, shrink_steps: int = 300) -> list
         row.seconds = time.perf_counter() - start
         row.registrations, row.id_map = stats.get("registrations", 0), stats.get("id_map", 0)
         for what, hexdata in sorted(row.smallest.items()):
-            small = minimize_bytes(bytes.fromhex(hexdata), lambda d, w=what: run_case(d, name, translate, {})[1] == w,
-                                   max_steps=shrink_steps).value
+            def still_breaks(d: bytes, w: str = what, n: str = name, t: bool = translate) -> bool:
+                return run_case(d, n, t, {})[1] == w
+            small = minimize_bytes(bytes.fromhex(hexdata), still_breaks, max_steps=shrink_steps).value
             row.minimal[what] = {"input": small.hex(), "famfs": describe(small)}
         rows.append(row)
     return rows
@@ -116,6 +118,7 @@ def describe(data: bytes) -> str:
         order = view.order or tuple(range(len(built.devices)))
         names = ", ".join(f"dax{k}.0=dev{i}" for k, i in enumerate(order) if i not in view.missing)
         gone = f"; dev{', dev'.join(map(str, sorted(view.missing)))} missing" if view.missing else ""
-        return f"{len(built.devices)} devices (dev0 primary); log: {'; '.join(ops) or 'no entries'}; node sees {names}{gone}"
+        return (f"{len(built.devices)} devices (dev0 primary); log: {'; '.join(ops) or 'no entries'}; "
+                f"node sees {names}{gone}")
     finally:
         POOL.give_back()

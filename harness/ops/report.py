@@ -11,6 +11,7 @@ so `famfs-fuzz report RUN_DIR` can redraw an old run.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import os
 import tempfile
@@ -131,7 +132,10 @@ def _cov_cell(t: dict[str, Any]) -> str:
 
 def render(summary: dict[str, Any]) -> str:
     targets = summary["targets"]
-    rate, cov, sigs, looks = {}, {}, {}, {}
+    rate: dict[str, list[Any]] = {}
+    cov: dict[str, list[Any]] = {}
+    sigs: dict[str, list[Any]] = {}
+    looks: dict[str, list[Any]] = {}
     for t in targets:
         s = t.get("series") or []
         if "start" in t:                     # a share of a scheduled run: on the job's clock, one line a target
@@ -140,7 +144,7 @@ def render(summary: dict[str, Any]) -> str:
             key, off = t["target"] + (f" (round {t['round']})" if t.get("round", 1) > 1 else ""), 0.0
         base = looks[key][-1][1] if looks.get(key) else 0
         rate.setdefault(key, []).extend(
-            (off + b["t"], (b["execs"] - a["execs"]) / max(b["t"] - a["t"], 1e-9)) for a, b in zip(s, s[1:]))
+            (off + b["t"], (b["execs"] - a["execs"]) / max(b["t"] - a["t"], 1e-9)) for a, b in itertools.pairwise(s))
         cov.setdefault(key, []).extend((off + p["t"], p["cov"]) for p in s)
         sigs.setdefault(key, []).extend((off + p["t"], p["signatures"]) for p in s)
         looks.setdefault(key, []).extend((off + p["t"], base + p["lookups"]) for p in s)
@@ -148,14 +152,17 @@ def render(summary: dict[str, Any]) -> str:
         for k in d:
             d[k].sort()
     rows = "".join(
-        f"<tr><td>{html.escape(t['target'])}</td><td>{t.get('round', 1)}</td><td>{t['execs']:,}</td><td>{t['execs_per_s']:,.0f}</td>"
-        f"<td>{t['lookups_checked']:,}</td><td>{t.get('lookups_unjustified', 0):,}</td><td>{t.get('internal_errors', 0):,}</td>"
+        f"<tr><td>{html.escape(t['target'])}</td><td>{t.get('round', 1)}</td><td>{t['execs']:,}</td>"
+        f"<td>{t['execs_per_s']:,.0f}</td>"
+        f"<td>{t['lookups_checked']:,}</td><td>{t.get('lookups_unjustified', 0):,}</td>"
+        f"<td>{t.get('internal_errors', 0):,}</td>"
         f"<td>{t['findings']}</td><td>{len(t['new_signatures'])}</td>"
         f"<td>{_cov_cell(t)}</td></tr>"
         for t in targets)
     flat_html = _table("coverage-flat", "Coverage that never grew past the corpus",
                        ["target", "cov / ft after the corpus", "cov / ft at the end", "execs", "kind", "why"],
-                       [[f["target"], f"{f.get('cov_start')} / {f.get('ft_start')}", f"{f.get('cov_end')} / {f.get('ft_end')}",
+                       [[f["target"], f"{f.get('cov_start')} / {f.get('ft_start')}",
+                         f"{f.get('cov_end')} / {f.get('ft_end')}",
                          f"{f.get('execs', 0):,}", "known limit" if f.get("known") else "harness problem",
                          str(f.get("reason", ""))] for f in summary.get("coverage_flat") or []])
     sched_html = _table("schedule", "Schedule",
@@ -171,7 +178,8 @@ def render(summary: dict[str, Any]) -> str:
         f"<td>{c['count']}</td><td><code>{html.escape(c['repro'])}</code></td></tr>"
         for c in summary["crashers"]) or '<tr><td colspan="7">no recorded crashers</td></tr>'
     covd = summary.get("coverage") or {}
-    covrows = "".join(f"<tr><td>{html.escape(f)}</td><td>{p}%</td></tr>" for f, p in sorted((covd.get("files") or {}).items()))
+    covrows = "".join(f"<tr><td>{html.escape(f)}</td><td>{p}%</td></tr>"
+                      for f, p in sorted((covd.get("files") or {}).items()))
     settings = {k: summary[k] for k in ("out", "budget_s", "jobs", "seconds") if k in summary}
     shm_html = _shm_table(summary.get("shm_states") or {})
     return f"""<!doctype html>
@@ -182,10 +190,12 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}code{{font-size:12p
 <p id="totals">{summary['execs']:,} executions, {summary['lookups_checked']:,} index lookups checked
 ({summary.get('lookups_ok', 0):,} ok, {summary.get('lookups_justified', 0):,} justified,
 {summary.get('lookups_unjustified', 0):,} unjustified), {summary.get('internal_errors', 0):,} internal errors,
-{summary['new_findings']} new signatures, {len(summary['crashers'])} recorded crashers, in {summary.get('seconds', 0):.0f} s.</p>
+{summary['new_findings']} new signatures, {len(summary['crashers'])} recorded crashers,
+in {summary.get('seconds', 0):.0f} s.</p>
 {flat_html}
-<h2>Targets</h2><table id="targets"><tr><th>target</th><th>round</th><th>execs</th><th>exec/s</th><th>lookups checked</th>
-<th>unjustified lookups</th><th>internal errors</th><th>findings</th><th>new signatures</th><th>coverage (cov/ft)</th></tr>{rows}</table>
+<h2>Targets</h2><table id="targets"><tr><th>target</th><th>round</th><th>execs</th><th>exec/s</th>
+<th>lookups checked</th><th>unjustified lookups</th><th>internal errors</th><th>findings</th><th>new signatures</th>
+<th>coverage (cov/ft)</th></tr>{rows}</table>
 <h2>Over time</h2>
 {_chart("exec/s per target", rate, "exec/s")}
 {_chart("coverage of harness/famfs (libFuzzer edges) per target", cov, "edges")}

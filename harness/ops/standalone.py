@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import struct
 import sys
 import zipfile
@@ -37,7 +36,7 @@ FUZZER_SUFFIX = "_fuzzer"
 def standalone_names() -> list[str]:
     """Targets that can run as a standalone fuzzer: in process, no FUSE mount, no command."""
     from harness.engine.registry import load, names
-    return [n for n in names() if not load(n).uses_fuse and not load(n).extra.get("needs")]
+    return [n for n in names() if not load(n).uses_fuse and not load(n).needs_command]
 
 
 def instrumented_target(name: str, *, instrument: bool = True) -> Any:

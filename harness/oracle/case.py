@@ -42,7 +42,7 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 
 from harness.famfs import wire
 from harness.famfs.errors import FamfsError
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import Uuid, uuid_str
 from harness.famfs.invariants import Invariant
 from harness.oracle.invariants import InvariantViolation
 from harness.oracle.lookups import Counts, LookupChecker, Why
@@ -52,26 +52,27 @@ from harness.oracle.model import Verdict, carried_uuid, observed
 def check_replay(expected: Verdict, got: Any) -> None:
     """`got` is a `replay.Replay` or the `FamfsError` replay raised."""
     if isinstance(got, FamfsError):
-        if expected.image_error != got.invariant.value:
-            inv = Invariant(expected.image_error or got.invariant.value)
+        if expected.image_error != got.invariant:
+            inv = expected.image_error or got.invariant
             raise InvariantViolation(inv, f"replay raised {got!s}; the model expects "
                                           f"{expected.image_error or 'a usable image'}", op="replay", site="image")
         return
     if expected.image_error:
-        raise InvariantViolation(Invariant(expected.image_error),
+        raise InvariantViolation(expected.image_error,
                                  f"replay accepted an image the model rejects ({expected.image_error})",
                                  op="replay", site="image")
     seen = observed(got)
     if seen.rejections != expected.rejections:
         mine, theirs = dict(expected.rejections), dict(seen.rejections)
         entry = min(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        inv = Invariant(mine.get(entry) or theirs[entry])
+        inv = mine.get(entry) or theirs[entry]
         raise InvariantViolation(inv, f"entry {entry}: replay says {theirs.get(entry) or 'ok'}, "
                                       f"the model says {mine.get(entry) or 'ok'}", op="replay",
                                  site="accepted" if entry in mine else "rejected")
     if seen.stopped_at != expected.stopped_at:
         raise InvariantViolation(Invariant.LOG_PREFIX, f"replay stopped at {seen.stopped_at}, "
-                                                       f"the model at {expected.stopped_at}", op="replay", site="prefix")
+                                                       f"the model at {expected.stopped_at}",
+                                 op="replay", site="prefix")
     if seen.table != expected.table:
         raise InvariantViolation(Invariant.IDX_DENSE, f"index table {_uuids(seen.table)} != model's "
                                                       f"{_uuids(expected.table)}", op="replay", site="table")
@@ -132,8 +133,8 @@ class Expectation:
 
     node: str
     abi: str
-    uuids: Mapping[int, str]
-    names: Mapping[str, str]
+    uuids: Mapping[int, Uuid]
+    names: Mapping[str, Uuid]
     bufs: tuple[Any, ...]
     why: Mapping[int, Why] = field(default_factory=dict)
 
@@ -159,8 +160,8 @@ class Expectation:
             elif who[0] in faulty:
                 why[k] = Why.FAULT
             bufs.append(devices[who[0]] if len(who) == 1 else None)
-        return cls(node, abi, {k: uuid_str(u) for k, (u, _) in enumerate(expected.table)},
-                   {name: uuid_str(u) for name, u in carried.items() if u is not None}, tuple(bufs), why)
+        return cls(node, abi, {k: u for k, (u, _) in enumerate(expected.table)},
+                   {name: u for name, u in carried.items() if u is not None}, tuple(bufs), why)
 
     def checker(self, site: str | None = None) -> LookupChecker:
         """A lookup checker for this node, its causes of failure in force."""
@@ -299,7 +300,8 @@ def check_files(files: Sequence[tuple[str, tuple]], exp: Expectation, read: Read
             own = exp.why.get(dev)
             if own in (Why.MISSING, Why.AMBIGUOUS):
                 raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: [{at:#x}, +{ln:#x}) read though index "
-                                                               f"{dev} is {own} on node {exp.node}", op="read", site=site)
+                                                               f"{dev} is {own} on node {exp.node}",
+                                         op="read", site=site)
             if whole is not None:
                 raise InvariantViolation(Invariant.IDX_LOOKUP, f"{path!r}: [{at:#x}, +{ln:#x}) read though the file "
                                                                f"references an index that is {whole} here (its "

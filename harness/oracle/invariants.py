@@ -62,6 +62,7 @@ class InvariantViolation(Exception):
         self.message = message
         self.op = op
         self.site = site
+        self.counts: int = 0                # lookups the case had judged (a LookupChecker attaches its Counts)
 
     @property
     def where(self) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Mapping
 
+from harness.famfs.ids import Uuid, uuid_str
 from harness.famfs.invariants import Invariant
 from harness.famfs.probe import Probe
 from harness.oracle.invariants import InvariantViolation
@@ -108,8 +109,8 @@ class LookupChecker(Probe):
     """Records lookups (and other events) and judges them against `expected` (index -> UUID),
     `names` (node -> local name -> UUID) and `justify` (node -> index -> Why; node "*": all)."""
 
-    expected: Mapping[int, str] = field(default_factory=dict)
-    names: dict[str, dict[str, str]] = field(default_factory=dict)
+    expected: Mapping[int, Uuid] = field(default_factory=dict)
+    names: dict[str, dict[str, Uuid]] = field(default_factory=dict)
     justify: dict[str, dict[int, Why]] = field(default_factory=dict)
     site: str = ""                              # which famfs path the lookups came through (signatures)
     lookups: list[LookupEvent] = field(default_factory=list)
@@ -119,7 +120,7 @@ class LookupChecker(Probe):
     ok: int = 0
     justified: int = 0
     unjustified: int = 0
-    cluster: dict[int, tuple[str, str]] = field(default_factory=dict)   # index -> first (node, UUID)
+    cluster: dict[int, tuple[str, Uuid]] = field(default_factory=dict)   # index -> first (node, UUID)
     enabled = True
 
     # -- the probe's hooks: record only ---------------------------------------------------------
@@ -127,13 +128,13 @@ class LookupChecker(Probe):
     def lookup(self, node: str, index: int, name: str | None, devno: int, errno: int) -> None:
         self.lookups.append(LookupEvent(node, index, name, devno, errno))
 
-    def index_assigned(self, index: int, uuid: str, size: int, entry: int | None) -> None:
+    def index_assigned(self, index: int, uuid: Uuid, size: int, entry: int | None) -> None:
         self.events.append(("index_assigned", (index, uuid, size, entry)))
 
     def slot_published(self, node: str, index: int, name: str | None, valid: bool) -> None:
         self.events.append(("slot_published", (node, index, name, valid)))
 
-    def device_resolved(self, node: str, uuid: str, name: str | None) -> None:
+    def device_resolved(self, node: str, uuid: Uuid, name: str | None) -> None:
         self.events.append(("device_resolved", (node, uuid, name)))
 
     def rejected(self, error: Any) -> None:
@@ -187,16 +188,16 @@ class LookupChecker(Probe):
             if want is None:
                 self.unjustified += 1
                 raise self._violation(Invariant.IDX_LOOKUP, f"node {ev.node}: index {ev.index}, which the log does "
-                                                            f"not define, resolved to {ev.name} ({got})")
+                                                            f"not define, resolved to {ev.name} ({_text(got)})")
             if got is None or got != want:
                 self.unjustified += 1
                 raise self._violation(Invariant.IDX_LOOKUP, f"node {ev.node}: index {ev.index} resolved to "
-                                                            f"{ev.name} ({got}), the log gave it {want}")
+                                                            f"{ev.name} ({_text(got)}), the log gave it {_text(want)}")
             first = seen.setdefault(ev.index, (ev.node, got))
             if first[1] != got:
                 self.unjustified += 1
-                raise self._violation(Invariant.IDX_CLUSTER, f"index {ev.index} is {first[1]} on {first[0]} "
-                                                             f"but {got} on {ev.node}")
+                raise self._violation(Invariant.IDX_CLUSTER, f"index {ev.index} is {_text(first[1])} on {first[0]} "
+                                                             f"but {_text(got)} on {ev.node}")
             self.ok += 1
         return len(pending)
 
@@ -213,13 +214,20 @@ class LookupChecker(Probe):
 
     def _violation(self, inv: Invariant, message: str) -> InvariantViolation:
         v = InvariantViolation(inv, message, op="lookup", site=self.site)
-        v.counts = self.counts                   # type: ignore[attr-defined]  # what the case judged
+        v.counts = self.counts                   # what the case judged
         return v
 
     @property
     def counts(self) -> Counts:
         """Lookups judged so far, by class."""
         return Counts(self.ok, self.justified, self.unjustified)
+
+
+def _text(uuid: Uuid | None) -> str:
+    """A UUID for a message: libuuid's text for 16 bytes, as it is otherwise (a test's token)."""
+    if isinstance(uuid, bytes) and len(uuid) == 16:
+        return uuid_str(uuid)
+    return str(uuid)
 
 
 class InternalFinding(Exception):

@@ -17,53 +17,59 @@ import zlib
 from dataclasses import dataclass, field
 
 from harness.famfs import layout as L
+from harness.famfs.ids import Uuid
+from harness.famfs.invariants import Invariant as I
+from harness.famfs.replay import Replay
 
 
 @dataclass(frozen=True)
 class Verdict:
     """What replay must produce for one image."""
 
-    image_error: str | None = None                       # an invariant ID if the image is unusable
-    rejections: tuple[tuple[int, str], ...] = ()          # (entry, invariant ID)
+    image_error: I | None = None                         # an invariant ID if the image is unusable
+    rejections: tuple[tuple[int, I], ...] = ()            # (entry, invariant ID)
     stopped_at: int | None = None
-    table: tuple[tuple[bytes, int], ...] = ()             # index -> (uuid, size)
+    table: tuple[tuple[Uuid, int], ...] = ()              # index -> (uuid, size)
     namespace: tuple[tuple[str, tuple], ...] = ()          # sorted (path, description)
 
 
 @dataclass
 class _State:
-    uuids: list[bytes] = field(default_factory=list)
+    uuids: list[Uuid] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)     # path -> "d" | "f"
     desc: dict[str, tuple] = field(default_factory=dict)
 
 
-def _u(buf: bytes, off: int, n: int = 8) -> int:
+_Buf = bytes | bytearray | memoryview
+
+
+def _u(buf: _Buf, off: int, n: int = 8) -> int:
     return int.from_bytes(buf[off:off + n], "little")
 
 
-def _sb_problem(dev: bytes, size: int) -> tuple[str | None, L.Superblock | None]:
+def _sb_problem(dev: _Buf, size: int) -> tuple[I | None, L.Superblock | None]:
     if len(dev) < 200:
-        return "SB-VALID", None
+        return I.SB_VALID, None
     if _u(dev, 0) != L.SUPER_MAGIC or _u(dev, 8) != 48 or _u(dev, 96) != zlib.crc32(dev[:96]):
-        return "SB-VALID", None
+        return I.SB_VALID, None
     if _u(dev, 32) not in (4096, 2 << 20):
-        return "SB-VALID", None
+        return I.SB_VALID, None
     if _u(dev, 104, 4) & 2 or dev[64:80] == bytes(16):
-        return "IDX-PRIMARY", None
+        return I.IDX_PRIMARY, None
     log_off, log_len = _u(dev, 16), _u(dev, 24)
     if log_off < 200 or log_len < 48 + 544 or log_off + log_len > min(size, len(dev)):
-        return "SB-VALID", None
+        return I.SB_VALID, None
     return None, L.Superblock.decode(dev)
 
 
-def _header_problem(dev: bytes, sb: L.Superblock) -> str | None:
+def _header_problem(dev: _Buf, sb: L.Superblock) -> I | None:
     o = sb.log_offset
     magic, length, last, crc, nseq, nidx = (_u(dev, o + 8 * k) for k in range(6))
     slots = (sb.log_len - 48) // 544
     ok = (magic == L.LOG_MAGIC and crc == zlib.crc32(dev[o:o + 24]) and length == sb.log_len
           and last == slots - 1 and nidx <= slots and nseq == nidx)
-    return None if ok else "LOG-HEADER"
+    return None if ok else I.LOG_HEADER
 
 
 def _path_ok(raw: bytes) -> str | None:
@@ -133,32 +139,32 @@ def verdict(dev: bytes | bytearray | memoryview, size: int | None = None, *, che
         return Verdict(image_error=problem)
     st = _State([sb.dev_uuid], [size])
     reserved0 = max(2 << 20, sb.log_offset + sb.log_len)
-    out: list[tuple[int, str]] = []
+    out: list[tuple[int, I]] = []
     stopped = None
     base = sb.log_offset + 48
     for i in range(_u(dev, sb.log_offset + 40)):
         raw = bytes(dev[base + 544 * i: base + 544 * (i + 1)])
         if (check_crc and _u(raw, 536) != zlib.crc32(raw[:536])) or _u(raw, 0) != i:
-            out.append((i, "LOG-PREFIX"))
+            out.append((i, I.LOG_PREFIX))
             stopped = i
             break
         bad = _entry(st, i, L.LogEntry.decode(raw), sb.alloc_unit, reserved0)
         if bad:
             out.append((i, bad))
     ns = tuple(sorted(st.desc.items()))
-    return Verdict(None, tuple(out), stopped, tuple(zip(st.uuids, st.sizes)), ns)
+    return Verdict(None, tuple(out), stopped, tuple(zip(st.uuids, st.sizes, strict=True)), ns)
 
 
-def _entry(st: _State, i: int, e: L.LogEntry, au: int, reserved0: int) -> str | None:
+def _entry(st: _State, i: int, e: L.LogEntry, au: int, reserved0: int) -> I | None:
     p = e.payload
     if e.type == 3:
         assert isinstance(p, L.AddDaxdev)
         if p.index == 0:
-            return "IDX-PRIMARY"
+            return I.IDX_PRIMARY
         if len(st.uuids) >= 64 or p.index != len(st.uuids):
-            return "IDX-DENSE"
+            return I.IDX_DENSE
         if p.uuid in st.uuids:
-            return "IDX-UUID-UNIQUE"
+            return I.IDX_UUID_UNIQUE
         st.uuids.append(p.uuid)
         st.sizes.append(p.size)
         return None
@@ -166,55 +172,58 @@ def _entry(st: _State, i: int, e: L.LogEntry, au: int, reserved0: int) -> str | 
         assert isinstance(p, L.Mkdir)
         path = _path_ok(p.relpath)
         if path is None:
-            return "NS-CONTAINED"
+            return I.NS_CONTAINED
         if _place_problem(st, path):
-            return "NS-CONFLICT"
+            return I.NS_CONFLICT
         st.kinds[path] = "d"
         st.desc[path] = ("d", p.mode & 0o7777, p.uid, p.gid)
         return None
     if e.type != 0:
-        return "ENTRY-TYPE"
+        return I.ENTRY_TYPE
     assert isinstance(p, L.FileMeta)
     path = _path_ok(p.relpath)
     if path is None:
-        return "NS-CONTAINED"
+        return I.NS_CONTAINED
     exts = _fmap_extents(p.fmap, p.size, au)
     if exts is None:
-        return "FMAP-SHAPE"
+        return I.FMAP_SHAPE
     if any(x.devindex >= len(st.uuids) for x in exts):
-        return "IDX-DEFINED-BEFORE-USE"
+        return I.IDX_DEFINED_BEFORE_USE
     for x in exts:
         lo = reserved0 if x.devindex == 0 else 2 << 20
         if x.offset + x.len >= 1 << 64 or x.offset + x.len > st.sizes[x.devindex] or x.offset < lo:
-            return "EXT-BOUNDS"
+            return I.EXT_BOUNDS
     if _place_problem(st, path):
-        return "NS-CONFLICT"
+        return I.NS_CONFLICT
     st.kinds[path] = "f"
     chunk = p.fmap.chunk_size if isinstance(p.fmap, L.InterleavedFmap) else None
     st.desc[path] = ("f", p.size, p.mode & 0o7777, p.uid, p.gid, tuple(tuple(x) for x in exts), chunk)
     return None
 
 
-def observed(result: object) -> Verdict:
+def observed(result: Replay) -> Verdict:
     """The same shape, read off a `replay.Replay` (the system under test's answer)."""
     ns: dict[str, tuple] = {}
-    for d in result.namespace.dirs.values():  # type: ignore[attr-defined]
+    for d in result.namespace.dirs.values():
         ns[d.path] = ("d", d.mode, d.uid, d.gid)
-    for f in result.namespace.files.values():  # type: ignore[attr-defined]
-        inter = isinstance(f.fmap, L.InterleavedFmap)
-        exts = f.fmap.strips if inter else f.fmap.extents
+    for f in result.namespace.files.values():
+        fm = f.fmap
+        exts = fm.strips if isinstance(fm, L.InterleavedFmap) else fm.extents
         ns[f.path] = ("f", f.size, f.mode, f.uid, f.gid, tuple(tuple(x) for x in exts),
-                      f.fmap.chunk_size if inter else None)
-    return Verdict(None, tuple((e.entry, e.invariant.value) for e in result.rejections),  # type: ignore[attr-defined]
-                   result.stopped_at,  # type: ignore[attr-defined]
-                   tuple((d.uuid, d.size) for d in result.table),  # type: ignore[attr-defined]
+                      fm.chunk_size if isinstance(fm, L.InterleavedFmap) else None)
+    rejections = []
+    for e in result.rejections:
+        assert e.entry is not None, e                    # replay records only entry-level rejections
+        rejections.append((e.entry, e.invariant))
+    return Verdict(None, tuple(rejections), result.stopped_at,
+                   tuple((d.uuid, d.size) for d in result.table),
                    tuple(sorted(ns.items())))
 
 
-def carried_uuid(device: bytes | bytearray | memoryview) -> bytes | None:
+def carried_uuid(device: bytes | bytearray | memoryview) -> Uuid | None:
     """The device UUID a device's superblock carries, if the superblock is valid (magic and CRC):
     what identifies the device on a node. None for a device no resolver would recognise."""
     if len(device) < 200 or _u(bytes(device[:8]), 0) != L.SUPER_MAGIC:
         return None
     head = bytes(device[:104])
-    return head[64:80] if _u(head, 96) == zlib.crc32(head[:96]) else None
+    return Uuid(head[64:80]) if _u(head, 96) == zlib.crc32(head[:96]) else None

@@ -41,7 +41,7 @@ def reasons(data: bytes, abi: Any) -> list[str]:
                 return [f"{ns} strips"]
             if chunk == 0 or chunk % abi.alignment or nbytes == 0:
                 out.append("chunk size or nbytes")
-            for k in range(ns):
+            for _ in range(ns):
                 strips.append((_u(data, at, 4), _u(data, at + 8, 8), _u(data, at + 16, 8)))
                 at += 24
             covered += nbytes

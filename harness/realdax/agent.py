@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 import zlib
 from pathlib import Path
 from typing import Any, Callable
@@ -199,11 +198,12 @@ def observation(head: bytes, size: int, walk: dict[str, dict[str, Any]], read: A
 
 
 def node_view(node: str, paths: list[str]) -> tuple[dict[str, str], dict[str, int], str | None]:
-    """This node's devices as the harness reads them: local name -> UUID, name -> size, and the
-    path of the primary (None if there is none)."""
+    """This node's devices as the harness reads them: local name -> UUID text (for the JSON result),
+    name -> size, and the path of the primary (None if there is none)."""
     from harness.famfs.devices import DaxDevice
     from harness.famfs.resolver import Resolver
     from harness.famfs.errors import FamfsError
+    from harness.famfs.ids import uuid_str
     devs = [DaxDevice.real(p, node=node, readonly=True) for p in paths]
     try:
         host = Resolver(node, devs)
@@ -211,7 +211,7 @@ def node_view(node: str, paths: list[str]) -> tuple[dict[str, str], dict[str, in
             primary = host.primary().path
         except FamfsError:
             primary = None
-        return host.uuids(), {d.name: d.size for d in devs}, primary
+        return {name: uuid_str(u) for name, u in host.uuids().items()}, {d.name: d.size for d in devs}, primary
     finally:
         for d in devs:
             d.close()
@@ -284,15 +284,16 @@ def cmd_master(args: argparse.Namespace) -> dict[str, Any]:
     after the client has mounted, append stage 2, logplay, observe again."""
     from harness.realdax.lanes import STAGE1, STAGE2, apply_ops, mkfs_ops
     from harness.famfs.devices import DaxDevice
+    from harness.famfs.ids import parse_uuid
     manifest = json.loads(Path(args.manifest).read_text())
-    uuids = [uuid.UUID(u).bytes for u in manifest["uuids"]]
+    uuids = [parse_uuid(u) for u in manifest["uuids"]]
     t = {"start": uptime()}
     paths = _devices(manifest["ndev"])
     devs = [DaxDevice.real(p, node=args.node) for p in paths]
     views = [d.view(0, d.size) for d in devs]
     sizes = [d.size for d in devs]
     held: dict[str, Any] = {"views": views}
-    held["image"] = mkfs_ops(views, sizes, uuids, uuid.UUID(manifest["fs_uuid"]).bytes, STAGE1)
+    held["image"] = mkfs_ops(views, sizes, uuids, parse_uuid(manifest["fs_uuid"]), STAGE1)
     del views
     t["stage1"] = uptime()
     flag("stage1")

@@ -63,7 +63,7 @@ def fuzz_real(target: str, *, max_time: float = 60.0, runs: int | None = None, s
     from harness.engine.crashstore import CrashStore, atomic_write
     from harness.engine.registry import load
     from harness.engine.runner import repro_command
-    from harness.engine.signature import Signature
+    from harness.engine.signature import Kind, Signature
     if target not in REAL_TARGETS:
         raise RealdaxError(f"--dax real runs {', '.join(REAL_TARGETS)}; not {target!r}")
     spec = load(target)
@@ -107,7 +107,7 @@ def fuzz_real(target: str, *, max_time: float = 60.0, runs: int | None = None, s
                 for i, o in sorted(done.items()) if "signature" in o]
     lost = [i for i in started if i not in done]
     for i in lost:                          # the guest died (kernel panic, OOM) or hung inside this case
-        kind = "timeout" if run.timed_out else "guest-death"
+        kind = Kind.TIMEOUT if run.timed_out else Kind.GUEST_DEATH
         tail = "\n".join(run.console.splitlines()[-60:])
         findings.append((batch[i], Signature.of(kind, target, ["realdax guest"]),
                          f"the real-DAX guest {'hung' if run.timed_out else 'died'} in case {i}; console tail:\n{tail}",

@@ -186,10 +186,10 @@ def module_closure(modules_dep: str, want: Sequence[str]) -> list[str]:
             visit(d)
         order.append(mod)
     for name in want:
-        mod = by_name.get(name.replace("-", "_"))
-        if mod is None:
+        found = by_name.get(name.replace("-", "_"))
+        if found is None:
             raise RealdaxError(f"kernel module {name} not in modules.dep")
-        visit(mod)
+        visit(found)
     return order
 
 
@@ -337,7 +337,7 @@ class Guest:
                "-nic", "none", "-vga", "none", "-kernel", str(self.kit.kernel), "-initrd", str(self.kit.initrd),
                "-append", f"console=ttyS0 panic=-1 quiet loglevel=3 rdscript={self.script_name}"
                + "".join(f" rdkeep={d}" for d in kept_tmp_dirs())]
-        for i, (path, size) in enumerate(zip(self.backing, sizes)):
+        for i, (path, size) in enumerate(zip(self.backing, sizes, strict=True)):
             cmd += ["-object", f"memory-backend-file,id=mem{i},share=on,mem-path={path},size={size}",
                     "-device", f"nvdimm,memdev=mem{i},id=nv{i}"]
         cmd += ["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
@@ -416,7 +416,8 @@ def kept_tmp_dirs() -> list[str]:
 def guest_script(*args: str) -> str:
     """run.sh for a guest: the guest-side entry of this tree, with this interpreter (the host root
     is the guest's root, so the same paths work there)."""
-    q = (lambda a: "'" + a.replace("'", "'\\''") + "'")
+    def q(a: str) -> str:
+        return "'" + a.replace("'", "'\\''") + "'"
     return (f"cd {q(str(REPO))} || exit 97\n"
             "export HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
             f"export PYTHONPATH={q(str(REPO))}\n"
@@ -457,7 +458,7 @@ def _format_headers(sizes: Sequence[int], kit: Kit, say: Say, cache: Path) -> No
     result = guest_result(work / "result.json", run)
     if not result.get("ok"):
         raise RealdaxError(f"formatting failed in the guest: {result.get('error')}", console=run.console)
-    for i, (raw, size) in enumerate(zip(raws, sizes)):
+    for i, (raw, size) in enumerate(zip(raws, sizes, strict=True)):
         with open(raw, "rb") as f:
             head = f.read(DATA_OFFSET)
         if head[HEADER_BYTES:].strip(b"\0"):
@@ -477,7 +478,8 @@ def dax_size(backing: Path, cache: Path = CACHE) -> int:
     try:
         return int(json.loads(meta.read_text())["dax_size"])
     except (OSError, ValueError, KeyError):
-        raise RealdaxError(f"{backing.name}: no formatted header of {backing.stat().st_size} bytes in the cache") from None
+        raise RealdaxError(f"{backing.name}: no formatted header of {backing.stat().st_size} bytes "
+                           "in the cache") from None
 
 
 def guest_result(path: Path, run: GuestRun) -> dict:

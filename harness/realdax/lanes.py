@@ -27,7 +27,7 @@ from harness.realdax.kit import (
 )
 from harness.tools.probelog import replay_into
 from harness.famfs.image import Buffer, Image, Interleave
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import Uuid, parse_uuid, uuid_str
 from harness.gen.decode import log_image
 from harness.gen.spec import AddDaxdev, Create, Mkdir, Op
 from harness.oracle.case import Expectation, check_files, check_listing, observed_reader
@@ -54,7 +54,7 @@ STAGE2: tuple[Op, ...] = (
 
 
 def apply_ops(image: Image, ops: Sequence[Op], devices: Sequence[Buffer], sizes: Sequence[int],
-              uuids: Sequence[bytes]) -> None:
+              uuids: Sequence[Uuid]) -> None:
     """Perform `ops` as the master (the project's appender: `Image`); AddDaxdev(k) attaches
     devices[k]. File contents are `image.pattern(path, size)`."""
     for op in ops:
@@ -69,7 +69,7 @@ def apply_ops(image: Image, ops: Sequence[Op], devices: Sequence[Buffer], sizes:
             image.create(op.path, op.size, mode=op.mode, uid=op.uid, gid=op.gid, devindex=op.devindex)
 
 
-def mkfs_ops(devices: Sequence[Buffer], sizes: Sequence[int], uuids: Sequence[bytes], fs_uuid: bytes,
+def mkfs_ops(devices: Sequence[Buffer], sizes: Sequence[int], uuids: Sequence[Uuid], fs_uuid: Uuid,
              ops: Sequence[Op]) -> Image:
     """mkfs (primary devices[0], the others as secondaries, not yet added), then `ops`."""
     image = Image.mkfs(devices, sizes, uuids=uuids, fs_uuid=fs_uuid, system_uuid=fs_uuid,
@@ -147,7 +147,7 @@ class LaneResult:
                 "guests": self.guests, "run_dir": self.run_dir}
 
 
-def check_guest(node: str, doc: dict, order: Sequence[int], uuids: Sequence[bytes], sizes: Sequence[int],
+def check_guest(node: str, doc: dict, order: Sequence[int], uuids: Sequence[Uuid], sizes: Sequence[int],
                 maps: Sequence[Any], checker: LookupChecker,
                 stages: Mapping[str, Sequence[Op]]) -> tuple[list[str], int, int]:
     """One guest's result: its device order and sizes (harness checks: the guest's dax{k}.0 is
@@ -156,11 +156,11 @@ def check_guest(node: str, doc: dict, order: Sequence[int], uuids: Sequence[byte
     if not doc.get("ok"):
         return [f"HARNESS: node {node}: guest failed: {doc.get('error')}"], 0, 0
     problems = []
-    names = doc["names"]                                     # local name -> UUID, read by the guest
+    names = {name: parse_uuid(text) for name, text in doc["names"].items()}   # local name -> UUID, from the guest
     for k, i in enumerate(order):
         local = f"dax{k}.0"
-        if names.get(local) != uuid_str(uuids[i]):
-            problems.append(f"HARNESS: node {node}: {local} carries {names.get(local)}, expected backing "
+        if names.get(local) != uuids[i]:
+            problems.append(f"HARNESS: node {node}: {local} carries {doc['names'].get(local)}, expected backing "
                             f"file {i} ({uuid_str(uuids[i])}): the guest's device order is not the NVDIMM order")
         if doc["sizes"].get(local) != sizes[i]:
             problems.append(f"HARNESS: node {node}: {local} is {doc['sizes'].get(local)} bytes, the host "
@@ -193,9 +193,11 @@ def smoke(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 150.0
     paths = [backing_file(work / f"nvdimm{i}.img", DEV_FILE_SIZE, kit, say) for i in range(2)]
     maps = [map_device(p) for p in paths]
     sizes = [len(m) for m in maps]
-    uuids = [uuidlib.uuid4().bytes for _ in paths]
+    uuids = [Uuid(uuidlib.uuid4().bytes) for _ in paths]
     try:
-        mkfs_ops(maps, sizes, uuids, uuidlib.uuid4().bytes, STAGE1 + STAGE2)
+        views = [memoryview(m) for m in maps]
+        mkfs_ops(views, sizes, uuids, Uuid(uuidlib.uuid4().bytes), STAGE1 + STAGE2)
+        del views                           # the image's views go before the mappings close
     finally:
         for m in maps:
             m.close()
@@ -214,7 +216,7 @@ def smoke(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 150.0
 
 
 def judge_guests(docs: Mapping[str, dict], orders: Mapping[str, Sequence[int]], paths: Sequence[Path],
-                 uuids: Sequence[bytes], stages: Mapping[str, Sequence[Op]]) -> tuple[list[str], int, int, int]:
+                 uuids: Sequence[Uuid], stages: Mapping[str, Sequence[Op]]) -> tuple[list[str], int, int, int]:
     """Every guest's result (`check_guest`) against the host's own view of the backing files,
     with one lookup checker for all nodes (IDX-LOOKUP per node, IDX-CLUSTER across them).
     Returns problems, files, bytes and lookups checked."""
@@ -269,8 +271,8 @@ def two_nodes(kit: Kit, say: Say = quiet, keep: bool = False, timeout: float = 2
     t0 = time.monotonic()
     work = run_dir("two-nodes")
     paths = [backing_file(work / f"nvdimm{i}.img", DEV_FILE_SIZE, kit, say) for i in range(2)]
-    uuids = [uuidlib.uuid4().bytes for _ in paths]
-    fs_uuid = uuidlib.uuid4().bytes
+    uuids = [Uuid(uuidlib.uuid4().bytes) for _ in paths]
+    fs_uuid = Uuid(uuidlib.uuid4().bytes)
     orders = {"A": [0, 1], "B": [1, 0]}
     (work / "manifest.json").write_text(json.dumps({
         "uuids": [uuid_str(u) for u in uuids], "fs_uuid": uuid_str(fs_uuid), "ndev": 2}))
@@ -321,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the result as one JSON document")
     ap.add_argument("--keep", action="store_true", help="keep the run folder (backing files, consoles)")
     args = ap.parse_args(argv)
-    say = (lambda s: print(s, file=sys.stderr, flush=True))
+    def say(s: str) -> None:
+        print(s, file=sys.stderr, flush=True)
     try:
         kit = setup(say)
         if args.verb == "setup":

@@ -17,8 +17,9 @@ from harness.tools.devargs import parse_device_arg
 from harness.famfs.errors import FamfsError
 from harness.famfs.fsck import FsckReport, fsck
 from harness.famfs.image import Image, new_uuid
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import uuid_str
 from harness.famfs.invariants import Invariant
+from harness.famfs.probe import Probe
 from harness.famfs.layout import ALLOC_UNIT, LOG_LEN, SECONDARY_SB, SUPER_MAGIC, SUPERBLOCK, Superblock
 from harness.famfs.replay import Replay, replay
 
@@ -76,7 +77,8 @@ def mkfs_files(args: Sequence[str], size: int, *, log_len: int = LOG_LEN, alloc_
         image = Image.mkfs(maps, [len(m) for m in maps], uuids=uuids, log_len=log_len, alloc_unit=alloc_unit)
         return MkfsResult([{"path": d.path, "uuid": uuid_str(u), "index": i,
                             "role": "primary" if i == 0 else "secondary", "size": len(m)}
-                           for i, (d, u, m) in enumerate(zip(devs, uuids, maps))], uuid_str(image.sb.fs_uuid))
+                           for i, (d, u, m) in enumerate(zip(devs, uuids, maps, strict=True))],
+                          uuid_str(image.sb.fs_uuid))
 
 
 def _has_superblock(path: str) -> bool:
@@ -106,7 +108,7 @@ def replay_files(args: Sequence[str], *, with_fsck: bool = False, check_crc: boo
         maps = [dev.view(0, dev.size) for dev in opened]
         result = replay(maps[0], device_size=len(maps[0]), check_crc=check_crc)
         described, sizes = [], [None] * len(result.table)  # type: list[dict[str, object]], list[int | None]
-        for d, m in zip(devs, maps):
+        for d, m in zip(devs, maps, strict=True):
             described.append(_describe(d, m, result, sizes))
         report = fsck(result, sizes) if with_fsck else None
         return ReplayResult(result, described, report, sizes)
@@ -136,11 +138,11 @@ class Mounted:
 
     def close(self) -> None:
         for d in self.devices:
-            d.close()  # type: ignore[attr-defined]
+            d.close()
 
 
 def open_node(args: Sequence[str], *, node: str = "node0", abi: str = "pull-devt",
-              capable_rawio: bool = True, probe: object = None, tolerate_refusal: bool = False) -> Mounted:
+              capable_rawio: bool = True, probe: Probe | None = None, tolerate_refusal: bool = False) -> Mounted:
     """Open device arguments (primary first, `PATH=LOCALNAME`) as one node's DAX devices, resolve
     them by UUID and mount a daemon on them (replay included). Typed errors only."""
     from harness.famfs.daemon import Daemon, RefusedImage

@@ -2,8 +2,9 @@
 
 `famfs-fuzz mount --probe-log FILE` attaches it; the harness reads the file back (`load`) and
 feeds the lookups and internal errors (with the daemon's traceback text) to the oracle's
-`LookupChecker` (`replay_into`), which keeps the daemon's process free of any checking code. Lines are flushed as they are written, so a killed daemon loses at most the line
-it was writing (`load` skips a torn last line).
+`LookupChecker` (`replay_into`), which keeps the daemon's process free of any checking code.
+Lines are flushed as they are written, so a killed daemon loses at most the line it was writing
+(`load` skips a torn last line).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import traceback
 from typing import IO, Any
 
+from harness.famfs.ids import Uuid, uuid_str
 from harness.famfs.probe import Probe
 from harness.oracle.lookups import InternalError, LookupChecker
 
@@ -33,11 +35,11 @@ class JsonlProbe(Probe):
     def slot_published(self, node: str, index: int, name: str | None, valid: bool) -> None:
         self._w("slot_published", node=node, index=index, name=name, valid=valid)
 
-    def index_assigned(self, index: int, uuid: str, size: int, entry: int | None) -> None:
-        self._w("index_assigned", index=index, uuid=uuid, size=size, entry=entry)
+    def index_assigned(self, index: int, uuid: Uuid, size: int, entry: int | None) -> None:
+        self._w("index_assigned", index=index, uuid=uuid_str(uuid), size=size, entry=entry)
 
-    def device_resolved(self, node: str, uuid: str, name: str | None) -> None:
-        self._w("device_resolved", node=node, uuid=uuid, name=name)
+    def device_resolved(self, node: str, uuid: Uuid, name: str | None) -> None:
+        self._w("device_resolved", node=node, uuid=uuid_str(uuid), name=name)
 
     def rejected(self, error: Any) -> None:
         self._w("rejected", **error.as_dict())

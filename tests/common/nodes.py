@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from harness.famfs.daemon import Daemon
 from harness.famfs.devices import DaxDevice
 from harness.famfs.resolver import Resolver
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import uuid_str
 from harness.famfs.probe import NULL_PROBE
 from harness.gen.spec import AddDaxdev, Built, Create, Device, Mkdir, Spec, build
 from harness.oracle.lookups import LookupChecker

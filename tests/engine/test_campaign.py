@@ -22,7 +22,8 @@ INFO:       34 files found in corpora/log_replay
 #4096	pulse  cov: 164 ft: 430 corp: 28/50Kb lim: 5724 exec/s: 819 rss: 274Mb
 #5891	REDUCE cov: 164 ft: 430 corp: 28/50Kb lim: 5736 exec/s: 589 rss: 274Mb L: 3750/5688 MS: 1 EraseBytes-
 """
-GROWS = FLAT + """#6001	NEW    cov: 165 ft: 433 corp: 29/51Kb lim: 5736 exec/s: 589 rss: 274Mb L: 70/5688 MS: 1 CopyPart-
+GROWS = FLAT + ("#6001\tNEW    cov: 165 ft: 433 corp: 29/51Kb lim: 5736 exec/s: 589 rss: 274Mb "
+                 "L: 70/5688 MS: 1 CopyPart-\n") + """\
 #6010	DONE   cov: 165 ft: 433 corp: 29/51Kb lim: 5736 exec/s: 589 rss: 274Mb
 Done 6010 runs in 10 second(s)
 stat::number_of_executed_units: 6010

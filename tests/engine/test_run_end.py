@@ -121,6 +121,7 @@ def test_a_killed_engine_child_loses_no_finding(tmp_path, crashy):
     assert r.errors and "exit -9" in r.errors[0]
 
 
+@pytest.mark.slow
 def test_a_runs_budget_is_split_over_the_jobs(tmp_path, crashy):
     n = 2 * (corpus_size() + 1) + 11                  # each job past its corpus
     r = run(tmp_path, runs=n, max_time=None, jobs=2)

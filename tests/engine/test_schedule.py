@@ -3,6 +3,7 @@ targets that still grow, some to every target, round robin when nothing grows; t
 with fake campaigns: every slot busy, the budget kept, findings streamed."""
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 
@@ -163,7 +164,7 @@ def test_the_slot_runner_keeps_every_slot_busy_and_the_budget(tmp_path):
     assert {r.slot for r in recs} == {0, 1}
     assert [r.phase for r in recs[:4]] == ["sweep"] * 4 and {r.target for r in recs[:4]} == set(TARGETS)
     spans = sorted((a, b) for _, a, b in FakeCampaign.log)
-    assert any(a2 < b1 for (a1, b1), (a2, b2) in zip(spans, spans[1:], strict=False))    # two campaigns at once
+    assert any(a2 < b1 for (a1, b1), (a2, b2) in itertools.pairwise(spans))    # two campaigns at once
     assert set(made) == set(TARGETS) and all(c.finished for c in made.values())   # one campaign a target
     for t in TARGETS:                                   # the shares sum to the campaign's end result
         assert sum(r.result.execs for r in recs if r.target == t) == done.results[t].execs == 100 * made[t].starts + 7
@@ -209,7 +210,7 @@ def test_a_short_fuzz_default_uses_both_cores_and_sweeps_every_target(tmp_path):
     assert [s["phase"] for s in sched[:3]] == ["sweep"] * 3 and {s["target"] for s in sched[:3]} == set(names)
     assert {s["slot"] for s in sched} == {0, 1}
     spans = sorted((s["start"], s["start"] + s["seconds"]) for s in sched)
-    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))            # two campaigns at once
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans))            # two campaigns at once
     assert all(t["execs"] > 0 and t["shares"] >= 1 for t in doc["targets"])
     assert took < 20 + 12 and "fuzzing for" in p.stdout
     for t in doc["targets"]:                                              # flat coverage: flagged, and said

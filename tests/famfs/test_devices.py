@@ -14,7 +14,7 @@ from harness.famfs.devices import EHWPOISON, ENOTUNIQ, DaxDevice, DaxDeviceError
 from harness.famfs.resolver import Node, Resolver
 from harness.famfs.errors import DeviceError, FamfsError
 from harness.famfs.image import Image, mkfs_secondary
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import uuid_str
 from harness.famfs.invariants import Invariant
 from harness.famfs.layout import SUPERBLOCK, Superblock
 from harness.famfs.probe import Probe
@@ -425,10 +425,10 @@ def test_resolver_same_uuids_different_local_names(cluster: Cluster) -> None:
     names_b = [b.resolve(u).name for u in cluster.uuids]
     assert names_a == ["dax0.0", "dax1.0", "dax2.0"]
     assert names_b == ["dax7.3", "dax4.1", "pmem-x"]
-    texts = [uuid_str(u) for u in cluster.uuids]
-    assert probe.resolved == [("A", t, n) for t, n in zip(texts, names_a)] + \
-                             [("B", t, n) for t, n in zip(texts, names_b)]
-    assert a.uuids() == dict(zip(names_a, texts)) and b.uuids() == dict(zip(names_b, texts))
+    uuids = list(cluster.uuids)               # the probe and the resolver give UUIDs as raw bytes
+    assert probe.resolved == [("A", u, n) for u, n in zip(uuids, names_a, strict=True)] + \
+                             [("B", u, n) for u, n in zip(uuids, names_b, strict=True)]
+    assert a.uuids() == dict(zip(names_a, uuids, strict=True)) and b.uuids() == dict(zip(names_b, uuids, strict=True))
     # same memory: the file's bytes written by node A's builder are read through node B's device
     ext = cluster.file.fmap.extents[0]
     dev_b = b.resolve(cluster.uuids[ext.devindex])
@@ -440,14 +440,14 @@ def test_resolver_same_uuids_different_local_names(cluster: Cluster) -> None:
     assert b.by_devno(dev_b.dev_t) is dev_b and b.by_name("dax4.1") is dev_b
     assert a.by_name("dax4.1") is None and b.by_name("dax1.0") is None
     # string UUIDs are accepted too
-    assert b.resolve(texts[0]) is b.resolve(cluster.uuids[0])
+    assert b.resolve(uuid_str(cluster.uuids[0])) is b.resolve(cluster.uuids[0])
 
 
 def test_resolver_missing_is_none(cluster: Cluster) -> None:
     probe = Recorder()
     node = Resolver("A", cluster.a[:2], probe=probe)
     assert node.resolve(cluster.uuids[2]) is None
-    assert probe.resolved == [("A", uuid_str(cluster.uuids[2]), None)]
+    assert probe.resolved == [("A", cluster.uuids[2], None)]
     assert node.resolve(bytes(16)) is None
     with pytest.raises(DeviceError) as e:
         node.resolve(b"short")
@@ -477,7 +477,7 @@ def test_duplicate_uuid_fails_only_that_uuid(cluster: Cluster) -> None:
     assert node.resolve(cluster.uuids[0]) is cluster.a[0]
     assert node.resolve(cluster.uuids[2]) is cluster.a[2]
     assert node.primary() is cluster.a[0]
-    assert [u for _, u, _ in probe.resolved].count(uuid_str(cluster.uuids[1])) == 0
+    assert [u for _, u, _ in probe.resolved].count(cluster.uuids[1]) == 0
 
 
 def test_same_device_object_listed_twice_is_one_device(cluster: Cluster) -> None:
@@ -528,7 +528,7 @@ def test_primary_picks_the_log_holder(cluster: Cluster) -> None:
     probe = Recorder()
     node = Resolver("B", list(reversed(cluster.a)), probe=probe)
     assert node.primary() is cluster.a[0]
-    assert probe.resolved == [("B", uuid_str(cluster.uuids[0]), "dax0.0")]
+    assert probe.resolved == [("B", cluster.uuids[0], "dax0.0")]
     b = Resolver("B", cluster.node_b())
     assert b.primary().name == "dax7.3"
 

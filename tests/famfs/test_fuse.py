@@ -11,7 +11,7 @@ import pytest
 
 from harness.tools.probelog import load, replay_into
 from harness.famfs.image import pattern
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import uuid_str
 from harness.gen.spec import build
 from harness.oracle.lookups import LookupChecker
 from tests.common.fuse import MountProcess, needs_fuse
@@ -122,7 +122,7 @@ def test_two_nodes_same_memory_other_names(tmp_path, image_files):
         b.logplay()
         assert (b.mountpoint / "late").read_bytes() == pattern("late", f.size)
         built.image.rebind([bytearray()] * 3)
-        for mm, fd in zip(maps, fds):
+        for mm, fd in zip(maps, fds, strict=True):
             mm.close()
             os.close(fd)
     finally:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from harness.famfs import layout as L
+from harness.famfs.errors import FamfsError
+from harness.famfs.replay import replay
 from tests.common.golden import golden_head
 
 LOG = 0x200000
@@ -24,7 +27,8 @@ def entries():
 def test_golden_superblock_is_what_the_readme_lists():
     head = golden_head()
     sb = L.Superblock.decode(head)
-    assert (sb.magic, sb.version, sb.log_offset, sb.log_len, sb.alloc_unit) == (0x87B282FF, 48, 0x200000, 0x800000, 0x200000)
+    assert (sb.magic, sb.version, sb.log_offset, sb.log_len, sb.alloc_unit) == \
+        (0x87B282FF, 48, 0x200000, 0x800000, 0x200000)
     assert (sb.omf_major, sb.omf_minor) == (2, 2)
     assert U(sb.fs_uuid) == "1a32d4eb-9d24-4b84-8ce7-7bd14104a64d"
     assert U(sb.dev_uuid) == "66556e96-c3f3-4350-b874-ed606569d368"
@@ -146,31 +150,95 @@ def test_entry_round_trip(seqnum, typed, crc):
     assert L.LogEntry.decode(data).encode() == data          # canonical bytes re-encode identically
 
 
-@settings(max_examples=100, deadline=None)
-@given(u64, payloads)
-def test_sealed_crc_covers_exactly_the_documented_range(seqnum, typed):
-    """The sealed entry's CRC is over exactly bytes [0, 536): not one byte fewer or more at
-    either end (a range off by one at the start or the end gives another CRC)."""
-    e = L.LogEntry(seqnum, typed[0], typed[1]).sealed()
-    data = bytes(e.encode())
-    assert e.crc == e.computed_crc() == L.crc32(data[:536]) == int.from_bytes(data[536:544], "little")
-    assert e.crc not in (L.crc32(data[1:536]), L.crc32(data[:535]), L.crc32(data[:537]))
-    d = bytearray(data); d[0] ^= 1                              # the first covered byte (seqnum)
-    assert L.LogEntry.decode(d).computed_crc() != e.crc
+# -- the format described once: what is derived from the tables is famfs's documented layout -----
+
+# famfs 5d0919f (docs/famfs-format.md sections 1-2), written out here by hand from the C structs:
+# each CRC'd struct's size, the byte range its CRC covers, and where the CRC is stored.
+DOCUMENTED_CRC = {               # struct: (size, covered [start, end), CRC field offset)
+    "superblock": (200, (0, 96), 96),
+    "log_header": (48, (0, 24), 24),
+    "log_entry": (544, (0, 536), 536),
+}
+DOCUMENTED_ENTRY_CODECS = {      # a whole 544-byte entry, its payload read as one arm of the union
+    "_FILE_ENTRY": "<QI4xQIIII80sI4xI4x50QQ",     # seqnum type | size flags uid gid mode relpath ext_type nextents
+    "_MKDIR_ENTRY": "<QI4xIII80s428xQ",            #   | the 50 u64 union words | crc
+    "_ADD_ENTRY": "<QI4xQ16sI4x488xQ",
+    "ENTRY_HEAD": "<QI",
+    "FILE_HEAD": "<QIIII80sI4xI4x",
+    "FILE_ONE_EXTENT": "<QIIII80sI4xI4xQQQ360s",
+    "MKDIR_BODY": "<III80s",
+    "ADD_DAXDEV_BODY": "<Q16sI4x",
+}
 
 
-def test_superblock_crc_range():
-    """The superblock CRC covers [0, 96): the first and last covered byte change what the
-    superblock computes; the CRC field (96..103), flags and ts_daxdev do not."""
-    sb = L.Superblock(dev_uuid=b"\x01" * 16).sealed()
-    data = bytearray(sb.encode())
-    assert L.Superblock.decode(data).computed_crc() == sb.crc
-    for at in (0, 50, 95):
-        d = bytearray(data); d[at] ^= 1
-        assert L.Superblock.decode(d).computed_crc() != sb.crc, at
-    for at in (96, 103, 104, 112, 150):
-        d = bytearray(data); d[at] ^= 1
-        assert L.Superblock.decode(d).computed_crc() == sb.crc, at
+def test_derived_entry_codecs_are_the_documented_structs():
+    for name, fmt in DOCUMENTED_ENTRY_CODECS.items():
+        assert getattr(L, name).format == fmt, name
+    assert (L.PAYLOAD, L.PAYLOAD_LEN, L.FMAP_WORDS, L.FMAP_NWORDS, L.ENTRY_CRC_AT) == (16, 520, 136, 50, 536)
+
+
+def _value_crc(name: str, data: bytes) -> int | None:
+    """The CRC the decoded value computes, or None for bytes a value does not keep (padding)."""
+    cls = {"superblock": L.Superblock, "log_header": L.LogHeader, "log_entry": L.LogEntry}[name]
+    value = cls.decode(data)
+    return value.computed_crc() if value.encode() == data else None
+
+
+def _specimen(name: str) -> bytes:
+    """A sealed struct with non-zero bytes everywhere a field can hold them."""
+    head = golden_head()
+    at = {"superblock": 0, "log_header": LOG, "log_entry": LOG + L.entry_offset(2)}[name]
+    return head[at:at + DOCUMENTED_CRC[name][0]]
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED_CRC))
+def test_crc_range_is_the_documented_one_at_both_ends(name):
+    """Each byte of the struct is flipped in turn: the CRC that every reader and writer derives
+    (`StructDesc.crc_over`, the value's `computed_crc` where a value holds the byte, `seal`) changes
+    exactly for the bytes of the documented range, so a range one byte short or long at either end
+    fails here."""
+    desc = L.STRUCTS[name]
+    size, (start, end), crc_at = DOCUMENTED_CRC[name]
+    assert desc.crc is not None and (desc.size, desc.crc.start, desc.crc.end, desc.offsets[desc.crc.field]) == \
+        (size, start, end, crc_at)
+    data = _specimen(name)
+    stored = desc.stored_crc(data)
+    assert stored == desc.crc_over(data) == _value_crc(name, data) == int.from_bytes(data[crc_at:crc_at + 8], "little")
+    changed = []
+    for at in range(size):
+        d = bytearray(data)
+        d[at] ^= 0x5A
+        derived = desc.crc_over(d)
+        assert _value_crc(name, bytes(d)) in (derived, None), at
+        desc.seal(d)
+        assert desc.stored_crc(d) == derived, at
+        if derived != stored:
+            changed.append(at)
+    assert changed == list(range(start, end))
+
+
+@pytest.mark.parametrize("struct_name, at, expect", [
+    ("superblock", 0, "bad magic"), ("superblock", 95, "CRC"),
+    ("log_header", 0, "bad log magic"), ("log_header", 23, "CRC"),
+])
+def test_replay_checks_the_documented_header_ranges(struct_name, at, expect):
+    """Replay's own checks use the same ranges: the first and the last covered byte of the
+    superblock and of the log header make the image unusable."""
+    dev = bytearray(golden_head())
+    dev[(0 if struct_name == "superblock" else LOG) + at] ^= 1
+    with pytest.raises(FamfsError, match=expect):
+        replay(dev, device_size=1 << 30)
+
+
+@pytest.mark.parametrize("at", [0, 535])
+def test_replay_checks_the_documented_entry_range(at):
+    """The first and the last covered byte of an entry end replay at that entry (LOG-PREFIX);
+    the byte after the range is the CRC itself."""
+    dev = bytearray(golden_head())
+    dev[LOG + L.entry_offset(3) + at] ^= 1
+    result = replay(dev, device_size=1 << 30)
+    assert result.stopped_at == 3
+    assert replay(bytearray(golden_head()), device_size=1 << 30).stopped_at is None
 
 
 def test_header_crc_range():

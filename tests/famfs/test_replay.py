@@ -136,7 +136,7 @@ def test_entry_type(etype):
 
 
 @pytest.mark.parametrize("fmap, size", [
-    (L.SimpleFmap(200, (E(0, 14 * MiB, 2 * MiB),) * 16), 1),               # nextents 200 (docs/famfs-format.md section 6, item 3)
+    (L.SimpleFmap(200, (E(0, 14 * MiB, 2 * MiB),) * 16), 1),       # nextents 200 (docs/famfs-format.md 6, item 3)
     (L.SimpleFmap(0, (E(0, 0, 0),) * 16), 0),                                # no extent
     (L.InterleavedFmap(2, 2, 2 * MiB, (E(0, 10 * MiB, 2 * MiB),) * 16), 1),  # niext 2
     (L.InterleavedFmap(1, 17, 2 * MiB, (E(0, 10 * MiB, 2 * MiB),) * 16), 1), # nstrips 17
@@ -239,7 +239,8 @@ def test_idx_defined_before_use_interleaved_strip_and_huge_index():
     i = raw_file(img, b"s", 1, L.InterleavedFmap.of(2 * MiB, [E(0, 10 * MiB, 2 * MiB), E(9, 4 * MiB, 2 * MiB)]))
     j = raw_file(img, b"h", 1, L.SimpleFmap.of([E(1 << 60, 4 * MiB, 2 * MiB)]))
     r = replay(devs[0])
-    assert [(e.invariant, e.entry) for e in r.rejections] == [("IDX-DEFINED-BEFORE-USE", i), ("IDX-DEFINED-BEFORE-USE", j)]
+    assert [(e.invariant, e.entry) for e in r.rejections] == \
+        [("IDX-DEFINED-BEFORE-USE", i), ("IDX-DEFINED-BEFORE-USE", j)]
 
 
 def test_checks_off_skips_entry_crcs_only():
@@ -253,6 +254,7 @@ def test_checks_off_skips_entry_crcs_only():
 # -- generated images and arbitrary bytes ---------------------------------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(specs(min_devices=1, max_devices=8, max_ops=16))
 def test_generated_images_replay_to_what_was_built(spec):
@@ -293,6 +295,7 @@ def _outcome(r) -> tuple:
     return (r.namespace, [(e.invariant, str(e)) for e in r.rejections], r.stopped_at, list(r.table))
 
 
+@pytest.mark.slow
 def test_fast_paths_decide_as_the_checked_path(monkeypatch):
     """`_Player.file` accepts one-extent and interleaved entries on its fast paths; every entry it
     does not send to `file_checked` must come out exactly as `file_checked` makes it (same values,
@@ -315,7 +318,8 @@ def test_fast_paths_decide_as_the_checked_path(monkeypatch):
     simple = common + [(L.FILE_META, n, w) for n, w in [("nextents", 4), ("se0_devindex", 8), ("se0_offset", 8),
                                                           ("se0_len", 8), ("se1_len", 8)]]
     striped = common + [(L.INTERLEAVE_META, n, w) for n, w in [("niext", 4), ("nstrips", 8), ("chunk_size", 8),
-                                                                 ("st0_len", 8), ("st1_offset", 8), ("st1_devindex", 8)]]
+                                                                 ("st0_len", 8), ("st1_offset", 8),
+                                                                 ("st1_devindex", 8)]]
     values = [0, 1, 2, 3, 4096, 1 << 21, 3 << 21, 15 << 20, 1 << 63]
     cases = 0
     for dev in devices:

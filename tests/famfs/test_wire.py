@@ -65,7 +65,8 @@ def test_backing_map_carries_the_index_only_for_push_fd():
 
 
 def test_unrepresentable_values_are_refused_not_truncated():
-    big_chunk = wire.FmapMessage(0, 1, 1, interleaved=(wire.WireInterleave(1, 1 << 32, 1, (wire.WireSimple(0, 0, 1 << 32),)),))
+    big_chunk = wire.FmapMessage(0, 1, 1, interleaved=(wire.WireInterleave(1, 1 << 32, 1,
+                                                                           (wire.WireSimple(0, 0, 1 << 32),)),))
     with pytest.raises(FamfsError):
         wire.encode_fmap(big_chunk, wire.abi("push-fd"))
     with pytest.raises(FamfsError):

@@ -1,6 +1,7 @@
 """faults.statecov: every scheduled step is reported as its own edge, and each pair has its own code."""
 from __future__ import annotations
 
+import itertools
 import os
 
 from harness.faults import schedule, statecov
@@ -36,6 +37,6 @@ def test_every_step_of_a_schedule_reaches_statecov(monkeypatch):
     r = publish_case(schedule.byte_chooser(os.urandom(64)), checker)
     pairs = [s for s in seen if s[0] == "pair"]
     assert len(pairs) == len(r.trace) == len([s for s in seen if s[0] == "pending"])
-    assert all(b[1] == a[2] for a, b in zip(pairs, pairs[1:]))      # prev of each step = kind of the last
+    assert all(b[1] == a[2] for a, b in itertools.pairwise(pairs))      # prev of each step = kind of the last
     kinds = {statecov.KINDS[c] for _, _, c in pairs}
     assert {"store", "wmb", "store_valid"} <= kinds

@@ -2,6 +2,7 @@
 corpus stream still decodes and builds."""
 from __future__ import annotations
 
+import itertools
 import random
 
 from harness import project
@@ -26,7 +27,7 @@ def test_recording_maps_every_draw():
     c = decode.Choices(bytes(range(100)), record=True)
     decode.spec(c)
     spans = [(d.start, d.nbytes) for d in c.trace if d.nbytes]
-    assert spans == sorted(spans) and all(a + n <= b for (a, n), (b, _) in zip(spans, spans[1:]))
+    assert spans == sorted(spans) and all(a + n <= b for (a, n), (b, _) in itertools.pairwise(spans))
     assert any(d.label == "nops" for d in c.trace)
 
 

@@ -109,7 +109,7 @@ def test_duplicate_insert_delete_change_the_count_by_one():
 
 
 def changed_entries(b: mutate.Log, a: mutate.Log) -> list[int]:
-    return [k for k, (x, y) in enumerate(zip(b.entries, a.entries)) if x != y]
+    return [k for k, (x, y) in enumerate(zip(b.entries, a.entries, strict=True)) if x != y]
 
 
 def test_field_boundary_sets_one_field_to_one_of_its_boundaries():

@@ -22,7 +22,7 @@ ROOT = project.root()
 
 def test_every_in_process_target_is_exported_with_its_corpus_options_and_the_dictionary(tmp_path):
     written = export(tmp_path, ROOT / "corpora")
-    expected = {n for n in names() if not load(n).uses_fuse and not load(n).extra.get("needs")}
+    expected = {n for n in names() if not load(n).uses_fuse and not load(n).needs_command}
     assert {w.removesuffix("_fuzzer") for w in written} == expected == set(standalone_names())
     assert "mount_e2e" not in expected and "external" not in expected and "log_replay" in expected
     for w in written:

@@ -66,6 +66,7 @@ def test_an_fsck_that_misses_an_overlap_is_ext_overlap(monkeypatch):
     assert v.value.invariant == Invariant.EXT_OVERLAP
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(specs(max_devices=4), st.integers(0, 2 ** 32), st.integers(0, 3))
 def test_fsck_agrees_with_the_model_on_moved_extents(spec, seed, moves):

@@ -27,6 +27,7 @@ def test_catalog_covers_every_invariant():
     assert set(CATALOG) == set(Invariant)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(specs(max_devices=4), st.integers(0, 2 ** 32), st.sampled_from([None, *FAMILIES]))
 def test_model_agrees_with_replay_on_corrupted_images(spec, seed, family):
@@ -167,7 +168,7 @@ def test_strip_need_closed_form_matches_the_chunk_walk(size, chunk, n, short, on
         lens[k] -= 4096
     fm = L.InterleavedFmap.of(chunk, [L.SimpleExtent(0, (2 + 64 * j) << 20, ln) for j, ln in enumerate(lens)])
     accepted = _fmap_extents(fm, size, 4096) is not None
-    assert accepted == all(ln >= x for ln, x in zip(lens, need))
+    assert accepted == all(ln >= x for ln, x in zip(lens, need, strict=True))
 
 
 def test_a_huge_interleaved_file_is_judged_without_walking_its_chunks():

@@ -20,7 +20,7 @@ from harness.realdax.lanes import STAGE1, STAGE2, check_guest, lookups_checked, 
 from harness.famfs.daemon import Daemon
 from harness.famfs.devices import DaxDevice
 from harness.famfs.resolver import Resolver
-from harness.famfs.index import uuid_str
+from harness.famfs.ids import uuid_str
 from harness.gen.decode import encode_image, head_end
 from harness.oracle.case import daemon_reader
 from harness.oracle.lookups import LookupChecker

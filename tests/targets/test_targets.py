@@ -2,6 +2,9 @@
 performs them; the regression corpus replays clean; the daemon session as a state machine."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -14,6 +17,7 @@ from harness.cases.session import SessionMachine
 from tests.common.fuse import REASON as FUSE_REASON
 
 SECONDS = 8
+CHECKER = Path(__file__).with_name("superblock_checker.py")
 
 
 def test_registry_lists_every_target_module():
@@ -29,10 +33,22 @@ def test_registry_lists_every_target_module():
     assert "known targets" in str(e.value) and "log_replay" in str(e.value)
 
 
+@pytest.fixture
+def configured(monkeypatch: pytest.MonkeyPatch):
+    """Give a target that runs a program the user names (external) a correct one: the small
+    Python checker next to this file. Other targets need nothing."""
+    def configure(name: str) -> None:
+        if load(name).needs_command:
+            monkeypatch.setenv("FAMFS_FUZZ_EXTERNAL_CMD", f"{sys.executable} {CHECKER} {{image}}")
+            monkeypatch.setenv("FAMFS_FUZZ_EXTERNAL_BATCH", "0")
+            monkeypatch.delenv("FAMFS_FUZZ_DIFFERENTIAL", raising=False)
+    return configure
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", names())
-def test_short_atheris_run_finds_nothing_on_main(tmp_path, name):
-    if load(name).extra.get("needs"):
-        pytest.skip(f"{name} needs a command; tests/cases/external runs it against its own C checker")
+def test_short_atheris_run_finds_nothing_on_main(tmp_path, name, configured):
+    configured(name)
     if load(name).uses_fuse and FUSE_REASON:
         pytest.skip(f"needs FUSE: {FUSE_REASON}")
     r = fuzz(name, engine="atheris", max_time=SECONDS, crashers=tmp_path / "crashers", workdir=tmp_path / "runs",
@@ -52,9 +68,8 @@ def test_short_hypothesis_run_finds_nothing_on_main(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", names())
-def test_regression_corpus_replays_clean(name):
-    if load(name).extra.get("needs"):
-        pytest.skip(f"{name} needs a command: tests/cases/external replays it")
+def test_regression_corpus_replays_clean(name, configured):
+    configured(name)
     if load(name).uses_fuse and FUSE_REASON:
         pytest.skip(f"needs FUSE: {FUSE_REASON}")
     r = regress([name], all_inputs=True)

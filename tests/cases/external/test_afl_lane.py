@@ -132,7 +132,8 @@ def test_todays_lane_on_the_same_checker_for_the_closing_note(tmp_path, record_p
         assert bug is not None, c["title"]                  # nothing but the deliberate bugs
         seen = datetime.datetime.fromisoformat(c["first_seen"]).timestamp() - start
         table[bug] = round(min(table.get(bug, 1e9), seen), 1)
-    assert doc["execs"] > 0 and len(doc["signatures"]) == len(list((tmp_path / "crashers" / "external").glob("*/crash.json")))
+    held = list((tmp_path / "crashers" / "external").glob("*/crash.json"))
+    assert doc["execs"] > 0 and len(doc["signatures"]) == len(held)
     record_property("seconds_to_bug", json.dumps({
         "lane": "today's (--engine atheris)", "bugs": table, "all": list(BUGS), "budget": budget,
         "note": f"seconds since the CLI started (1 s resolution); {doc['execs']} execs in {doc['seconds']:.0f} s"}))

@@ -37,6 +37,7 @@ def checker(tmp_path_factory):
     return str(out)
 
 
+@pytest.mark.slow
 def test_each_deliberate_bug_is_found_with_its_own_signature(checker, monkeypatch):
     """A blind random search in process finds the five single-edit bugs, each under its own
     signature (the interleaved-entry combination, BUG 4, is the AFL++ lane's: test_afl_lane)."""
@@ -70,6 +71,7 @@ def test_each_deliberate_bug_is_found_with_its_own_signature(checker, monkeypatc
 SEEDS = [img for img in seeds.compact_images()]
 
 
+@pytest.mark.slow
 def test_cli_records_sanitizer_crashers_and_repro_works(checker, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     run = subprocess.run([sys.executable, "-m", "harness.cli", "fuzz", "external", "--cmd", f"{checker} {{image}}",
