@@ -335,7 +335,10 @@ def _same(want: Any, got: Any) -> bool:
 def _same_at(buf: Any, off: int, ln: int, got: Any) -> bool:
     """Is `got` the `ln` bytes of `buf` at `off`? Compared in place where `buf` can (bytes and
     bytearray: `startswith` at an offset is one memcmp), so the expected range is never copied
-    (a slice was a copy of every range read: a third of a structured case's CPU)."""
+    (a slice was a copy of every range read: a third of a structured case's CPU). A `Digest` (a
+    guest's observation) is compared with the digest of that range."""
+    if isinstance(got, Digest):
+        return got == Digest.of(buf[off:off + ln])
     if len(got) != ln:
         return False
     if isinstance(buf, (bytes, bytearray)):

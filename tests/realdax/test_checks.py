@@ -59,7 +59,8 @@ def _doc(bufs: list[bytearray], tmp_path, node: str = "A", order: tuple[int, int
     obs = observation(encode_image(primary), len(primary), _walk(primary), daemon_reader(daemon),
                       lambda: load(str(log)))
     probe.close()
-    return {"ok": True, "names": host.uuids(), "sizes": {f"dax{k}.0": SIZES[i] for k, i in enumerate(order)},
+    return {"ok": True, "names": {n: uuid_str(u) for n, u in host.uuids().items()},
+            "sizes": {f"dax{k}.0": SIZES[i] for k, i in enumerate(order)},
             "primary": f"dax{order.index(0)}.0", "stages": {"after": obs}}
 
 

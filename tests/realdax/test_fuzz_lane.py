@@ -36,7 +36,7 @@ DaxDevice.__init__ = _private_copy_init
 """)
 
 # A rescan on real devdax (every case's reload does one) crashes the guest's kernel.
-PANIC = ("harness/famfs/devices.py", """
+PANIC = ("harness/famfs/resolver.py", """
 
 _planted_rescan = Resolver.rescan
 
