@@ -6,7 +6,7 @@ Checks  replay == model (IDX-DENSE, IDX-UUID-UNIQUE, IDX-DEFINED-BEFORE-USE, ...
 Seeds   choice streams with several devices (corpora/add_daxdev_order/)
 Masks   none
 """
-from harness.cases.inprocess import structured_case
+from harness.cases.node import structured_case
 from harness.engine.registry import Target
 from harness.gen import mutate, seeds
 

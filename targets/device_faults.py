@@ -7,7 +7,7 @@ Checks  files on the faulty device fail with a typed error or read right; every 
 Seeds   choice streams (corpora/device_faults/)
 Masks   files on the faulty device may fail (that is the expected, clean behaviour)
 """
-from harness.cases.inprocess import device_fault_case
+from harness.cases.device_faults import device_fault_case
 from harness.engine.registry import Target
 from harness.gen import mutate, seeds
 

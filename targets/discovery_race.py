@@ -9,7 +9,7 @@ Checks  every lookup returns the device the log gave the index, or a clean EIO (
 Seeds   schedule streams (corpora/discovery_race/)
 Masks   none
 """
-from harness.cases.inprocess import discovery_race_case
+from harness.cases.races import discovery_race_case
 from harness.engine.registry import Target
 from harness.faults import statecov  # noqa: F401 - loaded with the target, so atheris instruments it
 from harness.gen import seeds

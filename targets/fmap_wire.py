@@ -7,7 +7,7 @@ Checks  the kernel accepts exactly the replies oracle.wire_rules allows; reads a
 Seeds   encoded replies of the generated specs' files under each generation
 Masks   none
 """
-from harness.cases.inprocess import wire_case
+from harness.cases.wire_reply import wire_case
 from harness.engine.registry import Target
 from harness.gen import mutate, seeds
 

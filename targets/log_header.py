@@ -5,7 +5,7 @@ Checks  replay's verdict == the model's (LOG-HEADER; a huge next_index must neve
 Seeds   headers of generated specs
 Masks   none
 """
-from harness.cases.inprocess import replay_case
+from harness.cases.replay import replay_case
 from harness.engine.registry import Target
 from harness.gen import mutate, seeds
 from harness.gen.region import overlay

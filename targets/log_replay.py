@@ -5,7 +5,7 @@ Checks  replay's verdict (typed rejections, where it stopped, table, namespace) 
 Seeds   compact images of generated specs and of the golden image (corpora/log_replay/)
 Masks   none
 """
-from harness.cases.inprocess import replay_case
+from harness.cases.replay import replay_case
 from harness.engine.registry import Target
 from harness.gen import decode, mutate, seeds
 

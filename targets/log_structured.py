@@ -6,7 +6,7 @@ Checks  replay == model; every file read through the kernel side == the bytes at
 Seeds   choice streams of assorted shapes (corpora/log_structured/)
 Masks   none
 """
-from harness.cases.inprocess import structured_case
+from harness.cases.node import structured_case
 from harness.engine.registry import Target
 from harness.gen import mutate, seeds
 

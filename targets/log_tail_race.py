@@ -7,7 +7,7 @@ Checks  no partial entry is ever applied, next_index never covers an incomplete 
 Seeds   workload streams (corpora/log_tail_race/)
 Masks   none. tests/faults shows that storing the counters before the entry is found
 """
-from harness.cases.inprocess import log_tail_case
+from harness.cases.races import log_tail_case
 from harness.engine.registry import Target
 from harness.gen import seeds
 

@@ -7,7 +7,7 @@ Checks  replay == model (IDX-PRIMARY, IDX-UUID-UNIQUE, SB-VALID); files on missi
 Seeds   choice streams (corpora/missing_primary/)
 Masks   none
 """
-from harness.cases.inprocess import structured_case
+from harness.cases.node import structured_case
 from harness.engine.registry import Target
 from harness.gen import mutate, seeds
 

@@ -7,7 +7,7 @@ Seeds   schedule streams (corpora/publish_order/)
 Masks   none. tests/faults shows the same target, with the barrier removed or valid stored first,
         finds TBL-PUBLISH with a schedule of a handful of steps
 """
-from harness.cases.inprocess import publish_order_case
+from harness.cases.races import publish_order_case
 from harness.engine.registry import Target
 from harness.faults import statecov  # noqa: F401 - loaded with the target, so atheris instruments it
 from harness.gen import seeds

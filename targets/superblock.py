@@ -5,7 +5,7 @@ Checks  replay's verdict == the model's (SB-VALID, IDX-PRIMARY, and everything a
 Seeds   superblocks of generated specs, resealed and not
 Masks   none
 """
-from harness.cases.inprocess import replay_case
+from harness.cases.replay import replay_case
 from harness.engine.registry import Target
 from harness.gen import mutate, seeds
 from harness.gen.region import overlay

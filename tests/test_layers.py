@@ -99,7 +99,7 @@ def test_the_checker_catches_an_upward_import():
     assert violations("from harness.engine.registry import load\n", "harness.famfs.replay")
     assert violations("import harness.oracle.model\n", "harness.gen.spec")           # sideways
     assert violations("from ..engine import campaign\n", "harness.famfs.kernel")      # relative
-    assert not violations("from harness.famfs import layout\n", "harness.cases.inprocess")
+    assert not violations("from harness.famfs import layout\n", "harness.cases.node")
 
 
 def harness_imports(module: str, path: Path | None = None, source: str = "") -> list[str]:

@@ -2,7 +2,7 @@
 
 A new Atheris job is a new interpreter that imports atheris, instruments every famfs module
 (atheris rewrites their bytecode in Python) and imports its target before it runs an input:
-about 2.3 s of one core here (`python -X importtime`: 1.95 s under `harness.cases.inprocess`, of
+about 2.3 s of one core here (`python -X importtime`: 1.95 s under the in-process case drivers, of
 which 0.56 s without instrumentation), paid by every target the default job sweeps (13 targets,
 2 cores: some 15 s of the sweep). A zygote (`python -m harness.engine.atheris_main --zygote
 NAMES`) pays it once for the targets `NAMES` and forks each job from there: a job runs its

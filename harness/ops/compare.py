@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.cases.inprocess import POOL, NodeView, node_case
+from harness.cases.node import POOL, NodeView, node_case
 from harness.engine.minimize import minimize_bytes
 from harness.engine.signature import Signature
 from harness.famfs import wire

@@ -8,7 +8,7 @@ import errno
 
 import pytest
 
-from harness.cases.inprocess import NodeView, node_case
+from harness.cases.node import NodeView, node_case
 from harness.ops.compare import compare
 from harness.famfs.daemon import Daemon
 from harness.famfs.devices import DaxDevice

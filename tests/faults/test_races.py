@@ -9,7 +9,7 @@ from functools import partial
 
 import pytest
 
-from harness.cases.inprocess import discovery_race_case, log_tail_case, publish_order_case
+from harness.cases.races import discovery_race_case, log_tail_case, publish_order_case
 from harness.engine.crashstore import CrashStore
 from harness.engine.minimize import minimize_bytes
 from harness.engine.registry import Target
@@ -137,7 +137,7 @@ def test_a_schedule_replays_the_identical_interleaving():
 def test_the_races_look_up_through_the_kernel_lookup_path(monkeypatch):
     """A bug planted in KernelMount.lookup_steps (trust a slot whose dev_t is set, valid or not)
     is a bug the publish race sees: its readers use that path, not a copy of the valid check."""
-    from harness.cases.inprocess import publish_order_case
+    from harness.cases.races import publish_order_case
     from harness.famfs import kernel
     from harness.oracle.invariants import InvariantViolation
 

@@ -8,7 +8,8 @@ import errno
 
 import pytest
 
-from harness.cases.inprocess import NodeView, node_case, wire_case
+from harness.cases.node import NodeView, node_case
+from harness.cases.wire_reply import wire_case
 from harness.tools.probelog import JsonlProbe, load, replay_into
 from harness.engine.registry import Target
 from harness.engine.runner import CaseRunner

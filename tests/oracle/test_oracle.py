@@ -184,7 +184,7 @@ def test_a_huge_interleaved_file_is_judged_without_walking_its_chunks():
 def test_chunk_size_is_bounded_by_the_wire_field(chunk, servable):
     """GET_FMAP carries the chunk size in 32 bits: a chunk of 2^32 or more is refused by replay and
     the model alike (FMAP-SHAPE), never listed and then unreadable; 2^31 is served and read."""
-    from harness.cases.inprocess import NodeView, node_case
+    from harness.cases.node import NodeView, node_case
     from harness.gen.corrupt import set_field
     built = build(base_spec(), data="stamp")
     s = 4                                                            # entry 4: "s", striped over 0 and 1
