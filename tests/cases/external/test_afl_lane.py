@@ -52,6 +52,9 @@ def _build(tmp: Path, cc: str, name: str) -> str:
     return str(out)
 
 
+BUDGET_S = 200                            # seconds of afl-fuzz at most
+
+
 @pytest.mark.slow
 def test_afl_lane_finds_every_deliberate_bug_each_in_its_own_folder(tmp_path, record_property):
     if AFL_CC is None or shutil.which("afl-fuzz") is None:
@@ -69,7 +72,10 @@ def test_afl_lane_finds_every_deliberate_bug_each_in_its_own_folder(tmp_path, re
     def all_found(r) -> bool:
         return {bug_of(json.loads((crashers / "external" / k / "crash.json").read_text())["signature"])
                 for k in r.fuzz.signatures} >= set(BUGS)
-    r = fuzz_afl(cmd, max_time=110, crashers=crashers, runs=tmp_path / "runs", seed=1, until=all_found,
+    # the run ends as soon as all six are in; the budget covers a loaded CI machine (a run with the
+    # suite beside it on both cores had five of six after 41,832 execs in 111 s: BUG 4 needs a
+    # three-strip interleaved entry, one draw among the image mutator's operators)
+    r = fuzz_afl(cmd, max_time=BUDGET_S, crashers=crashers, runs=tmp_path / "runs", seed=1, until=all_found,
                  repro_times=2)
     folders = {k: json.loads((crashers / "external" / k / "crash.json").read_text()) for k in r.fuzz.signatures}
     by_bug: dict[str, list[str]] = {}
@@ -80,7 +86,7 @@ def test_afl_lane_finds_every_deliberate_bug_each_in_its_own_folder(tmp_path, re
           + json.dumps(table, sort_keys=True))
     record_property("seconds_to_bug", json.dumps({
         "lane": "AFL++ (--engine afl)", "bugs": {b: table[b] for b in BUGS if b in table}, "all": list(BUGS),
-        "budget": 110, "note": f"seconds since afl-fuzz started; {r.fuzz.execs} execs in {r.fuzz.seconds:.0f} s "
+        "budget": BUDGET_S, "note": f"seconds since afl-fuzz started; {r.fuzz.execs} execs in {r.fuzz.seconds:.0f} s "
                                f"(ended once all six were in)"}))
     assert set(BUGS) <= set(by_bug), f"found {sorted(by_bug)}; folders: {[d['title'] for d in folders.values()]}"
     for b in BUGS:                         # each bug's own folders hold only it (a key per signature)
