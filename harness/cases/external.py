@@ -85,7 +85,6 @@ def parse_sanitizer(text: str) -> SanitizerReport | None:
         rest = text[u.end():]
     access = _ACCESS.search(rest)
     first_stack = rest.split("\n\n", 1)[0] if _FRAME.search(rest.split("\n\n", 1)[0]) else rest[:4000]
-    frames = []
     frames = _frames(first_stack)
     return SanitizerReport(tool, bug, f"{access.group(1)} {access.group(2)}" if access else "", tuple(frames))
 

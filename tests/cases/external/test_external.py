@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cases.external import python_program
 from harness import project
 from harness.cases.external import External, ExternalFinding, external_case, parse_sanitizer, program_tag
 from harness.gen import seeds
@@ -134,12 +135,8 @@ def test_parse_sanitizer_reports():
 def test_batch_mode_reads_lines_that_arrive_in_one_chunk(tmp_path):
     """A batch program that writes its `file` lines and its verdict in one write: every line is
     seen at once, none waits in a reader's buffer until the timeout (the flake CI once showed)."""
-    prog = tmp_path / "one_write.py"
-    prog.write_text("import sys\nfor _ in sys.stdin:\n    sys.stdout.write('file a\\nfile b\\nok\\n')\n"
-                    "    sys.stdout.flush()\n")
-    wrapper = tmp_path / "one_write"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {prog} \"$@\"\n")
-    wrapper.chmod(0o755)
+    wrapper = python_program(tmp_path, "one_write", "import sys\nfor _ in sys.stdin:\n"
+                             "    sys.stdout.write('file a\\nfile b\\nok\\n')\n    sys.stdout.flush()\n")
     e = External(f"{wrapper} {{image}}", batch=True, timeout=30)
     start = time.monotonic()
     outcomes = [e.run([b"image"]) for _ in range(3)]

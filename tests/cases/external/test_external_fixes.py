@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cases.external import python_program
 from harness import project
 from harness.engine import crashstore
 from harness.ops.afl import afl_argv, import_queue
@@ -95,12 +96,8 @@ def test_crash_keys_corpus_and_tag_depend_on_the_program(tmp_path):
 def test_batch_mode_passes_the_commands_arguments(tmp_path):
     assert batch_argv("prog fsck {image} heap") == ["prog", "--batch", "fsck", "heap"]
     assert batch_argv("prog --dev={image0} {images} -v") == ["prog", "--batch", "-v"]
-    prog = tmp_path / "argcheck.py"
-    prog.write_text("import sys\nok = sys.argv[1:] == ['--batch', 'fsck', 'heap']\n"
-                    "for _ in sys.stdin:\n    print('ok' if ok else 'reject', flush=True)\n")
-    wrapper = tmp_path / "argcheck"
-    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {prog} \"$@\"\n")
-    wrapper.chmod(0o755)
+    wrapper = python_program(tmp_path, "argcheck", "import sys\nok = sys.argv[1:] == ['--batch', 'fsck', 'heap']\n"
+                             "for _ in sys.stdin:\n    print('ok' if ok else 'reject', flush=True)\n")
     e = External(f"{wrapper} fsck {{image}} heap", batch=True, timeout=20)
     try:
         assert [e.run([b"x"]).accepted for _ in range(2)] == [True, True]
