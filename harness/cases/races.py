@@ -4,6 +4,7 @@ appends (log_tail_race); each schedule comes from the input."""
 from __future__ import annotations
 
 import errno
+from typing import TYPE_CHECKING
 
 from harness.famfs.errors import FamfsError
 from harness.famfs.ids import Uuid
@@ -13,6 +14,9 @@ from harness.gen import decode
 from harness.oracle.invariants import InvariantViolation
 from harness.oracle.lookups import Counts, LookupChecker, Why
 from harness.cases.node import POOL
+
+if TYPE_CHECKING:
+    from harness.faults.races import RaceResult
 
 
 def publish_order_case(data: bytes, *, barrier: bool = True, valid_first: bool = False) -> Counts:
@@ -24,8 +28,8 @@ def publish_order_case(data: bytes, *, barrier: bool = True, valid_first: bool =
     checker = LookupChecker(expected=PUBLISH_EXPECTED[0], names=PUBLISH_EXPECTED[1],
                             justify={"n": {1: Why.PUBLISHING}}, site="race/publish")
     c = decode.Choices(data[:2])
-    publish_case(byte_chooser(data[2:]), checker, readers=c.int(1, 3), reads=c.int(1, 4), barrier=barrier,
-                 valid_first=valid_first)
+    _no_deadlock(publish_case(byte_chooser(data[2:]), checker, readers=c.int(1, 3), reads=c.int(1, 4),
+                              barrier=barrier, valid_first=valid_first), "race/publish")
     checker.check()
     return checker.counts
 
@@ -34,36 +38,51 @@ def discovery_race_case(data: bytes, *, barrier: bool = True, locking: bool = Tr
     """Readers first-touching undiscovered indices through lazy discovery, one maybe failing its
     GET_DAXDEV: lookups right or cleanly failing (only the failing reader's index may fail),
     reads returning the right device's bytes. An odd first byte runs teardown against readers
-    instead (the table's lock; lookups may fail only because of the teardown)."""
+    instead (the table's lock; lookups may fail only because of the teardown). Every CPU must
+    finish (no reader left waiting on the lock)."""
     from harness.faults.races import DISCOVERY_EXPECTED, PUBLISH_EXPECTED, FakeDev, discovery_case, teardown_case
     from harness.faults.schedule import byte_chooser
     if data[:1] and data[0] & 1:
         checker = LookupChecker(expected=PUBLISH_EXPECTED[0], names=PUBLISH_EXPECTED[1],
                                 justify={"n": {1: Why.TEARDOWN}}, site="race/teardown")
-        teardown_case(byte_chooser(data[2:]), checker, readers=1 + (data[1] % 3 if len(data) > 1 else 0),
-                      locking=locking)
+        _no_deadlock(teardown_case(byte_chooser(data[2:]), checker, readers=1 + (data[1] % 3 if len(data) > 1 else 0),
+                                   locking=locking), "race/teardown")
         checker.check()
         return checker.counts
-    c = decode.Choices(data[:4])
-    n = c.int(2, 3)
-    files = tuple(c.int(1, 3) for _ in range(n))
-    fail_for = c.pick([None, None, "cpu1", "cpu2"])
+    # byte 0: bit 0 chose this branch, bit 1 adds a third reader, bits 2-7 its index; bytes 1-2 the
+    # first two readers' indices; byte 3 whose GET_DAXDEV fails; the rest is the schedule
+    head = data[0] if data else 0
+    c = decode.Choices(data[1:4])
+    files = (c.int(1, 3), c.int(1, 3), *((1 + (head >> 2) % 3,) if head & 2 else ()))
+    n = len(files)
+    fail_for = c.pick([None, None, "cpu1", "cpu2", "cpu3"])
     failing = {files[int(fail_for[3:]) - 1]: Why.FAULT} if fail_for and int(fail_for[3:]) <= n else {}
     checker = LookupChecker(expected=DISCOVERY_EXPECTED[0], names=DISCOVERY_EXPECTED[1], justify={"n": failing},
                             site="race/discovery")
     r = discovery_case(byte_chooser(data[4:]), checker, files=files, fail_for=fail_for, barrier=barrier)
+    _no_deadlock(r, "race/discovery")
     checker.check()
     for k, index in enumerate(files):
-        kind, value = r.outcomes.get(f"cpu{k + 1}", ("error", 0))
+        kind, value = r.outcomes[f"cpu{k + 1}"]           # (the scheduler ran every reader to its end)
         if kind == "ok" and value != FakeDev(f"dax{index}.0", 0x0F00 + index).read(0, 4096):
             raise InvariantViolation(Invariant.DATA, f"cpu{k + 1} read another device's bytes for index {index}",
                                      op="read", site="race/discovery")
-        if kind == "error" and (value != errno.EIO or fail_for != f"cpu{k + 1}"):
-            raise InvariantViolation(Invariant.IDX_LOOKUP, f"cpu{k + 1}: read of index {index} failed with errno "
-                                                           f"{value}; only a clean EIO of the reader whose "
-                                                           "GET_DAXDEV fails is allowed", op="read",
-                                     site="race/discovery")
+        if kind == "error" and (value.errno != errno.EIO or fail_for != f"cpu{k + 1}"):
+            # the kernel's own check names what broke (a half-published slot is TBL-PUBLISH)
+            named = value.invariant if value.invariant == Invariant.TBL_PUBLISH else Invariant.IDX_LOOKUP
+            raise InvariantViolation(named, f"cpu{k + 1}: read of index {index} failed with errno "
+                                            f"{value.errno} ({value.message}); only a clean EIO of the reader "
+                                            "whose GET_DAXDEV fails is allowed", op="read", site="race/discovery")
     return checker.counts
+
+
+def _no_deadlock(r: RaceResult, site: str) -> None:
+    """Every CPU of a race finishes: readers left waiting on the table's lock with nothing able
+    to release it never return their lookup (IDX-LOOKUP)."""
+    if r.deadlock:
+        raise InvariantViolation(Invariant.IDX_LOOKUP, f"{', '.join(r.deadlock)} wait for the table's lock and "
+                                                       "nothing can release it: their lookups never return",
+                                 op="lookup", site=site)
 
 
 def log_tail_case(data: bytes, *, counter_first: bool = False, check_crc: bool = True) -> int:

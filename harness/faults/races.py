@@ -44,6 +44,7 @@ class FakeDev:
 class RaceResult:
     trace: list[str]
     outcomes: dict[str, Any] = field(default_factory=dict)
+    deadlock: list[str] = field(default_factory=list)     # the CPUs left waiting (Scheduler.deadlock)
 
 
 # What the oracle needs to judge a race's lookups: index -> UUID, and node-local name -> UUID.
@@ -76,7 +77,7 @@ def publish_case(choose: Callable[[int], int], probe: Probe, *, readers: int = 2
     tasks.update({f"cpu{k + 1}": reader() for k in range(readers)})
     sched = Scheduler(mem, choose)
     out = sched.run(tasks)
-    return RaceResult(sched.trace, out)
+    return RaceResult(sched.trace, out, sched.deadlock)
 
 
 def _kernel(devices: list["FakeDev"], table: DaxdevTable, probe: Probe) -> Any:
@@ -149,12 +150,12 @@ def discovery_case(choose: Callable[[int], int], probe: Probe, *, files: tuple[i
             data = yield from kernel.read_steps(nodeid, 0, 4096)
             return ("ok", data)
         except KernelError as e:
-            return ("error", e.errno)
+            return ("error", e)
 
     tasks = {f"cpu{k + 1}": reader(10 + k) for k in range(len(files))}
     sched = Scheduler(mem, choose)
     out = sched.run(tasks)
-    return RaceResult(sched.trace, out)
+    return RaceResult(sched.trace, out, sched.deadlock)
 
 
 def teardown_case(choose: Callable[[int], int], probe: Probe, *, readers: int = 2, locking: bool = True) -> RaceResult:
@@ -175,4 +176,5 @@ def teardown_case(choose: Callable[[int], int], probe: Probe, *, readers: int = 
     tasks: dict[str, Task] = {"cpu0": table.clear_steps()}
     tasks.update({f"cpu{k + 1}": reader() for k in range(readers)})
     sched = Scheduler(mem, choose)
-    return RaceResult(sched.trace, sched.run(tasks))
+    out = sched.run(tasks)
+    return RaceResult(sched.trace, out, sched.deadlock)

@@ -7,6 +7,13 @@ or a Hypothesis `data` object, so a schedule is reproduced exactly from its inpu
 with it. `trace` records what ran, in order: the crasher's readable schedule. Every step is also
 reported to `faults.statecov` (its kind after the previous step's kind, and how many stores are
 still buffered), the interleaving signal libFuzzer's coverage sees.
+
+A task that yields a label starting with "wait" is spinning on a condition (a lock): it is not
+offered again until some other step has run, since re-checking an unchanged state changes
+nothing. So no schedule spends its steps spinning (the bytes' default past their end, option 0,
+used to pick a waiting cpu0 for all of `max_steps`: 28 ms a teardown case instead of 1 ms), and
+when every live task waits and no store can drain, `deadlock` names them: no step can ever
+release them, a finding for the case to judge.
 """
 from __future__ import annotations
 
@@ -25,16 +32,22 @@ class Scheduler:
     choose: Callable[[int], int]                  # n options -> index in [0, n)
     trace: list[str] = field(default_factory=list)
     max_steps: int = 10_000
+    deadlock: list[str] = field(default_factory=list)   # tasks left waiting with nothing to release them
 
     def run(self, tasks: dict[str, Task]) -> dict[str, Any]:
         """Run `tasks` (name -> generator) to completion under the chooser; their results."""
         live = dict(tasks)
         results: dict[str, Any] = {}
+        waiting: set[str] = set()
         prev = statecov.OTHER
         for _ in range(self.max_steps):
-            options: list[tuple[str, Any]] = [("task", n) for n in sorted(live)]
+            options: list[tuple[str, Any]] = [("task", n) for n in sorted(live) if n not in waiting]
             options += [("drain", d) for d in self.memory.drainable()]
             if not options:
+                if not live:
+                    break
+                self.deadlock = sorted(live)
+                self.trace.append(f"deadlock: {', '.join(self.deadlock)} wait, nothing can run")
                 break
             kind, what = options[self.choose(len(options))]
             if kind == "drain":
@@ -42,15 +55,21 @@ class Scheduler:
                 self.memory.drain(what)
                 self.trace.append(f"drain {what[0]} {loc}")
                 prev = self._feature(prev, self.trace[-1])
+                waiting.clear()
                 continue
             self.memory.cpu = what
             try:
                 label = next(live[what])
                 self.trace.append(f"{what}: {label}")
                 prev = self._feature(prev, label)
+                if label.startswith("wait"):
+                    waiting.add(what)
+                else:
+                    waiting.clear()
             except StopIteration as done:
                 results[what] = done.value
                 del live[what]
+                waiting.clear()
         self.memory.drain_all()
         return results
 

@@ -159,3 +159,52 @@ def test_the_races_look_up_through_the_kernel_lookup_path(monkeypatch):
         except InvariantViolation as v:
             found.append(v)
     assert found and all(v.invariant.value == "TBL-PUBLISH" and v.where == "lookup@race/publish" for v in found)
+
+
+def test_a_waiting_task_is_offered_again_only_after_another_step():
+    """Spinning on an unchanged lock is no step: a task that yields "wait" is left out of the
+    options until some other task has run; the choices past the input's end (option 0) then
+    move the holder instead of spinning cpu0 to `max_steps`."""
+    from harness.faults.memory import WeakMemory
+    from harness.faults.schedule import Scheduler
+    held = {"lock": True}
+
+    def waiter():
+        while held["lock"]:
+            yield "wait for lock"
+        yield "got it"
+        return "w"
+
+    def holder():
+        yield "work"
+        yield "work"
+        held["lock"] = False
+        yield "unlock"
+        return "h"
+
+    sizes: list[int] = []
+
+    def first(n: int) -> int:
+        sizes.append(n)
+        return 0
+    sched = Scheduler(WeakMemory(), first)
+    assert sched.run({"cpu0": waiter(), "cpu1": holder()}) == {"cpu0": "w", "cpu1": "h"}
+    assert not sched.deadlock
+    assert sched.trace.count("cpu0: wait for lock") == 3       # once after each of the holder's steps
+    assert len(sched.trace) == 3 + 3 + 1 and 1 in sizes       # while cpu0 waits, only cpu1 is offered
+
+
+def test_a_lock_nothing_releases_is_a_deadlock_and_a_finding(monkeypatch):
+    """Teardown that never drops the write lock: readers wait with nothing left to run. The
+    scheduler names them (no run to `max_steps`), and the case reports IDX-LOOKUP."""
+    from harness.famfs.daxtable import DaxdevTable
+    from harness.oracle.invariants import InvariantViolation
+    clear = DaxdevTable.clear_steps
+
+    def keeps_the_lock(self):
+        yield from clear(self)
+        self.writer = True                                     # the up_write() lost
+    monkeypatch.setattr(DaxdevTable, "clear_steps", keeps_the_lock)
+    with pytest.raises(InvariantViolation) as e:
+        discovery_race_case(b"\x01\x01" + bytes(64))           # teardown, 2 readers, cpu0 first
+    assert e.value.invariant == "IDX-LOOKUP" and "nothing can release it" in str(e.value)

@@ -38,14 +38,33 @@ PLANTS = {
         "        if view is not None and not view.valid and not view.dax_err and self._pulls:\n",
         "        if view is not None and not view.valid and not view.dax_err and self._pulls and index < 3:\n",
         "IDX-LOOKUP"),
-    "a present device's lookup fails (lost install race cached as dax_err)": (
+    "a present device's lookup fails (another CPU's filled, not yet valid slot cached as a failed install)": (
         "discovery_race", "harness/famfs/kernel.py",
         "        rc = yield from self.table.install_steps(index, device.devno, device, device.name)\n",
-        "        if self.table.mem.load((index, \"devno\"), 0) and self.table.mem.load((index, \"name\")) is None:\n"
+        "        if self.table.mem.load((index, \"name\")) is not None and not self.table.mem.load((index, \"valid\"), "
+        "False):\n"
         "            self.table.mark_dax_err(index)\n"
         "            return None\n"
         "        rc = yield from self.table.install_steps(index, device.devno, device, device.name)\n",
         "IDX-LOOKUP"),
+    "a half-published slot is read (no wmb when another CPU publishes the slot too: three CPUs)": (
+        "discovery_race", "harness/famfs/daxtable.py",
+        "        if self.valid_first:\n"
+        "            mem.store((index, \"valid\"), True)\n"
+        "            yield f\"store slot {index} valid (first: fault)\"\n"
+        "        for f, v in zip(FIELDS, (devno, device, name), strict=True):\n"
+        "            mem.store((index, f), v)\n"
+        "            yield f\"store slot {index} {f}\"\n"
+        "        if self.use_barrier:\n",
+        "        racing = mem.load((index, \"devno\"), 0) != 0     # its wmb is taken to order these fields too\n"
+        "        if self.valid_first:\n"
+        "            mem.store((index, \"valid\"), True)\n"
+        "            yield f\"store slot {index} valid (first: fault)\"\n"
+        "        for f, v in zip(FIELDS, (devno, device, name), strict=True):\n"
+        "            mem.store((index, f), v)\n"
+        "            yield f\"store slot {index} {f}\"\n"
+        "        if self.use_barrier and not racing:\n",
+        "TBL-PUBLISH"),
     "fmap_wire: an extent's device offset taken as PMD-aligned (true only before PAGE alignment)": (
         "fmap_wire", "harness/famfs/kernel.py",
         "                    return Run(e.devindex, e.offset + offset, e.len - offset)\n",
