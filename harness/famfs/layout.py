@@ -206,9 +206,9 @@ assert SUPERBLOCK.size == 200 and HEADER_SIZE == 48 and ENTRY_SIZE == 544
 assert INTERLEAVE_META.size == 520 and FILE_META.size == 504   # the union's largest arm fills the payload
 assert FMAP_OFFSET == 104
 
-# Codecs, all derived from the tables above. Replay reads an entry in three unpacks (head, the
-# payload's scalar fields, the fmap words in use) and builds no LogEntry; encode packs a whole entry
-# in one, its payload read as one arm of the union.
+# Codecs, all derived from the tables above. Replay reads an entry in three unpacks (its bytes and
+# CRC, the head, the fields its checks test) and builds no LogEntry; encode packs a whole entry in
+# one, its payload read as one arm of the union.
 PAYLOAD_LEN = LOG_ENTRY.field_size("payload")                # 520: the payload union
 ENTRY_CRC_AT = LOG_ENTRY.offsets["crc"]                      # 536
 ENTRY_CRC = LOG_ENTRY.checked_crc()                          # for hot loops: the range as plain ints
