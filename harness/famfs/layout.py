@@ -114,6 +114,13 @@ class StructDesc:
         stop = [name for name, _ in self.fields].index(upto)
         return struct.Struct("<" + "".join(code for _, code in self.fields[:stop]))
 
+    def skim(self, upto: str, *names: str) -> struct.Struct:
+        """The codec of this struct's fields before field `upto` that reads only `names` and
+        skips the others as padding (a prefix read for a few of its fields)."""
+        stop = [name for name, _ in self.fields].index(upto)
+        return struct.Struct("<" + "".join(code if name in names else f"{struct.calcsize('<' + code)}x"
+                                           for name, code in self.fields[:stop]))
+
     def part(self, *names: str) -> struct.Struct:
         """The codec of the named fields, contiguous and in this order (a run read on its own)."""
         return struct.Struct("<" + "".join(self.code(name) for name in names))
@@ -199,9 +206,9 @@ assert SUPERBLOCK.size == 200 and HEADER_SIZE == 48 and ENTRY_SIZE == 544
 assert INTERLEAVE_META.size == 520 and FILE_META.size == 504   # the union's largest arm fills the payload
 assert FMAP_OFFSET == 104
 
-# Codecs, all derived from the tables above. Replay reads an entry in three unpacks (head, the
-# payload's scalar fields, the fmap words in use) and builds no LogEntry; encode packs a whole entry
-# in one, its payload read as one arm of the union.
+# Codecs, all derived from the tables above. Replay reads an entry in three unpacks (its bytes and
+# CRC, the head, the fields its checks test) and builds no LogEntry; encode packs a whole entry in
+# one, its payload read as one arm of the union.
 PAYLOAD_LEN = LOG_ENTRY.field_size("payload")                # 520: the payload union
 ENTRY_CRC_AT = LOG_ENTRY.offsets["crc"]                      # 536
 ENTRY_CRC = LOG_ENTRY.checked_crc()                          # for hot loops: the range as plain ints
@@ -236,14 +243,27 @@ _MKDIR_ENTRY = _entry_codec(MKDIR.fields)
 _ADD_ENTRY = _entry_codec(ADD_DAXDEV.fields)
 ENTRY_HEAD = LOG_ENTRY.head("_pad")                          # seqnum, type
 FILE_HEAD = FILE_META.head("se0_devindex")                   # size .. nextents (at PAYLOAD)
-FILE_ONE_EXTENT = struct.Struct(FILE_META.head("se1_devindex").format
-                                + f"{_EXTENT.size * (MAX_SIMPLE_EXTENTS - 1)}s")   # the same, extent 0,
-                                                             # and the 15 slots after it as bytes
+FILE_SHAPE = FILE_META.skim("se1_devindex", "size", "relpath", "ext_type", "nextents",
+                            "se0_devindex", "se0_offset", "se0_len")   # (at PAYLOAD) what replay's fast
+                                                             # paths test: the union's first 3 words
 MKDIR_BODY = MKDIR.codec                                     # (at PAYLOAD)
 ADD_DAXDEV_BODY = ADD_DAXDEV.codec                           # (at PAYLOAD)
+# Replay reads each entry once, as (its bytes up to the CRC field, the stored CRC): the bytes the
+# CRC covers are the bytes it parses, and the record it keeps of an entry it accepted
+# (namespace.Nodes). A record is read back into its value by one unpack from its start of the
+# fields the value holds (FILE_RECORD, MKDIR_RECORD: seqnum first), plus `fmap_at` at FMAP_WORDS.
+ENTRY_READ = struct.Struct(f"<{ENTRY_CRC.end}s{LOG_ENTRY.code('crc')}")
+_SEQNUM = LOG_ENTRY.skim("payload", "seqnum").format
+FILE_RECORD = struct.Struct(_SEQNUM + FILE_META.skim("se0_devindex", "size", "flags", "uid", "gid", "mode",
+                                                     "ext_type", "nextents").format[1:])
+MKDIR_RECORD = struct.Struct(_SEQNUM + MKDIR.skim("relpath", "uid", "gid", "mode").format[1:])
+MKDIR_PATH = MKDIR.part("relpath")                           # (at MKDIR.offsets["relpath"])
+EXTENT = _EXTENT                                             # one (devindex, offset, len) slot
+STRIPS_AT = INTERLEAVE_META.offsets["st0_devindex"]          # an interleaved fmap's strip slots
 _ZERO_BYTES = bytes(_EXTENT.size * MAX_SIMPLE_EXTENTS)
-ZERO_SLOTS_AFTER_1 = _ZERO_BYTES[_EXTENT.size:]              # the 15 unused slots of a one-extent fmap
 assert FILE_HEAD.size == FMAP_WORDS - PAYLOAD and FMAP_WORDS + _UNION.size == ENTRY_CRC_AT
+assert ENTRY_CRC.start == 0 and ENTRY_CRC.end == ENTRY_CRC_AT and ENTRY_READ.size == ENTRY_SIZE
+assert FILE_RECORD.size == FMAP_WORDS and MKDIR_RECORD.size == MKDIR.offsets["relpath"]
 assert INTERLEAVE_META.offsets["nstrips"] == FMAP_WORDS
 assert INTERLEAVE_META.offsets["st0_devindex"] == FMAP_WORDS + _U64_PAIR.size
 
@@ -424,16 +444,18 @@ Fmap = Union[SimpleFmap, InterleavedFmap, RawFmap]
 # `tuple.__new__` skips the NamedTuple's Python-level __new__, which costs more than the tuple.
 _extent = partial(tuple.__new__, SimpleExtent)
 _ZERO_SLOTS = tuple((ZERO_EXTENT,) * (MAX_SIMPLE_EXTENTS - k) for k in range(MAX_SIMPLE_EXTENTS + 1))
+_EXTENT_SIZE, _SLOTS_SIZE = _EXTENT.size, _EXTENT.size * MAX_SIMPLE_EXTENTS
+_ZERO_TAILS = tuple(_ZERO_BYTES[_EXTENT_SIZE * k:] for k in range(MAX_SIMPLE_EXTENTS + 1))  # slots k.. as zeros
 
 
 def extents_at(buf: bytes | bytearray | memoryview, offset: int, used: int) -> tuple[SimpleExtent, ...]:
     """The 16 extent slots whose words start at `offset`, of which the first `used` (0..16) are in
     use. Only those are unpacked when the rest are zero bytes (all famfs writes): the unused slots
     are then one shared tuple. Otherwise every slot is read, so `encode` gives the bytes back."""
-    stop = offset + _EXTENT.size * used
-    end = offset + _EXTENT.size * MAX_SIMPLE_EXTENTS
+    stop = offset + _EXTENT_SIZE * used
+    end = offset + _SLOTS_SIZE
     # bytes(): a memoryview compares with bytes item by item, a bytes object with memcmp
-    if bytes(buf[stop:end]) != _ZERO_BYTES[: end - stop]:
+    if bytes(buf[stop:end]) != _ZERO_TAILS[used]:
         return tuple(map(_extent, _EXTENT.iter_unpack(buf[offset:end])))
     if used == 1:                                                  # the common case, unrolled
         return (_extent(_EXTENT.unpack_from(buf, offset)),) + _ZERO_SLOTS[1]
@@ -441,11 +463,6 @@ def extents_at(buf: bytes | bytearray | memoryview, offset: int, used: int) -> t
 
 
 _SIMPLE, _INTERLEAVE = int(ExtType.SIMPLE), int(ExtType.INTERLEAVE)   # plain ints: enum lookups cost
-# What `fmap_at` gives for a simple fmap with count 1 and the other slots zero (the shape of most
-# files famfs writes) is `SimpleFmap(1, (new_extent((devindex, offset, len)),) + ONE_EXTENT_TAIL)`;
-# replay builds it from the words it unpacked with FILE_ONE_EXTENT.
-new_extent = _extent
-ONE_EXTENT_TAIL = _ZERO_SLOTS[1]
 
 
 def fmap_at(buf: bytes | bytearray | memoryview, offset: int, ext_type: int, count: int) -> "Fmap":

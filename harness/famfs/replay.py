@@ -23,38 +23,37 @@ escape (here: FMAP-SHAPE, EXT-BOUNDS, NS-CONTAINED). Paths must be UTF-8 (NS-CON
 The log may be smaller than famfs's 8 MiB minimum (fuzz images), as long as one entry fits.
 
 Speed: `famfs-fuzz bench` replays a full 8 MiB log (15,420 entries) against a pass that only
-checks CRC and seqnum. Entries are read straight from the log with `layout`'s codecs (no
-`LogEntry` per entry). The common entries (a plain path, one simple extent, or an interleaved
-fmap, every check passed) take a fast path decided on the unpacked words; everything else, and
-every rejection, goes through `_Player.file_checked`, so the fast path can only accept what the
-checked path accepts (`tests/famfs/test_replay.py` compares them on edited entries). The
-cyclic GC is off during the entry loop (`_no_cycles`). README "Benchmarks" has the numbers.
+checks CRC and seqnum. Each entry is read once, as bytes (`layout.ENTRY_READ`), and its fields
+unpacked from those with `layout`'s codecs (no `LogEntry` per entry). The common entries (a plain
+path, one simple extent, or an interleaved fmap, every check passed) take a fast path decided on
+the unpacked words; everything else, and every rejection, goes through `_Player.file_checked`, so
+the fast path can only accept what the checked path accepts (`tests/famfs/test_replay.py`
+compares them on edited entries). An accepted directory or file is kept as its entry's bytes,
+which the namespace turns into a `Dir` or `File` when it is read (`namespace.Nodes`): no value
+is built, and nothing the cyclic GC tracks is kept, per entry. docs/benchmarks.md has the numbers.
 """
 from __future__ import annotations
 
 import errno
-import gc
 from dataclasses import dataclass
 from typing import Union
 
 from harness.famfs.errors import EntryRejected, FamfsError, LogHeaderRejected, SuperblockRejected
 from harness.famfs.index import IndexTable
 from harness.famfs.layout import (
-    ADD_DAXDEV_BODY, ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_CRC, ENTRY_CRC_AT, ENTRY_HEAD, ENTRY_SIZE, FILE_HEAD,
-    FILE_ONE_EXTENT,
-    FMAP_WORDS, HEADER_SIZE, LOG_ENTRY, LOG_HEADER, ZERO_SLOTS_AFTER_1,
-    LOG_MAGIC, MAX_CHUNK_SIZE, MAX_DAXDEVS, MAX_INTERLEAVED_EXTENTS, MAX_PATHLEN, MAX_SIMPLE_EXTENTS, MAX_STRIPS,
-    MKDIR_BODY, PAYLOAD, SECONDARY_SB, SUPER_MAGIC, SUPERBLOCK, SUPERBLOCK_SIZE, U64_MAX, AddDaxdev,
-    EntryType, ExtType, InterleavedFmap, LogHeader, SimpleExtent, SimpleFmap, Superblock, crc32,
-    fmap_at, log_slots, new_extent, ONE_EXTENT_TAIL,
+    ADD_DAXDEV_BODY, ALLOC_UNITS_ACCEPTED, CURRENT_VERSION, ENTRY_HEAD, ENTRY_READ, ENTRY_SIZE, EXTENT, FMAP_WORDS,
+    FILE_SHAPE, HEADER_SIZE, LOG_HEADER, LOG_MAGIC, MAX_CHUNK_SIZE, MAX_DAXDEVS, MAX_INTERLEAVED_EXTENTS,
+    MAX_PATHLEN, MAX_SIMPLE_EXTENTS, MAX_STRIPS, MKDIR, MKDIR_PATH, PAYLOAD, SECONDARY_SB, STRIPS_AT, SUPER_MAGIC,
+    SUPERBLOCK, SUPERBLOCK_SIZE, U64_MAX, AddDaxdev, EntryType, ExtType, InterleavedFmap, LogHeader, SimpleExtent,
+    SimpleFmap, Superblock, crc32, fmap_at, log_slots,
 )
-from harness.famfs.namespace import META_DIR, Dir, File, Namespace
+from harness.famfs.namespace import META_DIR, Namespace
 from harness.famfs.probe import NULL_PROBE, Probe
 
-_U64 = LOG_ENTRY.part("crc")
 # Plain ints for the per-entry dispatch: comparing with an IntEnum member costs an enum lookup.
 _FILE, _MKDIR, _ADD_DAXDEV = int(EntryType.FILE), int(EntryType.MKDIR), int(EntryType.ADD_DAXDEV)
 _SIMPLE, _INTERLEAVE = int(ExtType.SIMPLE), int(ExtType.INTERLEAVE)
+_MKDIR_PATH_AT = MKDIR.offsets["relpath"]
 assert all(u & (u - 1) == 0 for u in ALLOC_UNITS_ACCEPTED)    # `_Player.au_mask` tests alignment
 
 
@@ -139,49 +138,34 @@ def replay(device: Union[bytes, bytearray, memoryview], *, device_size: int | No
         probe.index_assigned(table[0].index, table[0].uuid, size0, None)
     player = _Player(sb, table, probe)
     log = memoryview(device)[sb.log_offset: sb.log_offset + sb.log_len]
-    collecting = gc.isenabled()
-    if collecting:                  # see `_no_cycles` below
-        gc.disable()
-    try:
-        stopped_at = _entries(header.next_index, log, player, check_crc)
-    finally:
-        if collecting:
-            gc.enable()
+    stopped_at = _entries(header.next_index, log, player, check_crc)
     read = (stopped_at + 1) if stopped_at is not None else header.next_index
     return Replay(sb, header, table, player.ns, tuple(player.rejections), stopped_at, read)
 
 
-# _no_cycles: replay builds values, dicts and lists that refer downwards; the only cycles are
-# those of the rejections it keeps (exception -> traceback -> frame), which live as long as the
-# result. So the cyclic collector has nothing to find while entries are applied, and its passes
-# over the growing namespace (15,000 files for a full log) are pure cost, about a tenth of a full
-# replay. It is off during the entry loop and on again after (where it was on).
-
-
 def _entries(next_index: int, log: memoryview, player: "_Player", check_crc: bool) -> int | None:
     """Read entries 0 .. next_index-1 into `player`; the entry where LOG-PREFIX stopped, or None."""
-    head, u64 = ENTRY_HEAD.unpack_from, _U64.unpack_from
-    crc_start, crc_end, crc_at = ENTRY_CRC.start, ENTRY_CRC.end, ENTRY_CRC_AT
+    head, read = ENTRY_HEAD.unpack_from, ENTRY_READ.unpack_from
     file, mkdir, apply = player.file, player.mkdir, player.apply
     stopped_at = None
     for i in range(next_index):
-        at = HEADER_SIZE + ENTRY_SIZE * i
-        if check_crc and crc32(log[at + crc_start:at + crc_end]) != u64(log, at + crc_at)[0]:
+        entry, crc = read(log, HEADER_SIZE + ENTRY_SIZE * i)     # layout.ENTRY_READ
+        if check_crc and crc32(entry) != crc:
             player.reject(EntryRejected.torn(i, "entry CRC mismatch"))
             stopped_at = i
             break
-        seqnum, etype = head(log, at)
+        seqnum, etype = head(entry)
         if seqnum != i:
             player.reject(EntryRejected.torn(i, f"seqnum {seqnum} in slot {i}"))
             stopped_at = i
             break
         try:
             if etype == _FILE:
-                file(i, log, at)
+                file(i, entry)
             elif etype == _MKDIR:
-                mkdir(i, log, at)
+                mkdir(i, entry)
             else:
-                apply(i, etype, log, at)
+                apply(i, etype, entry)
         except FamfsError as e:
             player.reject(e)
     return stopped_at
@@ -190,9 +174,10 @@ def _entries(next_index: int, log: memoryview, player: "_Player", check_crc: boo
 class _Player:
     """Applies entries one at a time to a namespace and index table.
 
-    Each entry kind has one method taking the entry's place in the log (`at`, from the log start);
-    it reads the fields it needs straight from the log with `layout`'s codecs (no `LogEntry`
-    value in between) and raises the first typed rejection the entry earns."""
+    Each entry kind has one method taking the entry's bytes up to its CRC (as `_entries` read and
+    checked them, `layout.ENTRY_READ`); it reads the fields it needs with `layout`'s codecs (no
+    `LogEntry` value in between), raises the first typed rejection the entry earns, and keeps the
+    bytes of a directory or file it accepts as its record in the namespace (`namespace.Nodes`)."""
 
     def __init__(self, sb: Superblock, table: IndexTable, probe: Probe):
         self.au = sb.alloc_unit
@@ -202,7 +187,9 @@ class _Player:
         self.sizes = table.sizes()          # daxdev sizes by index, kept in step with `table`
         self.probe = probe
         self.ns = Namespace()
-        self.files, self.dirs, self.children = self.ns.files, self.ns.dirs, self.ns.children
+        # the stores of the namespace's `Nodes`: replay writes records into them, and reads
+        # them for its path checks without building a value
+        self.files, self.dirs, self.children = self.ns.files.store, self.ns.dirs.store, self.ns.children
         self.rejections: list[FamfsError] = []
 
     def reject(self, e: FamfsError) -> None:
@@ -210,67 +197,66 @@ class _Player:
         if self.probe.enabled:
             self.probe.rejected(e)
 
-    def apply(self, i: int, etype: int, log: memoryview, at: int) -> None:
+    def apply(self, i: int, etype: int, entry: bytes) -> None:
         """Apply entry `i` of type `etype` (ENTRY-TYPE: famfs writes no other type)."""
         if etype == _FILE:
-            self.file(i, log, at)
+            self.file(i, entry)
         elif etype == _MKDIR:
-            self.mkdir(i, log, at)
+            self.mkdir(i, entry)
         elif etype == _ADD_DAXDEV:
-            self.add_daxdev(i, log, at)
+            self.add_daxdev(i, entry)
         else:
             raise EntryRejected.bad_type(i, etype)
 
-    def mkdir(self, i: int, log: memoryview, at: int) -> None:
-        uid, gid, mode, raw = MKDIR_BODY.unpack_from(log, at + PAYLOAD)
+    def mkdir(self, i: int, entry: bytes) -> None:
+        raw = MKDIR_PATH.unpack_from(entry, _MKDIR_PATH_AT)[0]
         path = self.plain_path(raw) or self.path(i, raw)
-        parent = self.place(i, path)
-        self.ns.add_dir(Dir(path, mode & 0o7777, uid, gid, i), parent)
+        self.add_dir(path, self.place(i, path), entry)
 
-    def mkdir_checked(self, i: int, log: memoryview, at: int) -> None:
+    def mkdir_checked(self, i: int, entry: bytes) -> None:
         """`mkdir` without the plain-path shortcut (the tests compare the two)."""
-        uid, gid, mode, raw = MKDIR_BODY.unpack_from(log, at + PAYLOAD)
-        path = self.path(i, raw)
-        parent = self.place(i, path)
-        self.ns.add_dir(Dir(path, mode & 0o7777, uid, gid, i), parent)
+        path = self.path(i, MKDIR_PATH.unpack_from(entry, _MKDIR_PATH_AT)[0])
+        self.add_dir(path, self.place(i, path), entry)
 
-    def add_daxdev(self, i: int, log: memoryview, at: int) -> None:
-        dev = self.table.add(i, AddDaxdev(*ADD_DAXDEV_BODY.unpack_from(log, at + PAYLOAD)))
+    def add_dir(self, path: str, parent: str, entry: bytes) -> None:
+        self.dirs[path] = entry
+        self.children[path] = []
+        self.children[parent].append(path)
+
+    def add_daxdev(self, i: int, entry: bytes) -> None:
+        dev = self.table.add(i, AddDaxdev(*ADD_DAXDEV_BODY.unpack_from(entry, PAYLOAD)))
         self.sizes.append(dev.size)
         if self.probe.enabled:
             self.probe.index_assigned(dev.index, dev.uuid, dev.size, i)
 
-    def file(self, i: int, log: memoryview, at: int) -> None:
+    def file(self, i: int, entry: bytes) -> None:
         """A FILE entry. Fast path: a plain path and one simple extent that passes every check
-        (most entries famfs writes), tested on the unpacked words and built as `file_checked`
-        would build it. Anything else, good or bad, goes through `file_checked`, the one place
-        that decides rejections, so the fast path can only accept what it would accept."""
-        (size, flags, uid, gid, mode, raw, ext_type, count,
-         dev, off, ln, rest) = FILE_ONE_EXTENT.unpack_from(log, at + PAYLOAD)
-        if count == 1 and ext_type == _SIMPLE and rest == ZERO_SLOTS_AFTER_1 and ln >= size and ln \
-                and not (off | ln) & self.au_mask:
+        (most entries famfs writes), tested on the unpacked words. Anything else, good or bad,
+        goes through `file_checked`, the one place that decides rejections, so the fast path can
+        only accept what it would accept. Both keep the entry's bytes (`namespace.Nodes`)."""
+        size, raw, ext_type, count, dev, off, ln = FILE_SHAPE.unpack_from(entry, PAYLOAD)
+        if ext_type == _SIMPLE and count == 1:
             sizes = self.sizes
-            if dev < len(sizes) and off + ln <= sizes[dev] and off >= (SUPERBLOCK_SIZE if dev else self.reserved0):
+            if ln >= size and ln and not (off | ln) & self.au_mask and dev < len(sizes) \
+                    and off + ln <= sizes[dev] and off >= (SUPERBLOCK_SIZE if dev else self.reserved0):
                 path = self.plain_path(raw)
                 dirs = self.dirs
                 if path and path not in self.files and path not in dirs:
                     parent = path.rpartition("/")[0]
                     if not parent or parent in dirs:
-                        self.files[path] = File(path, size, flags, mode & 0o7777, uid, gid,
-                                                SimpleFmap(1, (new_extent((dev, off, ln)),) + ONE_EXTENT_TAIL), i)
+                        self.files[path] = entry
                         self.children[parent].append(path)
                         return
         elif ext_type == _INTERLEAVE and count == MAX_INTERLEAVED_EXTENTS \
-                and self.interleaved(i, log, at, size, flags, uid, gid, mode, raw, dev, off):
+                and self.interleaved(entry, size, raw, dev, off):
             return
-        self.file_checked(i, log, at)
+        self.file_checked(i, entry)
 
-    def interleaved(self, i: int, log: memoryview, at: int, size: int, flags: int, uid: int, gid: int,
-                    mode: int, raw: bytes, n: int, chunk: int) -> bool:
+    def interleaved(self, entry: bytes, size: int, raw: bytes, n: int, chunk: int) -> bool:
         """`file`'s fast path for an interleaved fmap (`n` strips of `chunk`: the union's first
         two words, which `file` unpacked as extent 0's devindex and offset): True if the entry
-        passed every check and was added as `file_checked` would add it; False (nothing
-        changed) sends it there."""
+        passed every check and was added as `file_checked` would add it; False (nothing changed)
+        sends it there."""
         if not 1 <= n <= MAX_STRIPS or not chunk or chunk & (chunk - 1) or chunk % self.au \
                 or chunk > MAX_CHUNK_SIZE:
             return False
@@ -280,14 +266,13 @@ class _Player:
         parent = path.rpartition("/")[0]
         if parent and parent not in self.dirs:
             return False
-        fmap = fmap_at(log, at + FMAP_WORDS, _INTERLEAVE, MAX_INTERLEAVED_EXTENTS)
         sizes, nchunks = self.sizes, -(-size // chunk)
-        for k, (dev, off, ln) in enumerate(fmap.strip_slots[:n]):  # type: ignore[union-attr]
+        for k, (dev, off, ln) in enumerate(EXTENT.iter_unpack(entry[STRIPS_AT:STRIPS_AT + EXTENT.size * n])):
             if not ln or (off | ln) & self.au_mask or dev >= len(sizes) or off + ln > sizes[dev] \
                     or off < (self.reserved0 if dev == 0 else SUPERBLOCK_SIZE) \
                     or ln < strip_bytes_needed(size, chunk, n, k, nchunks):
                 return False
-        self.files[path] = File(path, size, flags, mode & 0o7777, uid, gid, fmap, i)  # type: ignore[arg-type]
+        self.files[path] = entry
         self.children[parent].append(path)
         return True
 
@@ -307,11 +292,11 @@ class _Player:
             return None
         return path
 
-    def file_checked(self, i: int, log: memoryview, at: int) -> None:
+    def file_checked(self, i: int, entry: bytes) -> None:
         """A FILE entry, every check in its order, raising the first rejection it earns."""
-        size, flags, uid, gid, mode, raw, ext_type, count = FILE_HEAD.unpack_from(log, at + PAYLOAD)
+        size, raw, ext_type, count, _, _, _ = FILE_SHAPE.unpack_from(entry, PAYLOAD)
         path = self.path(i, raw)
-        fmap = fmap_at(log, at + FMAP_WORDS, ext_type, count)
+        fmap = fmap_at(entry, FMAP_WORDS, ext_type, count)
         if ext_type == _SIMPLE:
             extents = self.simple_shape(i, size, fmap)  # type: ignore[arg-type]
         elif ext_type == _INTERLEAVE:
@@ -323,7 +308,8 @@ class _Player:
                 raise EntryRejected.undefined_index(i, ext.devindex, len(self.table))
         self.bounds(i, extents)
         parent = self.place(i, path)
-        self.ns.add_file(File(path, size, flags, mode & 0o7777, uid, gid, fmap, i), parent)  # type: ignore[arg-type]
+        self.files[path] = entry
+        self.children[parent].append(path)
 
     # -- checks, each raising one typed rejection ---------------------------------------------
 
@@ -351,15 +337,15 @@ class _Player:
 
     def place(self, i: int, path: str) -> str:
         """Check that `path` can be created (NS-CONFLICT); return its parent directory."""
-        ns = self.ns
+        files, dirs = self.files, self.dirs
         if path.startswith(META_DIR) and (path == META_DIR or path.startswith(META_DIR + "/")):
             raise EntryRejected.conflict(i, f"{path!r} is inside the reserved {META_DIR}/", errno.EPERM)
-        if path in ns.files or path in ns.dirs:
+        if path in files or path in dirs:
             raise EntryRejected.conflict(i, f"{path!r} already exists")
         parent = path.rpartition("/")[0]              # namespace.parent_of, in one call
-        if parent in ns.files:
+        if parent in files:
             raise EntryRejected.conflict(i, f"parent {parent!r} of {path!r} is a file", errno.ENOTDIR)
-        if parent and parent not in ns.dirs:
+        if parent and parent not in dirs:
             raise EntryRejected.conflict(i, f"parent {parent!r} of {path!r} does not exist", errno.ENOENT)
         return parent
 

@@ -165,8 +165,12 @@ DOCUMENTED_ENTRY_CODECS = {      # a whole 544-byte entry, its payload read as o
     "_ADD_ENTRY": "<QI4xQ16sI4x488xQ",
     "ENTRY_HEAD": "<QI",
     "FILE_HEAD": "<QIIII80sI4xI4x",
-    "FILE_ONE_EXTENT": "<QIIII80sI4xI4xQQQ360s",
+    "FILE_SHAPE": "<Q4x4x4x4x80sI4xI4xQQQ",       # size relpath ext_type nextents | 3 union words
     "MKDIR_BODY": "<III80s",
+    "MKDIR_PATH": "<80s",
+    "ENTRY_READ": "<536sQ",                         # the CRC's range | crc
+    "FILE_RECORD": "<Q4x4xQIIII80xI4xI4x",          # seqnum | size flags uid gid mode ext_type nextents
+    "MKDIR_RECORD": "<Q4x4xIII",                    # seqnum | uid gid mode
     "ADD_DAXDEV_BODY": "<Q16sI4x",
 }
 
@@ -175,6 +179,7 @@ def test_derived_entry_codecs_are_the_documented_structs():
     for name, fmt in DOCUMENTED_ENTRY_CODECS.items():
         assert getattr(L, name).format == fmt, name
     assert (L.PAYLOAD, L.PAYLOAD_LEN, L.FMAP_WORDS, L.FMAP_NWORDS, L.ENTRY_CRC_AT) == (16, 520, 136, 50, 536)
+    assert (L.STRIPS_AT, L.MKDIR.offsets["relpath"]) == (152, 28)
 
 
 def _value_crc(name: str, data: bytes) -> int | None:
