@@ -128,7 +128,8 @@ class E2EMount:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False, capture_output=True)
+        from harness.famfs.fuse import unmount_lazy
+        unmount_lazy(str(self.mnt))
         self.proc = None
 
     def close(self) -> None:
@@ -296,7 +297,8 @@ def _clean_dead(base: Path) -> None:
             pass
         except PermissionError:
             continue
-        subprocess.run(["fusermount3", "-u", "-z", str(d / "mnt")], check=False, capture_output=True)
+        from harness.famfs.fuse import unmount_lazy
+        unmount_lazy(str(d / "mnt"))
         shutil.rmtree(d, ignore_errors=True)
 
 
