@@ -77,7 +77,6 @@ class E2EMount:
 
     def _start(self) -> None:
         from harness.cases import forkserver
-        forkserver.preload()                    # once: later forks find pyfuse3 and trio imported
         self.proc = forkserver.spawn_mount([f"{p}=dax{i}.0" for i, p in enumerate(self.paths)], str(self.mnt),
                                            node="e2e", reloadable=True, probe_log=str(self.log))
         self._pending = b""
