@@ -174,7 +174,7 @@ class Zygote:
     process's copies (under Atheris: not instrumented; monkeypatches of this process are not in
     it); libFuzzer never saw the daemon's coverage anyway (it runs in another process)."""
 
-    _shared: list["Zygote | None"] = []
+    _shared: dict[int, "Zygote | None"] = {}             # by the pid of the process it forks for
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -192,21 +192,24 @@ class Zygote:
     @classmethod
     def shared(cls) -> "Zygote | None":
         """This process's zygote, started on first use; None where it cannot run (not Linux on
-        x86_64 or aarch64, or it failed to start or died: the callers fork themselves then)."""
-        if not cls._shared:
+        x86_64 or aarch64, or it failed to start or died: the callers fork themselves then). A
+        process forked from one that has a zygote starts its own: the daemons of the inherited
+        one would be the other process's children."""
+        me = os.getpid()
+        if me not in cls._shared:
             try:
-                cls._shared.append(cls() if _SYS_CLONE.get(platform.machine()) else None)
+                cls._shared[me] = cls() if _SYS_CLONE.get(platform.machine()) else None
             except OSError:
-                cls._shared.append(None)
+                cls._shared[me] = None
             else:
                 atexit.register(cls.retire)
-        return cls._shared[0]
+        return cls._shared[me]
 
     @classmethod
     def retire(cls) -> None:
-        """Stop the shared zygote for good (the daemons it forked are not touched)."""
-        zygote = cls._shared[0] if cls._shared else None
-        cls._shared[:] = [None]
+        """Stop this process's zygote for good (the daemons it forked are not touched)."""
+        zygote = cls._shared.get(os.getpid())
+        cls._shared[os.getpid()] = None
         if zygote is not None:
             zygote.close()
 

@@ -74,7 +74,7 @@ def _parent_of(pid: int) -> int:
 
 
 def test_the_zygotes_daemons_are_children_of_this_process_and_its_death_is_survived(tmp_path, monkeypatch):
-    monkeypatch.setattr(forkserver.Zygote, "_shared", [])         # a zygote of this test's own
+    monkeypatch.setattr(forkserver.Zygote, "_shared", {})         # a zygote of this test's own
     zygote = forkserver.Zygote.shared()
     if zygote is None:
         pytest.skip("no zygote on this machine (clone(2) number unknown here, or it failed to start)")
@@ -93,5 +93,26 @@ def test_the_zygotes_daemons_are_children_of_this_process_and_its_death_is_survi
         again = forkserver.spawn_mount([str(tmp_path / "dev0.img")], missing)     # forked here instead
         assert "not a directory" in again.stdout.read() and again.wait(timeout=30) == 2
         assert forkserver.Zygote.shared() is None
+    finally:
+        forkserver.Zygote.retire()
+
+
+def test_a_forked_process_starts_a_zygote_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.setattr(forkserver.Zygote, "_shared", {})
+    ours = forkserver.Zygote.shared()
+    if ours is None:
+        pytest.skip("no zygote on this machine")
+    missing = str(tmp_path / "no-such-mountpoint")
+
+    def run() -> int:                              # in a fork of this process
+        theirs = forkserver.Zygote.shared()
+        daemon = forkserver.spawn_mount([str(tmp_path / "dev0.img")], missing)
+        print(theirs is not None and theirs is not ours, _parent_of(daemon.pid) == os.getpid(),
+              daemon.wait(timeout=30))
+        return 0
+    try:
+        child = forkserver.spawn(run)
+        assert child.stdout.read().split()[-3:] == ["True", "True", "2"]
+        assert child.wait(timeout=30) == 0
     finally:
         forkserver.Zygote.retire()
