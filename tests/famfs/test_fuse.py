@@ -159,12 +159,15 @@ def test_unmount_lazy_detaches_a_dead_mount_and_ignores_a_plain_folder(tmp_path,
         pytest.skip("umount2 needs root")
     _, devs = image_files
     m = mount(tmp_path, devs, "dead")
-    m.proc.kill()
-    m.proc.wait()
-    assert in_mount_table(m.mountpoint)            # (ismount stats it: ENOTCONN, so False)
-    unmount_lazy(str(m.mountpoint))
-    assert not in_mount_table(m.mountpoint) and os.listdir(m.mountpoint) == []
-    unmount_lazy(str(m.mountpoint))                # nothing mounted there any more: no error
+    try:
+        m.proc.kill()
+        m.proc.wait()
+        assert in_mount_table(m.mountpoint)        # (ismount stats it: ENOTCONN, so False)
+        unmount_lazy(str(m.mountpoint))
+        assert not in_mount_table(m.mountpoint) and os.listdir(m.mountpoint) == []
+        unmount_lazy(str(m.mountpoint))            # nothing mounted there any more: no error
+    finally:
+        m.kill()                                   # a failed run leaves no dead mount behind
 
 
 def in_mount_table(path) -> bool:
