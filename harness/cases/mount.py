@@ -77,7 +77,6 @@ class E2EMount:
 
     def _start(self) -> None:
         from harness.cases import forkserver
-        forkserver.preload()                    # once: later forks find pyfuse3 and trio imported
         self.proc = forkserver.spawn_mount([f"{p}=dax{i}.0" for i, p in enumerate(self.paths)], str(self.mnt),
                                            node="e2e", reloadable=True, probe_log=str(self.log))
         self._pending = b""
@@ -128,7 +127,8 @@ class E2EMount:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False, capture_output=True)
+        from harness.famfs.fuse import unmount_lazy
+        unmount_lazy(str(self.mnt))
         self.proc = None
 
     def close(self) -> None:
@@ -296,7 +296,8 @@ def _clean_dead(base: Path) -> None:
             pass
         except PermissionError:
             continue
-        subprocess.run(["fusermount3", "-u", "-z", str(d / "mnt")], check=False, capture_output=True)
+        from harness.famfs.fuse import unmount_lazy
+        unmount_lazy(str(d / "mnt"))
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -243,11 +243,34 @@ def target_rates(seconds: float = 3.0, names: list[str] | None = None) -> dict[s
 
 
 def _cpu() -> float:
-    """CPU seconds of this process and of its children that ended (a killed daemon, an Atheris
-    run): on a shared machine, what one core of our own would have taken."""
+    """CPU seconds of this process and of its children, ended (a killed daemon, an Atheris run)
+    and alive (the zygote that forks the mount daemons, a daemon serving): on a shared machine,
+    what one core of our own would have taken."""
     import resource
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + _live_children_cpu()
+
+
+def _live_children_cpu() -> float:
+    """CPU seconds so far of this process's children that are not reaped yet, from /proc (0 where
+    there is none). Once reaped, a child's whole time is in RUSAGE_CHILDREN: a difference of two
+    `_cpu()` readings counts each child once."""
+    import os
+    me, total = os.getpid(), 0
+    try:
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return 0.0
+    for pid in entries:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:                     # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()     # after "pid (comm) ": state ppid ...
+        if int(fields[1]) == me:
+            total += int(fields[11]) + int(fields[12])   # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def atheris_rate(name: str = "log_replay", seconds: float = 5.0) -> dict[str, float]:
@@ -305,8 +328,8 @@ class Goal:
 
 
 # Rates per CPU second ("1 core"): on a shared machine the wall-clock rate measures the other
-# tenants too. mount_e2e's daemon stays alive through the run, so its CPU is not counted; that
-# row is judged by the wall clock, which only undercounts.
+# tenants too. mount_e2e is judged by the wall clock, as its goal was set; its daemon, alive
+# through the run, counts in its per-CPU figure too (`_cpu`).
 STRUCTURED = ("log_structured", "add_daxdev_order", "missing_primary", "device_faults")
 GOALS = (
     *(Goal(n, ("targets", n, "execs_per_cpu_s"), "exec/s", at_least=1000) for n in STRUCTURED),

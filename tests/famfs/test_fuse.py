@@ -148,3 +148,28 @@ def test_stale_mount_of_a_killed_daemon_is_cleaned(tmp_path, image_files):
         assert (m.mountpoint / "c").read_bytes() == pattern("c", 4096)
     finally:
         again.unmount()
+
+
+@pytest.mark.parametrize("root", [True, False], ids=["umount2", "fusermount3"])
+def test_unmount_lazy_detaches_a_dead_mount_and_ignores_a_plain_folder(tmp_path, image_files, monkeypatch, root):
+    from harness.famfs.fuse import unmount_lazy
+    if not root:                                   # the fallback: what a user who is not root gets
+        monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    elif os.geteuid() != 0:
+        pytest.skip("umount2 needs root")
+    _, devs = image_files
+    m = mount(tmp_path, devs, "dead")
+    try:
+        m.proc.kill()
+        m.proc.wait()
+        assert in_mount_table(m.mountpoint)        # (ismount stats it: ENOTCONN, so False)
+        unmount_lazy(str(m.mountpoint))
+        assert not in_mount_table(m.mountpoint) and os.listdir(m.mountpoint) == []
+        unmount_lazy(str(m.mountpoint))            # nothing mounted there any more: no error
+    finally:
+        m.kill()                                   # a failed run leaves no dead mount behind
+
+
+def in_mount_table(path) -> bool:
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == str(path) for line in f)

@@ -1,6 +1,10 @@
 """ops/bench.py: the speed goals are judged against the figures of one run (met, not met, not
-measured), for every row of the issue's table, and printed beside them."""
+measured), for every row of the issue's table, and printed beside them; the CPU a rate is taken
+per counts a child while it lives and once it ended, once."""
 from __future__ import annotations
+
+import subprocess
+import sys
 
 from harness.ops import bench
 
@@ -35,3 +39,18 @@ def test_goal_lines_show_measured_goal_and_mark():
     row = by_row["full 8 MiB log replay / CRC-only"]
     assert "7.2" in row and row.endswith("NOT MET")
     assert by_row["log_replay under Atheris"].endswith("NOT MET")
+
+
+def test_cpu_counts_a_child_alive_and_after_its_reaping_once():
+    burn = ("import sys, time\nwhile time.process_time() < 0.5: pass\n"
+            "print('burnt', flush=True)\ntime.sleep(60)")
+    before = bench._cpu()
+    child = subprocess.Popen([sys.executable, "-c", burn], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "burnt\n"
+        alive = bench._cpu() - before
+    finally:
+        child.kill()
+        child.wait()
+    reaped = bench._cpu() - before
+    assert 0.45 <= alive <= reaped < 0.95          # 0.5 s of its own (to a clock tick), not twice
