@@ -25,8 +25,17 @@ reconciles with the crash store and libFuzzer's log.
 SIGUSR1 pauses the job: after the input in flight it writes its counters and stops itself
 (SIGSTOP), so a scheduled campaign keeps its loaded corpus between shares and no case's timer
 runs while it is stopped; SIGCONT goes on.
+
+Memory: libFuzzer's `-rss_limit_mb` judges the process's *peak* RSS (getrusage), and on Linux a
+child starts with its parent's peak (the forked copy's resident pages, kept across exec): a job
+spawned by a process that once held more than the limit (the bench, after its in-process rates)
+was reported out of memory, on whatever input ran, at libFuzzer's first check, one second in.
+So the limit is the runner's, on the current RSS every 64 inputs (`rss_limit_mb`, from the
+flag, default 2048), and libFuzzer's own check, the backstop for one runaway input, gets the
+limit plus the peak this process started with (`_rss_flags`).
 """
 import argparse
+import resource
 import ctypes
 import json
 import os
@@ -100,6 +109,20 @@ def _at_exit(fn) -> None:
     ctypes.CDLL(None).on_exit(hook, None)
 
 
+def _rss_flags(libfuzzer: list[str], default_mb: int = 2048) -> tuple[int, list[str]]:
+    """The RSS limit asked for (the last `-rss_limit_mb=N`, else `default_mb`; 0 is none) and
+    libFuzzer's arguments with that limit raised by the peak RSS this process inherited."""
+    limit = default_mb
+    rest = []
+    for a in libfuzzer:
+        if a.startswith("-rss_limit_mb="):
+            limit = int(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10      # KiB -> MiB
+    return limit, [*rest, f"-rss_limit_mb={limit + inherited if limit else 0}"]
+
+
 def _load(names, instrument: bool) -> dict:
     """Import the targets `names` (hence famfs: instrumented unless `instrument` is false)."""
     from harness.engine import allocator       # stdlib only: safe before instrumentation
@@ -131,7 +154,9 @@ def main(argv=None, loaded=None) -> None:
 
     from harness.engine.crashstore import CrashStore
     from harness.engine.runner import CaseRunner
-    runner = CaseRunner(target, CrashStore(Path(args.crashers)), seed=args.seed, engine="atheris")
+    rss_limit, libfuzzer = _rss_flags(libfuzzer)
+    runner = CaseRunner(target, CrashStore(Path(args.crashers)), seed=args.seed, engine="atheris",
+                        rss_limit_mb=rss_limit or 1 << 40)
     last = [time.monotonic()]
 
     busy, leave = [False], [False]

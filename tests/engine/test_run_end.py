@@ -147,3 +147,32 @@ def test_a_new_signature_is_streamed_while_the_campaign_runs(tmp_path, crashy):
     t, line = new[0]
     assert str(tmp_path / "crashers" / "external" / next(iter(r.new))) in line
     assert ended - t > 1.0                                    # said as it happened, not at the end
+
+
+BIG_PARENT = """
+import subprocess, sys
+held = bytearray({mb} << 20)
+for i in range(0, len(held), 4096):
+    held[i] = 1                                   # resident: this process's peak RSS is above {mb} MiB
+sys.exit(subprocess.run(sys.argv[1:]).returncode)
+"""
+
+
+def test_a_job_spawned_by_a_big_process_is_not_out_of_memory(tmp_path):
+    """On Linux a child starts with its parent's peak RSS, which libFuzzer's -rss_limit_mb judges:
+    an Atheris job spawned by a process that once held more than the limit used to be killed as
+    out of memory one second in, on whatever input ran (the bench's log_replay row lost its run
+    so, leaving oom-* files). The job must run its whole budget, and its own memory still counts."""
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    job = [sys.executable, "-m", "harness.engine.atheris_main", "--target", "log_header",
+           "--crashers", str(tmp_path / "crashers"), "--stats", str(tmp_path / "stats.json"),
+           "-rss_limit_mb=300", "-max_total_time=3", "-print_final_stats=1", f"-artifact_prefix={out}/",
+           str(tmp_path / "corpus")]
+    (tmp_path / "corpus").mkdir()
+    run = subprocess.run([sys.executable, "-c", BIG_PARENT.format(mb=500), *job], cwd=ROOT, text=True,
+                         capture_output=True, timeout=120)
+    assert "out-of-memory" not in run.stderr and not list(out.iterdir()), run.stderr[-2000:]
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads((tmp_path / "stats.json").read_text())["execs"] > 1000     # it ran its 3 s
+    assert not list((tmp_path / "crashers").rglob("crash.json"))             # nor an RSS finding of ours
