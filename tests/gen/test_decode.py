@@ -89,3 +89,27 @@ def test_a_reused_log_image_equals_a_fresh_one_whatever_came_before():
         assert (fresh is None) == (reused is None)
         if fresh is not None:
             assert reused.device == fresh.device and reused.size == fresh.size
+
+
+def test_reused_log_images_keep_a_bounded_number_of_buffers():
+    """Mutated superblocks ask for a new buffer size nearly every input; the scratch buffers kept
+    for `reuse` are the few sizes used last, not one per size ever seen (that grew log_replay's
+    process without bound), and a size used again is still served clean."""
+    from harness.famfs import layout as L
+    from harness.gen import decode
+    from pathlib import Path
+    base = next(p.read_bytes() for p in sorted(Path("corpora/log_replay").glob("*"))
+                if p.is_file() and decode.log_image(p.read_bytes()) is not None)
+    sb = L.Superblock.decode(base)
+    images = []
+    for k in range(40):                            # the same image, its log region moved k pages on
+        data = bytearray(base)
+        at, size = L.field_span("superblock", "log_offset")
+        data[at:at + size] = (sb.log_offset + 4096 * k).to_bytes(size, "little")
+        images.append(bytes(data))                 # (log_image reads the superblock's fields, not its CRC)
+    assert len({len(decode.log_image(d).device) for d in images}) == 40      # 40 sizes asked for
+    for data in images + images[:3]:
+        fresh = decode.log_image(data)
+        reused = decode.log_image(data, reuse=True)
+        assert fresh is not None and reused is not None and reused.device == fresh.device
+        assert len(decode._SCRATCH) <= decode.SCRATCH_SIZES
