@@ -68,7 +68,7 @@ def log_image(data: bytes, *, reuse: bool = False) -> LogImage | None:
         return None
     log = data[L.SUPERBLOCK.size:L.SUPERBLOCK.size + sb.log_len]
     if reuse:
-        device, written = _SCRATCH.pop(end, None) or (bytearray(end), [])
+        device, written = _SCRATCH.pop(end) if end in _SCRATCH else (bytearray(end), [])
         for lo, hi in written:
             device[lo:hi] = bytes(hi - lo)
         _SCRATCH[end] = (device, [(0, L.SUPERBLOCK.size), (sb.log_offset, sb.log_offset + len(log))])
