@@ -35,10 +35,10 @@ flag, default 2048), and libFuzzer's own check, the backstop for one runaway inp
 limit plus the peak this process started with (`_rss_flags`).
 """
 import argparse
-import resource
 import ctypes
 import json
 import os
+import resource
 import signal
 import sys
 import tempfile

@@ -174,15 +174,23 @@ class Namespace:
     children: dict[str, list[str]] = field(default_factory=lambda: {"": []})
 
     def add_dir(self, d: Dir, parent: str | None = None) -> None:
-        """Add `d` under `parent` (default: computed from its path; replay passes the one it checked)."""
-        self.dirs[d.path] = d
-        self.children[d.path] = []
-        self.children[parent_of(d.path) if parent is None else parent].append(d.path)
+        """Add `d` under `parent` (default: computed from its path)."""
+        self.put_dir(d.path, d, parent_of(d.path) if parent is None else parent)
 
     def add_file(self, f: File, parent: str | None = None) -> None:
         """Add `f` under `parent` (default: computed from its path)."""
-        self.files[f.path] = f
-        self.children[parent_of(f.path) if parent is None else parent].append(f.path)
+        self.put_file(f.path, f, parent_of(f.path) if parent is None else parent)
+
+    def put_dir(self, path: str, value: Dir | bytes, parent: str) -> None:
+        """Add directory `path` under `parent`, as its value or as the record replay kept (`Nodes`)."""
+        self.dirs.store[path] = value
+        self.children[path] = []
+        self.children[parent].append(path)
+
+    def put_file(self, path: str, value: File | bytes, parent: str) -> None:
+        """Add file `path` under `parent`, as its value or as the record replay kept (`Nodes`)."""
+        self.files.store[path] = value
+        self.children[parent].append(path)
 
     def is_dir(self, path: str) -> bool:
         return path == "" or path in self.dirs

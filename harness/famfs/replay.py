@@ -211,17 +211,12 @@ class _Player:
     def mkdir(self, i: int, entry: bytes) -> None:
         raw = MKDIR_PATH.unpack_from(entry, _MKDIR_PATH_AT)[0]
         path = self.plain_path(raw) or self.path(i, raw)
-        self.add_dir(path, self.place(i, path), entry)
+        self.ns.put_dir(path, entry, self.place(i, path))
 
     def mkdir_checked(self, i: int, entry: bytes) -> None:
         """`mkdir` without the plain-path shortcut (the tests compare the two)."""
         path = self.path(i, MKDIR_PATH.unpack_from(entry, _MKDIR_PATH_AT)[0])
-        self.add_dir(path, self.place(i, path), entry)
-
-    def add_dir(self, path: str, parent: str, entry: bytes) -> None:
-        self.dirs[path] = entry
-        self.children[path] = []
-        self.children[parent].append(path)
+        self.ns.put_dir(path, entry, self.place(i, path))
 
     def add_daxdev(self, i: int, entry: bytes) -> None:
         dev = self.table.add(i, AddDaxdev(*ADD_DAXDEV_BODY.unpack_from(entry, PAYLOAD)))
@@ -244,7 +239,7 @@ class _Player:
                 if path and path not in self.files and path not in dirs:
                     parent = path.rpartition("/")[0]
                     if not parent or parent in dirs:
-                        self.files[path] = entry
+                        self.files[path] = entry                 # ns.put_file, inlined: the hot path
                         self.children[parent].append(path)
                         return
         elif ext_type == _INTERLEAVE and count == MAX_INTERLEAVED_EXTENTS \
@@ -272,8 +267,7 @@ class _Player:
                     or off < (self.reserved0 if dev == 0 else SUPERBLOCK_SIZE) \
                     or ln < strip_bytes_needed(size, chunk, n, k, nchunks):
                 return False
-        self.files[path] = entry
-        self.children[parent].append(path)
+        self.ns.put_file(path, entry, parent)
         return True
 
     @staticmethod
@@ -307,9 +301,7 @@ class _Player:
             if not self.table.defined(ext.devindex):
                 raise EntryRejected.undefined_index(i, ext.devindex, len(self.table))
         self.bounds(i, extents)
-        parent = self.place(i, path)
-        self.files[path] = entry
-        self.children[parent].append(path)
+        self.ns.put_file(path, entry, self.place(i, path))
 
     # -- checks, each raising one typed rejection ---------------------------------------------
 

@@ -60,6 +60,7 @@ class NightlyResult:
 
 def clean_leftovers(out: Path) -> int:
     """Unmount famfs FUSE mounts below `out` and kill mount daemons serving them."""
+    from harness.famfs.fuse import unmount_lazy
     n = 0
     try:
         mounts = Path("/proc/mounts").read_text().splitlines()
@@ -69,7 +70,7 @@ def clean_leftovers(out: Path) -> int:
     for line in mounts:
         parts = line.split()
         if len(parts) > 2 and parts[2].startswith("fuse") and parts[1].startswith(root):
-            subprocess.run(["fusermount3", "-u", "-z", parts[1]], check=False, capture_output=True)
+            unmount_lazy(parts[1])
             n += 1
     subprocess.run(["pkill", "-f", f"harness.cli mount .*{root}"], check=False, capture_output=True)
     return n
