@@ -4,6 +4,7 @@ exception named after the finding's signature."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,11 @@ def test_exported_fuzzer_runs_500_inputs_clean_on_main(tmp_path, exported, name)
     r = _run(exported / f"{name}_fuzzer.py", ROOT, "-runs=500", f"-dict={exported / 'famfs.dict'}",
              f"-artifact_prefix={tmp_path}/", str(seeds))
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    assert "Done 500 runs" in r.stderr, r.stderr[-2000:]
+    # libFuzzer rereads its output corpus (the seed folder, freshly extracted) every second and
+    # runs each seed that never entered its corpus, without checking -runs; when that reread falls
+    # in the last runs, the run ends up to one seed folder past 500 (CI saw 543), never before.
+    done = re.search(r"Done (\d+) runs", r.stderr)
+    assert done and 500 <= int(done[1]) <= 500 + len(list(seeds.iterdir())), r.stderr[-2000:]
     assert "INITED" in r.stderr and "cov:" in r.stderr          # instrumented famfs: coverage seen
     assert not list(tmp_path.glob("crash-*"))
 
