@@ -83,6 +83,8 @@ class StructDesc:
     base: int = 0                      # offset of this struct inside its container (payloads)
     codec: struct.Struct = field(init=False)
     offsets: dict[str, int] = field(init=False)
+    codes: dict[str, str] = field(init=False)          # name -> struct code, and size, looked up
+    sizes: dict[str, int] = field(init=False)          # per field by the mutators on every edit
 
     def __post_init__(self) -> None:
         fmt, offsets = "<", {}
@@ -91,6 +93,8 @@ class StructDesc:
             fmt += code
         object.__setattr__(self, "codec", struct.Struct(fmt))
         object.__setattr__(self, "offsets", offsets)
+        object.__setattr__(self, "codes", dict(self.fields))
+        object.__setattr__(self, "sizes", {name: struct.calcsize("<" + code) for name, code in self.fields})
         if self.crc is not None:     # the range lies inside the struct and leaves the CRC field out
             c, at = self.crc, offsets[self.crc.field]
             assert 0 <= c.start < c.end <= self.codec.size, (self.name, c)
@@ -101,10 +105,10 @@ class StructDesc:
         return self.codec.size
 
     def code(self, name: str) -> str:
-        return dict(self.fields)[name]
+        return self.codes[name]
 
     def field_size(self, name: str) -> int:
-        return struct.calcsize("<" + self.code(name))
+        return self.sizes[name]
 
     def names(self) -> list[str]:
         return [name for name, code in self.fields if not code.endswith("x")]
@@ -585,7 +589,7 @@ def field_span(struct_name: str, field_name: str) -> tuple[int, int]:
     """(offset, size) of a named field: superblock fields from the device start, log_header fields
     from the log start, entry and payload fields from the entry start."""
     desc = STRUCTS[struct_name]
-    return desc.offsets[field_name], desc.field_size(field_name)
+    return desc.offsets[field_name], desc.sizes[field_name]
 
 
 def reseal(device: bytearray | memoryview, *, entries: bool = True) -> None:
