@@ -163,8 +163,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             if args.differential or args.batch or args.devices != 1:
                 raise HarnessError("--differential, --batch and --devices are the libFuzzer lane's; "
                                    "--engine afl runs the program on one device file under afl-fuzz's forkserver")
-            r = fuzz_afl(args.cmd, max_time=args.max_time or 60.0, crashers=Path(args.crashers), corpus=Path(corpus),
-                         seed=args.seed, timeout=args.timeout, afl_args=args.libfuzzer, progress=progress).fuzz
+            # --max-time is afl-fuzz's -V, --runs its -E (about that many executions): the first ends it
+            r = fuzz_afl(args.cmd, max_time=args.max_time, execs=args.runs, crashers=Path(args.crashers),
+                         corpus=Path(corpus), seed=args.seed, timeout=args.timeout, afl_args=args.libfuzzer,
+                         progress=progress, until=(lambda res: bool(res.fuzz.new)) if args.stop_on_crash else None).fuzz
         elif args.cmd and args.target == "external":
             r = fuzz("external", engine=args.engine, max_time=args.max_time, runs=args.runs,
                      jobs=args.jobs or (1 if args.runs else default_jobs()), corpus=Path(corpus), corpora=corpora,
@@ -444,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="afl: the external target under afl-fuzz (a program built with afl-cc; docs/external.md)")
     sp.add_argument("--max-time", type=float, default=60.0, help="seconds (default 60)")
     sp.add_argument("--runs", type=int, default=None,
-                    help="stop after this many inputs in all, split over the jobs (each runs its corpus first)")
+                    help="stop after this many inputs in all, split over the jobs (each runs its corpus first); "
+                         "with --engine afl, afl-fuzz's -E: about this many")
     sp.add_argument("--jobs", type=int, default=None,
                     help="parallel fuzzing processes (atheris; default: every core, 1 with --runs)")
     sp.add_argument("--parallel", choices=["ours", "libfuzzer"], default=None,

@@ -10,9 +10,9 @@ with afl-cc / afl-clang-fast and a sanitizer), our famfs-aware mutator, our cras
    when there is one) to that file just before the forkserver runs the program;
 2. the seeds are compact images: the program's corpus (`runs/external/<tag>/corpus`, the
    external target's inputs), the repository's `corpora/external/`, and `gen.seeds`' images;
-3. afl-fuzz runs for `max_time` seconds with `gen.afl_mutator` loaded (`AFL_PYTHON_MODULE`) in
-   `runs/external/<tag>/afl/` (the log `afl.log`, AFL's own `out/default/`: queue, crashes, hangs,
-   fuzzer_stats, plot_data);
+3. afl-fuzz runs for `max_time` seconds (`-V`) and / or about `execs` executions (`-E`) with
+   `gen.afl_mutator` loaded (`AFL_PYTHON_MODULE`) in `runs/external/<tag>/afl/` (the log
+   `afl.log`, AFL's own `out/default/`: queue, crashes, hangs, fuzzer_stats, plot_data);
 4. every crash and hang AFL saved is re-run through our external runner (`cases.external`), so
    it gets our sanitizer-parsed signature (assert, ASan/UBSan bug type, access, frames; the
    program's tag as site) and a crash folder in our `CrashStore` (crash.json with the whole
@@ -156,14 +156,20 @@ def _aborted(log: Path) -> str:
     return (m.group(1).strip() + (f" ({m.group(2).strip()})" if m.group(2) else "")) if m else text[-1500:]
 
 
-def fuzz_afl(cmd: str, *, max_time: float = 60.0, crashers: Path = Path("crashers"), runs: Path = Path("runs"),
+def fuzz_afl(cmd: str, *, max_time: float | None = 60.0, crashers: Path = Path("crashers"),
+             runs: Path = Path("runs"), execs: int | None = None,
              corpus: Path | None = None, seed: int | None = None, timeout: float = 10.0,
              exec_timeout_ms: int = 1000, repro_times: int = 3, afl_args: Iterable[str] = (),
              progress: Callable[[str], None] | None = None,
              until: Callable[[AflResult], bool] | None = None) -> AflResult:
-    """Run the AFL++ lane on `cmd` for `max_time` seconds; see the module docstring. AFL's new
-    crashes and hangs are imported every few seconds while it runs; `until(result)` true ends the
-    run early (e.g. once every expected signature is in)."""
+    """Run the AFL++ lane on `cmd` for `max_time` seconds and / or about `execs` executions
+    (afl-fuzz's `-V` and `-E`; whichever comes first ends it); see the module docstring. AFL's
+    new crashes and hangs are imported every few seconds while it runs; `until(result)` true
+    ends the run early (e.g. once every expected signature is in)."""
+    if max_time is None and execs is None:
+        raise HarnessError("the AFL++ lane needs a budget: max_time seconds or execs executions")
+    if execs is not None and execs < 1:
+        raise HarnessError(f"the AFL++ lane's executions budget must be at least 1, not {execs}")
     afl_argv(cmd)                                       # a command it cannot run is refused first
     afl = shutil.which("afl-fuzz")
     if afl is None:
@@ -194,7 +200,9 @@ def fuzz_afl(cmd: str, *, max_time: float = 60.0, crashers: Path = Path("crasher
     env["ASAN_OPTIONS"] += f":log_path={harvest.resolve() / '.reports' / 'asan'}"
     env["UBSAN_OPTIONS"] += f":log_path={harvest.resolve() / '.reports' / 'ubsan'}"
     line = [afl, "-i", str(in_dir), "-o", str(out_dir), "-m", "none", "-t", str(int(exec_timeout_ms)),
-            "-V", str(max(1, int(max_time)))] + (["-s", str(seed)] if seed is not None else []) + list(afl_args)
+            ] + (["-V", str(max(1, int(max_time)))] if max_time is not None else []) \
+        + (["-E", str(execs)] if execs is not None else []) + (["-s", str(seed)] if seed is not None else []) \
+        + list(afl_args)
     line += ["--", *argv]
     if progress:
         progress(f"external (afl): {len(images)} seeds, {shlex.join(argv)}; afl-fuzz log {log}")
@@ -212,7 +220,8 @@ def fuzz_afl(cmd: str, *, max_time: float = 60.0, crashers: Path = Path("crasher
         proc = subprocess.Popen(line, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(work))
         interrupted = False
         try:
-            deadline = start + max_time + 120               # calibration + its own clean exit
+            # calibration + its own clean exit; an executions budget alone is afl-fuzz's to end
+            deadline = start + max_time + 120 if max_time is not None else float("inf")
             last = polled = 0.0
             while proc.poll() is None:
                 time.sleep(0.5)

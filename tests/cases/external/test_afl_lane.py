@@ -115,6 +115,60 @@ def test_afl_lane_refuses_an_uninstrumented_program_with_a_harness_error(tmp_pat
         fuzz_afl("/bin/true {image}", max_time=2, crashers=tmp_path / "c", runs=tmp_path / "runs")
 
 
+def _afl_cli(tmp_path: Path, prog: str, *budget: str) -> tuple[subprocess.CompletedProcess[str], dict, int]:
+    """`famfs-fuzz fuzz external --engine afl` in `tmp_path` (its runs/ there); the report, and the
+    hits the crash store holds."""
+    p = subprocess.run([sys.executable, "-m", "harness.cli", "fuzz", "external", "--engine", "afl",
+                        "--cmd", f"{prog} {{image}}", "--seed", "1", "--json", "--crashers", str(tmp_path / "crashers"),
+                        *budget], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                       capture_output=True, text=True, timeout=300)
+    held = sum(json.loads(f.read_text())["count"] for f in (tmp_path / "crashers" / "external").glob("*/crash.json"))
+    return p, json.loads(p.stdout), held
+
+
+def _afl_stats(tmp_path: Path) -> dict[str, str]:
+    from harness.ops.afl import read_stats
+    (stats,) = (tmp_path / "runs" / "external").glob("*/afl/out/default/fuzzer_stats")
+    return read_stats(stats)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("budget", [("--runs", "1500"), ("--max-time", "4")])
+def test_an_afl_runs_or_time_budget_reports_what_afl_ran_and_the_store_holds(tmp_path, budget):
+    """`--runs N` is afl-fuzz's -E, `--max-time` its -V: the report's executions are AFL's own
+    count, at least N; its findings are the hits the crash store holds."""
+    if AFL_CC is None or shutil.which("afl-fuzz") is None:
+        pytest.skip("AFL++ is not installed (apt-get install afl++ afl++-clang; ./scripts/setup does)")
+    prog = _build(tmp_path, AFL_CC, "buggy_checker_afl")
+    p, doc, held = _afl_cli(tmp_path, prog, *budget)
+    assert p.returncode == 1, p.stderr[-2000:]          # the checker's bugs: findings, exit 1
+    assert doc["execs"] == int(_afl_stats(tmp_path)["execs_done"])
+    if budget[0] == "--runs":
+        assert doc["execs"] >= int(budget[1])
+    else:
+        assert doc["seconds"] >= float(budget[1])
+    assert doc["findings"] > 0 and doc["findings"] == held
+    assert len(doc["signatures"]) == len(list((tmp_path / "crashers" / "external").glob("*/crash.json")))
+
+
+@pytest.mark.slow
+def test_afl_stop_on_crash_ends_at_the_first_new_signature(tmp_path):
+    if AFL_CC is None or shutil.which("afl-fuzz") is None:
+        pytest.skip("AFL++ is not installed (apt-get install afl++ afl++-clang; ./scripts/setup does)")
+    prog = _build(tmp_path, AFL_CC, "buggy_checker_afl")
+    p, doc, held = _afl_cli(tmp_path, prog, "--max-time", "120", "--stop-on-crash")
+    assert p.returncode == 1 and doc["new_signatures"], p.stderr[-2000:]
+    assert doc["seconds"] < 60 and doc["findings"] == held
+
+
+def test_an_afl_run_without_a_budget_is_a_harness_error(tmp_path):
+    from harness.engine.errors import HarnessError
+    with pytest.raises(HarnessError, match="budget"):
+        fuzz_afl("prog {image}", max_time=None, crashers=tmp_path / "c", runs=tmp_path / "runs")
+    with pytest.raises(HarnessError, match="at least 1"):
+        fuzz_afl("prog {image}", max_time=None, execs=0, crashers=tmp_path / "c", runs=tmp_path / "runs")
+
+
 @pytest.mark.slow
 def test_todays_lane_on_the_same_checker_for_the_closing_note(tmp_path, record_property):
     """Today's lane (libFuzzer / Atheris, guided by our Python's coverage) on the plain ASan build,
