@@ -8,8 +8,9 @@ clean a stale mount point, init, run until unmounted or SIGINT/SIGTERM, unmount;
 replays the log again (a client's logplay).
 
 Caveats: reads go through the page cache (keep_cache=False: dropped at every open), so within one
-open a re-read, or a read that readahead already fetched, may return bytes another node has since
-written; real famfs reads DAX memory each time. FOPEN_DIRECT_IO would send every read(2) here, but
+open a re-read, or a read that readahead already fetched (up to `READ_AHEAD_KB` ahead of a
+sequential reader; none past the range for a POSIX_FADV_RANDOM one), may return bytes another
+node has since written; real famfs reads DAX memory each time. FOPEN_DIRECT_IO would send every read(2) here, but
 then MAP_SHARED mmap of a file fails with ENODEV unless FUSE_DIRECT_IO_ALLOW_MMAP is negotiated,
 which libfuse 3.14 (what pyfuse3 links here) cannot do. keep_cache=True would be wrong twice over:
 a later open would also serve the old bytes, and every read after the first would skip GET_FMAP,
@@ -22,6 +23,7 @@ import errno
 import functools
 import logging
 import os
+import re
 import signal
 import subprocess
 from typing import Any, Callable, Concatenate, Coroutine, ParamSpec, TypeVar
@@ -62,6 +64,7 @@ class FamfsOperations(pyfuse3.Operations):
         super().__init__()
         self.daemon = daemon
         self.cache_timeout = cache_timeout
+        self.bdi: str | None = None         # the mount's read_ahead_kb, to widen at the first open
 
     def _entry(self, a: Attr) -> pyfuse3.EntryAttributes:
         e = pyfuse3.EntryAttributes()
@@ -117,6 +120,9 @@ class FamfsOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EROFS)
         if self.daemon.readdir(inode) is not None:
             raise pyfuse3.FUSEError(errno.EISDIR)
+        if self.bdi is not None:             # INIT is done by now (it precedes every request)
+            widen_requests(self.bdi)
+            self.bdi = None
         return pyfuse3.FileInfo(fh=inode, keep_cache=False)
 
     @_errors
@@ -178,6 +184,44 @@ def mount_options(node: str, permissions: bool = True) -> set[str]:
     return opts
 
 
+# A read(2) reaches the daemon in requests of at most max(readahead window, 128 KiB). libfuse 3.14
+# negotiates 256 pages (FUSE_MAX_PAGES), and INIT caps the mount's readahead at the kernel's
+# default 128 KiB: so a 4 MiB range read was 32 round trips of about 95 us each.
+READ_AHEAD_KB = 1024
+
+
+def bdi_of(want: str) -> str | None:
+    """The sysfs folder of the backing device of the mount on the real path `want` (the newest
+    one), from /proc/self/mountinfo: no request to the mount itself, which may not be served yet
+    (resolve the path before mounting: a stat of the mount's root would wait for its INIT)."""
+    dev = None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])   # \040: a space
+                if point == want:
+                    dev = fields[2]
+    except OSError:
+        return None
+    return f"/sys/class/bdi/{dev}" if dev else None
+
+
+def widen_requests(bdi: str, kb: int = READ_AHEAD_KB) -> bool:
+    """Let the kernel send a read(2) of the mount as requests of up to `kb` KiB: the mount's
+    read_ahead_kb, written after INIT (which would cap it again). Pages are still fetched only for
+    the range a reader asked for when it reads with POSIX_FADV_RANDOM, as the harness's readers
+    do (a sequential reader's readahead window grows to `kb`: see the caveat above). Needs root;
+    False (and the 128 KiB requests) where the file cannot be written."""
+    try:
+        with open(os.path.join(bdi, "read_ahead_kb"), "w") as f:
+            f.write(str(kb))
+        return True
+    except OSError as e:
+        log.debug("cannot widen FUSE requests (%s): %s", bdi, e)
+        return False
+
+
 def serve(daemon: Daemon, mountpoint: str, *, ready: Callable[[], None] | None = None,
           after_logplay: Callable[[Daemon], None] | None = None,
           reload: Callable[[Daemon], Daemon] | None = None, cache_timeout: float = ATTR_TIMEOUT) -> None:
@@ -186,7 +230,9 @@ def serve(daemon: Daemon, mountpoint: str, *, ready: Callable[[], None] | None =
     image; use cache_timeout 0 then, so the kernel caches nothing of the old one)."""
     clean_stale(mountpoint)
     ops = FamfsOperations(daemon, cache_timeout)
+    where = os.path.realpath(mountpoint)
     pyfuse3.init(ops, mountpoint, mount_options(daemon.node, permissions=reload is None))
+    ops.bdi = bdi_of(where)
     try:
         trio.run(_main, ops, ready, after_logplay, reload)
     finally:

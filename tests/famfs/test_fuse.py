@@ -89,7 +89,9 @@ def test_probe_saw_every_lookup_of_a_read_heavy_run(tmp_path, image_files):
     try:
         for _ in range(5):
             for f in built.image.expected.files.values():
+                # no readahead (the harness's readers' way): each 128 KiB read(2) is one request
                 with open(m.mountpoint / f.path, "rb", buffering=0) as fh:
+                    os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
                     while fh.read(128 << 10):
                         reads += 1
     finally:
@@ -101,6 +103,27 @@ def test_probe_saw_every_lookup_of_a_read_heavy_run(tmp_path, image_files):
     assert c.check() == lookups
     assert lookups >= reads > 100          # every 128 KiB read resolved at least one index
     print(f"\nprobe: {reads} reads through the mount, {lookups} lookups checked")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="widening a mount's FUSE requests writes its sysfs read_ahead_kb (root)")
+def test_a_large_read_reaches_the_daemon_in_1_MiB_requests_for_only_the_range_asked(tmp_path, image_files):
+    """`fuse.widen_requests`: one pread(2) of 2 MiB + 5 bytes of a simple file is three requests
+    (1 MiB, 1 MiB, one page), not 17 of 128 KiB; with POSIX_FADV_RANDOM nothing past the range
+    is fetched (no request beyond its last page)."""
+    built, devs = image_files
+    m = mount(tmp_path, [f"{p}=dax{i}.0" for i, p in enumerate(devs)], "wide")
+    f = built.image.expected.files["d/a"]                      # 3 MiB on one device
+    try:
+        fd = os.open(m.mountpoint / f.path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+            assert os.pread(fd, 2 * MiB + 5, 0) == pattern(f.path, f.size)[:2 * MiB + 5]
+        finally:
+            os.close(fd)
+    finally:
+        m.unmount()
+    lookups = [e for e in load(str(m.probe_log)) if e["ev"] == "lookup"]
+    assert len(lookups) == 3, lookups
 
 
 def test_two_nodes_same_memory_other_names(tmp_path, image_files):
