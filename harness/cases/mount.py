@@ -226,20 +226,25 @@ class E2EMount:
                 return
 
     def _publish(self, bufs: list[bytearray], expected: Any, head_end: int) -> None:
-        for i, m in enumerate(self.maps):
-            if i >= len(bufs):
-                m[0:4096] = bytes(4096)               # no famfs device here in this case
-                continue
-            end = head_end if i == 0 else 4096
-            m[0:end] = bufs[i][0:end]
-        by_uuid = {carried_uuid(bufs[i]): i for i in range(len(bufs))}
-        for _, desc in expected.namespace:
-            if desc[0] != "f":
-                continue
-            for dev, off, ln in desc[5]:
-                k = by_uuid.get(expected.table[dev][0])
-                if k is not None:
-                    self.maps[k][off:off + ln] = bufs[k][off:off + ln]
+        views = [memoryview(b) for b in bufs]          # one copy into the mapping, not a slice first
+        try:
+            for i, m in enumerate(self.maps):
+                if i >= len(bufs):
+                    m[0:4096] = bytes(4096)           # no famfs device here in this case
+                    continue
+                end = head_end if i == 0 else 4096
+                m[0:end] = views[i][0:end]
+            by_uuid = {carried_uuid(bufs[i]): i for i in range(len(bufs))}
+            for _, desc in expected.namespace:
+                if desc[0] != "f":
+                    continue
+                for dev, off, ln in desc[5]:
+                    k = by_uuid.get(expected.table[dev][0])
+                    if k is not None:
+                        self.maps[k][off:off + ln] = views[k][off:off + ln]
+        finally:
+            for v in views:
+                v.release()                           # the pool's buffers may be resized later
 
     def _check(self, built: Any, expected: Any) -> Counts:
         by_name = {f"dax{i}.0": self.maps[i] for i in range(min(NDEV, len(built.devices)))}
