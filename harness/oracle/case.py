@@ -35,6 +35,7 @@ against the model's namespace.
 """
 from __future__ import annotations
 
+import ctypes
 import errno as errnos
 import hashlib
 from dataclasses import dataclass, field
@@ -341,9 +342,24 @@ def _same_at(buf: Any, off: int, ln: int, got: Any) -> bool:
         return got == Digest.of(buf[off:off + ln])
     if len(got) != ln:
         return False
+    if isinstance(got, memoryview) and got.obj is buf and ln:
+        here, base = _address(got), _address(buf)
+        if here is not None and base is not None and here == base + off:
+            return True                 # the very bytes: the same memory, so no byte can differ
     if isinstance(buf, (bytes, bytearray)):
         return buf.startswith(got, off)
     return _same(buf[off:off + ln], got)
+
+
+def _address(b: Any) -> int | None:
+    """Where a writable, contiguous buffer's bytes start (None for any other). An in-process
+    kernel's zero-copy read is a view of the device buffer the model names: every structured
+    case's range was a memcmp of a buffer with itself (12 % of its CPU); where the read resolved
+    elsewhere, the bytes are compared as before."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(b))
+    except (TypeError, ValueError, BufferError):
+        return None
 
 
 def _first_difference(want: Any, got: Any) -> str:

@@ -200,3 +200,23 @@ def test_a_range_is_compared_in_place_at_its_offset():
     assert not _same_at(dev, 100, 201, got)                  # a short read
     assert not _same_at(dev, len(dev) - 100, 200, memoryview(bytes(200)))   # past the device's end
     assert _same_at(memoryview(dev), 100, 200, got)          # a view: compared through a slice
+
+
+def test_a_view_of_the_expected_memory_itself_is_the_same_and_any_other_view_is_compared():
+    """A zero-copy read that is a view of the model's buffer at the model's offset holds those very
+    bytes; a view of the same buffer at another offset is compared byte for byte, and differs
+    wherever the bytes do."""
+    from harness.oracle import case
+    dev = bytearray(range(256)) * 16
+    at = memoryview(dev)[100:300]
+    assert case._address(at) == case._address(dev) + 100
+    assert case._same_at(dev, 100, 200, at)
+    assert not case._same_at(dev, 101, 200, at)              # the right buffer, one byte off
+    assert not case._same_at(dev, 99, 200, memoryview(dev)[98:298])
+    assert case._same_at(dev, 100, 200, memoryview(dev)[356:556])    # elsewhere, equal bytes (period 256)
+    assert not case._same_at(dev, 100, 199, at)              # a read of the wrong length
+    ro = memoryview(bytes(dev))[100:300]                      # read-only: no address, compared
+    assert case._address(ro) is None and case._same_at(dev, 100, 200, ro)
+    assert case._address(memoryview(dev)[100:500:2]) is None    # not contiguous: no address
+    at.release()
+    dev.extend(b"x")                                          # no export of `dev` was left behind
