@@ -10,11 +10,11 @@ replays the log again (a client's logplay).
 Caveats: reads go through the page cache (keep_cache=False: dropped at every open), so within one
 open a re-read, or a read that readahead already fetched (up to `READ_AHEAD_KB` ahead of a
 sequential reader; none past the range for a POSIX_FADV_RANDOM one), may return bytes another
-node has since written; real famfs reads DAX memory each time. FOPEN_DIRECT_IO would send every read(2) here, but
-then MAP_SHARED mmap of a file fails with ENODEV unless FUSE_DIRECT_IO_ALLOW_MMAP is negotiated,
-which libfuse 3.14 (what pyfuse3 links here) cannot do. keep_cache=True would be wrong twice over:
-a later open would also serve the old bytes, and every read after the first would skip GET_FMAP,
-the daxdev table and the probe.
+node has since written; real famfs reads DAX memory each time. FOPEN_DIRECT_IO would send every
+read(2) here, but then MAP_SHARED mmap of a file fails with ENODEV unless
+FUSE_DIRECT_IO_ALLOW_MMAP is negotiated, which libfuse 3.14 (what pyfuse3 links here) cannot do.
+keep_cache=True would be wrong twice over: a later open would also serve the old bytes, and every
+read after the first would skip GET_FMAP, the daxdev table and the probe.
 """
 from __future__ import annotations
 

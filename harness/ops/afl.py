@@ -199,11 +199,14 @@ def fuzz_afl(cmd: str, *, max_time: float | None = 60.0, crashers: Path = Path("
     env["FAMFS_AFL_CRASHES"] = str(harvest.resolve())
     env["ASAN_OPTIONS"] += f":log_path={harvest.resolve() / '.reports' / 'asan'}"
     env["UBSAN_OPTIONS"] += f":log_path={harvest.resolve() / '.reports' / 'ubsan'}"
-    line = [afl, "-i", str(in_dir), "-o", str(out_dir), "-m", "none", "-t", str(int(exec_timeout_ms)),
-            ] + (["-V", str(max(1, int(max_time)))] if max_time is not None else []) \
-        + (["-E", str(execs)] if execs is not None else []) + (["-s", str(seed)] if seed is not None else []) \
-        + list(afl_args)
-    line += ["--", *argv]
+    line = [afl, "-i", str(in_dir), "-o", str(out_dir), "-m", "none", "-t", str(int(exec_timeout_ms))]
+    if max_time is not None:
+        line += ["-V", str(max(1, int(max_time)))]
+    if execs is not None:
+        line += ["-E", str(execs)]
+    if seed is not None:
+        line += ["-s", str(seed)]
+    line += [*afl_args, "--", *argv]
     if progress:
         progress(f"external (afl): {len(images)} seeds, {shlex.join(argv)}; afl-fuzz log {log}")
     start = time.monotonic()

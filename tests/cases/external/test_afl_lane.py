@@ -55,11 +55,16 @@ def _build(tmp: Path, cc: str, name: str) -> str:
 BUDGET_S = 200                            # seconds of afl-fuzz at most
 
 
-@pytest.mark.slow
-def test_afl_lane_finds_every_deliberate_bug_each_in_its_own_folder(tmp_path, record_property):
+def _afl_checker(tmp_path: Path) -> str:
+    """The self-test checker built with afl-clang-fast and ASan (skips where AFL++ is missing)."""
     if AFL_CC is None or shutil.which("afl-fuzz") is None:
         pytest.skip("AFL++ is not installed (apt-get install afl++ afl++-clang; ./scripts/setup does)")
-    prog = _build(tmp_path, AFL_CC, "buggy_checker_afl")
+    return _build(tmp_path, AFL_CC, "buggy_checker_afl")
+
+
+@pytest.mark.slow
+def test_afl_lane_finds_every_deliberate_bug_each_in_its_own_folder(tmp_path, record_property):
+    prog = _afl_checker(tmp_path)
     cmd = f"{prog} {{image}}"
     seeds = seed_images([])
     plain = External(cmd, timeout=10)
@@ -137,9 +142,7 @@ def _afl_stats(tmp_path: Path) -> dict[str, str]:
 def test_an_afl_runs_or_time_budget_reports_what_afl_ran_and_the_store_holds(tmp_path, budget):
     """`--runs N` is afl-fuzz's -E, `--max-time` its -V: the report's executions are AFL's own
     count, at least N; its findings are the hits the crash store holds."""
-    if AFL_CC is None or shutil.which("afl-fuzz") is None:
-        pytest.skip("AFL++ is not installed (apt-get install afl++ afl++-clang; ./scripts/setup does)")
-    prog = _build(tmp_path, AFL_CC, "buggy_checker_afl")
+    prog = _afl_checker(tmp_path)
     p, doc, held = _afl_cli(tmp_path, prog, *budget)
     assert p.returncode == 1, p.stderr[-2000:]          # the checker's bugs: findings, exit 1
     assert doc["execs"] == int(_afl_stats(tmp_path)["execs_done"])
@@ -153,9 +156,7 @@ def test_an_afl_runs_or_time_budget_reports_what_afl_ran_and_the_store_holds(tmp
 
 @pytest.mark.slow
 def test_afl_stop_on_crash_ends_at_the_first_new_signature(tmp_path):
-    if AFL_CC is None or shutil.which("afl-fuzz") is None:
-        pytest.skip("AFL++ is not installed (apt-get install afl++ afl++-clang; ./scripts/setup does)")
-    prog = _build(tmp_path, AFL_CC, "buggy_checker_afl")
+    prog = _afl_checker(tmp_path)
     p, doc, held = _afl_cli(tmp_path, prog, "--max-time", "120", "--stop-on-crash")
     assert p.returncode == 1 and doc["new_signatures"], p.stderr[-2000:]
     assert doc["seconds"] < 60 and doc["findings"] == held
